@@ -1,0 +1,218 @@
+"""The morphable face model: topology, mean shape, shape basis, UV layout, albedo PCA.
+
+Stored as one safetensors file whose metadata holds the JSON config. See
+`docs/ARCHITECTURE.md` for the coordinate and UV conventions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import WeightsError
+
+FORMAT_VERSION = 1
+_ARRAYS = ("mean_shape", "shape_basis", "triangles", "uv", "mirror", "albedo_mean", "albedo_basis")
+
+
+@dataclass(frozen=True, eq=False)
+class TexelMap:
+    """Which surface point every texel of an RxR UV map shows.
+
+    `tri` (R, R) int32 is the triangle id (-1 outside the layout), `bary` (R, R, 3)
+    float32 its barycentric coordinates, `mask` (R, R) bool the texels inside.
+    """
+
+    resolution: int
+    tri: np.ndarray
+    bary: np.ndarray
+    mask: np.ndarray
+
+    def interpolate(self, vertex_values: np.ndarray) -> np.ndarray:
+        """Per-vertex values (N, C) -> UV map (R, R, C); zero outside the layout."""
+        out = np.zeros((self.resolution, self.resolution, vertex_values.shape[1]), np.float32)
+        return self.interpolate_into(vertex_values, out)
+
+    def interpolate_into(self, vertex_values: np.ndarray, out: np.ndarray) -> np.ndarray:
+        tri_ids = self.tri[self.mask]
+        corners = self._triangles[tri_ids]  # (M, 3)
+        w = self.bary[self.mask]
+        vals = (vertex_values[corners] * w[..., None]).sum(axis=1)
+        out[self.mask] = vals
+        return out
+
+    # set by FaceModel.texel_map
+    _triangles: np.ndarray = field(default=None, repr=False)
+
+
+def rasterize_uv(uv: np.ndarray, triangles: np.ndarray, resolution: int) -> tuple[np.ndarray, np.ndarray]:
+    """Triangle id and barycentrics for each texel centre of an RxR map (ARCHITECTURE.md)."""
+    R = resolution
+    tri_map = np.full((R, R), -1, np.int32)
+    bary_map = np.zeros((R, R, 3), np.float32)
+    # texel centre (j, i) -> (u, v); work in texel units: px = u*R - 0.5, py = (1-v)*R - 0.5
+    px = uv[:, 0] * R - 0.5
+    py = (1.0 - uv[:, 1]) * R - 0.5
+    for f, (a, b, c) in enumerate(triangles):
+        xs = np.array([px[a], px[b], px[c]])
+        ys = np.array([py[a], py[b], py[c]])
+        x0, x1 = int(np.floor(xs.min())), int(np.ceil(xs.max()))
+        y0, y1 = int(np.floor(ys.min())), int(np.ceil(ys.max()))
+        x0, y0 = max(x0, 0), max(y0, 0)
+        x1, y1 = min(x1, R - 1), min(y1, R - 1)
+        if x1 < x0 or y1 < y0:
+            continue
+        gx, gy = np.meshgrid(np.arange(x0, x1 + 1), np.arange(y0, y1 + 1))
+        det = (ys[1] - ys[2]) * (xs[0] - xs[2]) + (xs[2] - xs[1]) * (ys[0] - ys[2])
+        if abs(det) < 1e-12:
+            continue
+        l0 = ((ys[1] - ys[2]) * (gx - xs[2]) + (xs[2] - xs[1]) * (gy - ys[2])) / det
+        l1 = ((ys[2] - ys[0]) * (gx - xs[2]) + (xs[0] - xs[2]) * (gy - ys[2])) / det
+        l2 = 1.0 - l0 - l1
+        inside = (l0 >= -1e-6) & (l1 >= -1e-6) & (l2 >= -1e-6)
+        if not inside.any():
+            continue
+        yy, xx = gy[inside], gx[inside]
+        tri_map[yy, xx] = f
+        bary_map[yy, xx] = np.stack([l0[inside], l1[inside], l2[inside]], -1)
+    return tri_map, bary_map
+
+
+@dataclass(eq=False)
+class FaceModel:
+    """A linear face model on MediaPipe's 468-vertex topology.
+
+    mean_shape   (N, 3)      float32, metres, model space (ARCHITECTURE.md)
+    shape_basis  (K, N, 3)   float32; columns scaled by their standard deviation, so the
+                             coefficients are ~N(0, 1)
+    triangles    (F, 3)      int32, counter-clockwise seen from +Z
+    uv           (N, 2)      float32 in [0, 1], left-right symmetric
+    mirror       (N,)        int32, index of the mirrored vertex
+    albedo_mean  (3, A, A)   float32 in [0, 1], UV space at `albedo_resolution` A
+    albedo_basis (Ka, 3, A, A) float32, scaled by standard deviation (Ka may be 0)
+    config       dict        JSON-serialisable description (sources, UV method, ...)
+    """
+
+    mean_shape: np.ndarray
+    shape_basis: np.ndarray
+    triangles: np.ndarray
+    uv: np.ndarray
+    mirror: np.ndarray
+    albedo_mean: np.ndarray
+    albedo_basis: np.ndarray
+    config: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.mean_shape = np.asarray(self.mean_shape, np.float32)
+        self.shape_basis = np.asarray(self.shape_basis, np.float32)
+        self.triangles = np.asarray(self.triangles, np.int32)
+        self.uv = np.asarray(self.uv, np.float32)
+        self.mirror = np.asarray(self.mirror, np.int32)
+        self.albedo_mean = np.asarray(self.albedo_mean, np.float32)
+        self.albedo_basis = np.asarray(self.albedo_basis, np.float32)
+        self.validate()
+        self._texel_maps: dict[int, TexelMap] = {}
+
+    # ---- sizes -------------------------------------------------------------------
+    @property
+    def n_vertices(self) -> int:
+        return self.mean_shape.shape[0]
+
+    @property
+    def n_shape(self) -> int:
+        return self.shape_basis.shape[0]
+
+    @property
+    def n_albedo(self) -> int:
+        return self.albedo_basis.shape[0]
+
+    @property
+    def albedo_resolution(self) -> int:
+        return self.albedo_mean.shape[-1]
+
+    def validate(self) -> None:
+        n = self.mean_shape.shape[0]
+        checks = [
+            (self.mean_shape.ndim == 2 and self.mean_shape.shape[1] == 3, "mean_shape must be (N, 3)"),
+            (self.shape_basis.ndim == 3 and self.shape_basis.shape[1:] == (n, 3), "shape_basis must be (K, N, 3)"),
+            (self.triangles.ndim == 2 and self.triangles.shape[1] == 3, "triangles must be (F, 3)"),
+            (self.triangles.size == 0 or (self.triangles.min() >= 0 and self.triangles.max() < n),
+             "triangles index outside the vertices"),
+            (self.uv.shape == (n, 2), "uv must be (N, 2)"),
+            (self.mirror.shape == (n,), "mirror must be (N,)"),
+            (self.albedo_mean.ndim == 3 and self.albedo_mean.shape[0] == 3
+             and self.albedo_mean.shape[1] == self.albedo_mean.shape[2], "albedo_mean must be (3, A, A)"),
+            (self.albedo_basis.ndim == 4 and self.albedo_basis.shape[1:] == self.albedo_mean.shape,
+             "albedo_basis must be (K, 3, A, A)"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise WeightsError(f"Invalid face model: {msg}.")
+
+    # ---- geometry ----------------------------------------------------------------
+    def shape(self, coefficients: np.ndarray | None = None) -> np.ndarray:
+        """Vertices (N, 3) for shape coefficients (K,) (zeros/None = the mean)."""
+        if coefficients is None or len(coefficients) == 0:
+            return self.mean_shape.copy()
+        k = len(coefficients)
+        return self.mean_shape + np.tensordot(np.asarray(coefficients, np.float32), self.shape_basis[:k], 1)
+
+    def texel_map(self, resolution: int = 256) -> TexelMap:
+        """Per-texel triangle ids and barycentrics, computed once per resolution."""
+        if resolution not in self._texel_maps:
+            tri, bary = rasterize_uv(self.uv, self.triangles, resolution)
+            tm = TexelMap(resolution, tri, bary, tri >= 0, _triangles=self.triangles)
+            self._texel_maps[resolution] = tm
+        return self._texel_maps[resolution]
+
+    def albedo_map(self, coefficients: np.ndarray | None = None) -> np.ndarray:
+        """PCA albedo (eq. 2) at the model's albedo resolution, (3, A, A), clipped to [0, 1]."""
+        out = self.albedo_mean.copy()
+        if coefficients is not None and len(coefficients):
+            k = len(coefficients)
+            out += np.tensordot(np.asarray(coefficients, np.float32), self.albedo_basis[:k], 1)
+        return np.clip(out, 0.0, 1.0)
+
+    # ---- IO ------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        from safetensors.numpy import save_file
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cfg = dict(self.config)
+        cfg["format_version"] = FORMAT_VERSION
+        tensors = {name: np.ascontiguousarray(getattr(self, name)) for name in _ARRAYS}
+        save_file(tensors, str(path), metadata={"config": json.dumps(cfg)})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "FaceModel":
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise WeightsError(f"Face model file not found: {path}")
+        try:
+            with safe_open(str(path), framework="np") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as exc:  # safetensors raises several types for bad files
+            raise WeightsError(f"Face model file {path} is not a valid safetensors file: {exc}") from exc
+        missing = [k for k in _ARRAYS if k not in tensors]
+        if missing:
+            raise WeightsError(f"Face model file {path} lacks {', '.join(missing)}.")
+        try:
+            config = json.loads(meta.get("config", "{}"))
+        except json.JSONDecodeError as exc:
+            raise WeightsError(f"Face model file {path} has an unreadable config: {exc}") from exc
+        version = config.get("format_version")
+        if version != FORMAT_VERSION:
+            raise WeightsError(
+                f"Face model file {path} has format version {version!r}; this FaceLift reads {FORMAT_VERSION}."
+            )
+        try:
+            return cls(**{k: tensors[k] for k in _ARRAYS}, config=config)
+        except WeightsError as exc:
+            raise WeightsError(f"{path}: {exc}") from exc
