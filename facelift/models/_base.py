@@ -1,0 +1,210 @@
+"""Common base of FaceLift networks: a JSON config, safetensors save/load, checks.
+
+Every network is an ``nn.Module`` whose constructor keyword arguments are its config.
+``save_pretrained(dir)`` writes ``config.json`` (the config plus ``_class_name``) and
+``model.safetensors``; ``from_pretrained(dir)`` rebuilds the network from them. Loading
+is strict: a missing file, an incompatible config or missing, unexpected or wrongly
+shaped tensors raise :class:`~facelift.errors.WeightsError`. Pickle files are never read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError, HFValidationError
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_model
+from torch import nn
+
+from facelift.errors import WeightsError
+
+T = TypeVar("T", bound="FaceLiftModel")
+
+CONFIG_NAME = constants.CONFIG_NAME  # "config.json"
+WEIGHTS_NAME = constants.SAFETENSORS_SINGLE_FILE  # "model.safetensors"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_MODEL_CARD = """---
+{{ card_data }}
+---
+
+# {{ class_name }} (FaceLift)
+
+Load with `facelift.models.{{ class_name }}.from_pretrained(path)`: the constructor
+arguments are in `config.json`, the weights in `model.safetensors`.
+"""
+
+
+class FaceLiftModel(nn.Module, PyTorchModelHubMixin, library_name="facelift", tags=["facelift"],
+                    model_card_template=_MODEL_CARD):
+    """Base class: subclasses validate their constructor arguments and call
+    ``self._register_config(...)`` with the normalised values."""
+
+    _config: dict[str, Any]
+    model_type: ClassVar[str | None] = None  # registry name, set by @register_model
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments this network was built with (a copy)."""
+        return dict(self._config)
+
+    def _register_config(self, **config: Any) -> None:
+        self._config = config
+        self._hub_mixin_config = dict(config)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self._config.items()) if hasattr(self, "_config") else ""
+
+    # ----------------------------------------------------------------- saving
+    def generate_model_card(self, *args: Any, **kwargs: Any):
+        return super().generate_model_card(*args, class_name=type(self).__name__, **kwargs)
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        save_model(self, str(save_directory / WEIGHTS_NAME))
+        config = {"_class_name": type(self).__name__, **self._config}
+        (save_directory / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+    # ---------------------------------------------------------------- loading
+    @classmethod
+    def from_pretrained(cls: type[T], pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> T:
+        """Load a network saved with ``save_pretrained`` (a local directory or a Hub repo
+        id). Keyword arguments override config values. Returns the network in eval mode."""
+        source = os.fspath(pretrained_model_name_or_path)
+        if os.path.isdir(source):
+            if not os.path.isfile(os.path.join(source, CONFIG_NAME)):
+                raise WeightsError(f"{source}: no {CONFIG_NAME} (not a directory written by save_pretrained)")
+            if not os.path.isfile(os.path.join(source, WEIGHTS_NAME)):
+                raise WeightsError(f"{source}: no {WEIGHTS_NAME}")
+            try:
+                return super().from_pretrained(source, **kwargs)
+            except json.JSONDecodeError as e:
+                raise WeightsError(f"{os.path.join(source, CONFIG_NAME)} is not valid JSON: {e}") from e
+        if os.path.exists(source) or not _HUB_ID.match(source):
+            raise WeightsError(f"{source}: not a directory holding {CONFIG_NAME} and {WEIGHTS_NAME}")
+        try:
+            return super().from_pretrained(source, **kwargs)
+        except (OSError, EntryNotFoundError, HFValidationError) as e:
+            raise WeightsError(f"{source}: no such directory, and it could not be fetched from the Hub ({e})") from e
+
+    @classmethod
+    def _from_pretrained(
+        cls: type[T],
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | Path | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        map_location: str | torch.device = "cpu",
+        config: dict | None = None,
+        **model_kwargs: Any,
+    ) -> T:
+        if os.path.isdir(model_id):
+            weights_file = os.path.join(model_id, WEIGHTS_NAME)
+        else:
+            weights_file = hf_hub_download(
+                repo_id=model_id, filename=WEIGHTS_NAME, revision=revision, cache_dir=cache_dir,
+                force_download=force_download, token=token, local_files_only=local_files_only,
+            )
+        if config is None:
+            raise WeightsError(f"{model_id}: no {CONFIG_NAME}")
+        saved = config.get("_class_name")
+        if saved is not None and saved not in {c.__name__ for c in _subclasses(cls)}:
+            raise WeightsError(f"{model_id} holds a {saved}, which cannot be loaded as a {cls.__name__}")
+        try:
+            model = cls(**model_kwargs)
+        except (TypeError, ValueError) as e:
+            raise WeightsError(f"{model_id}: its {CONFIG_NAME} does not describe a valid {cls.__name__}: {e}") from e
+        load_safetensors(model, weights_file, allow_unexpected=False)
+        return model.to(map_location).eval()
+
+
+def _subclasses(cls: type) -> list[type]:
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found.extend(_subclasses(sub))
+    return found
+
+
+def load_safetensors(module: nn.Module, path: str | os.PathLike, *, allow_unexpected: bool) -> None:
+    """Copy every tensor of ``module.state_dict()`` from the safetensors file ``path``.
+
+    Raises WeightsError naming the file when it is missing or unreadable, when a key is
+    missing or has the wrong shape or a non-float dtype, and (unless ``allow_unexpected``)
+    when the file holds keys the module does not have.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise WeightsError(f"weights file not found: {path}")
+    expected = module.state_dict()
+    try:
+        with safe_open(path, framework="pt", device="cpu") as f:
+            keys = set(f.keys())
+            missing = sorted(k for k in expected if k not in keys)
+            unexpected = sorted(keys - expected.keys())
+            if missing:
+                raise WeightsError(f"{path} lacks {len(missing)} tensor(s) {type(module).__name__} needs: "
+                                   f"{_preview(missing)}")
+            if unexpected and not allow_unexpected:
+                raise WeightsError(f"{path} holds {len(unexpected)} tensor(s) {type(module).__name__} does not have: "
+                                   f"{_preview(unexpected)}")
+            tensors = {k: f.get_tensor(k) for k in expected}
+    except SafetensorError as e:
+        raise WeightsError(f"{path} is not a readable safetensors file: {e}") from e
+    for key, target in expected.items():
+        got = tensors[key]
+        if got.shape != target.shape:
+            raise WeightsError(f"{path}: tensor {key} has shape {tuple(got.shape)}, "
+                               f"{type(module).__name__} needs {tuple(target.shape)}")
+        if got.dtype.is_floating_point != target.dtype.is_floating_point:
+            raise WeightsError(f"{path}: tensor {key} has dtype {got.dtype}, expected {target.dtype}")
+    module.load_state_dict(tensors, strict=True)
+
+
+def _preview(keys: list[str], n: int = 5) -> str:
+    return ", ".join(keys[:n]) + (", ..." if len(keys) > n else "")
+
+
+# ------------------------------------------------------------- config checks
+def check_choice(name: str, value: Any, choices: tuple) -> Any:
+    if not any(type(value) is type(c) and value == c for c in choices):
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return value
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    return int(value)
+
+
+def check_positive_float(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < float("inf")):
+        raise ValueError(f"{name} must be a positive finite number; got {value!r}")
+    return float(value)
+
+
+def check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False; got {value!r}")
+    return value
+
+
+def check_input(x: Any, channels: int, resolution: int | None, what: str) -> None:
+    """Forward-pass input check: a float tensor (B, channels, R, R)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor; got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{what} must be a floating-point tensor; got {x.dtype}")
+    size = "H, W" if resolution is None else f"{resolution}, {resolution}"
+    if (x.ndim != 4 or x.shape[1] != channels
+            or (resolution is not None and tuple(x.shape[2:]) != (resolution, resolution))):
+        raise ValueError(f"{what} must have shape (B, {channels}, {size}); got {tuple(x.shape)}")
+

@@ -1,0 +1,176 @@
+import math
+
+import pytest
+import torch
+
+from facelift.models import DRN, FAN, UNet
+from facelift.models.unet import FlipConcat, UnetSkipConnectionBlock
+
+
+def unet_params(resolution, in_channels=3, out_channels=3, ngf=16, flip_features=True):
+    """Parameter count from the architecture: outermost k3/s1 level + log2(R) k4/s2 levels."""
+    flipped = 2 * ngf if flip_features else ngf
+    n = in_channels * ngf * 9 + ngf  # outermost conv (bias)
+    n += (flipped + ngf) * out_channels * 9 + out_channels  # outermost transposed conv (bias)
+    # (input channels, inner channels, outer channels) of each stride-2 level, outermost first
+    levels = [(flipped, 2 * ngf, ngf), (2 * ngf, 4 * ngf, 2 * ngf), (4 * ngf, 8 * ngf, 4 * ngf)]
+    levels += [(8 * ngf, 8 * ngf, 8 * ngf)] * (int(math.log2(resolution)) - 3)
+    for i, (cin, inner, outer) in enumerate(levels):
+        innermost = i == len(levels) - 1
+        n += cin * inner * 16 + (0 if innermost else 2 * inner)  # down conv (no bias) + BN
+        n += (inner if innermost else 2 * inner) * outer * 16 + 2 * outer  # up conv (no bias) + BN
+    return n
+
+
+@pytest.fixture(scope="module")
+def fan128():
+    return FAN(resolution=128).eval()
+
+
+@pytest.mark.parametrize("cls, channels", [(FAN, 3), (DRN, 1)])
+@pytest.mark.parametrize("resolution", [128, 256])
+def test_output_shapes(cls, channels, resolution):
+    model = cls(resolution=resolution).eval()
+    with torch.no_grad():
+        y = model(torch.rand(1, 3, resolution, resolution))
+    assert y.shape == (1, channels, resolution, resolution) and y.dtype == torch.float32
+
+
+@pytest.mark.parametrize("resolution, levels", [(128, 8), (256, 9)])
+def test_levels_reach_a_1x1_bottleneck(resolution, levels):
+    model = FAN(resolution=resolution).eval()
+    blocks = model.blocks
+    assert len(blocks) == levels == model.num_levels
+    assert blocks[0].outermost and blocks[-1].innermost
+    assert sum(isinstance(m, torch.nn.Dropout) for m in model.modules()) == levels - 5
+    seen = {}
+    innermost_down = blocks[-1].model[1]
+    assert isinstance(innermost_down, torch.nn.Conv2d)
+    handle = innermost_down.register_forward_hook(lambda m, i, o: seen.update(shape=o.shape))
+    with torch.no_grad():
+        model(torch.rand(1, 3, resolution, resolution))
+    handle.remove()
+    assert seen["shape"] == (1, 128, 1, 1)
+
+
+def test_first_and_last_convolutions_keep_resolution():
+    outer = FAN(resolution=128).blocks[0].model
+    first, last = outer[0], outer[-1]
+    assert first.kernel_size == last.kernel_size == (3, 3)
+    assert first.stride == last.stride == (1, 1)
+    assert first.out_channels == 16 and isinstance(outer[1], FlipConcat)
+
+
+@pytest.mark.parametrize("resolution", [128, 256])
+@pytest.mark.parametrize("flip", [True, False])
+def test_parameter_count(resolution, flip):
+    fan = FAN(resolution=resolution, flip_features=flip)
+    drn = DRN(resolution=resolution, flip_features=flip)
+    assert sum(p.numel() for p in fan.parameters()) == unet_params(resolution, flip_features=flip)
+    assert sum(p.numel() for p in drn.parameters()) == unet_params(resolution, out_channels=1, flip_features=flip)
+
+
+def test_flip_features_are_mirror_symmetric(fan128):
+    """cat([f, flip(f)]) mirrored equals itself with the two channel halves swapped; with a
+    mirror-symmetric first kernel, a mirrored input gives exactly that mirrored map."""
+    outer = fan128.blocks[0].model
+    captured = []
+    handle = outer[1].register_forward_hook(lambda m, i, o: captured.append(o))
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        fan128(x)
+        g = captured[-1]
+        half = g.shape[1] // 2
+        assert half == 16
+        torch.testing.assert_close(g.flip(-1), torch.cat([g[:, half:], g[:, :half]], 1), rtol=0, atol=0)
+
+        conv = outer[0]
+        saved = conv.weight.clone()
+        conv.weight.copy_((saved + saved.flip(-1)) / 2)
+        fan128(x)
+        g = captured[-1]
+        fan128(x.flip(-1))
+        g_mirrored = captured[-1]
+        conv.weight.copy_(saved)
+    handle.remove()
+    torch.testing.assert_close(g_mirrored, g.flip(-1))
+
+
+def test_without_flip_features():
+    model = FAN(resolution=128, flip_features=False)
+    assert not any(isinstance(m, FlipConcat) for m in model.modules())
+    with torch.no_grad():
+        assert model.eval()(torch.rand(1, 3, 128, 128)).shape == (1, 3, 128, 128)
+
+
+def test_output_ranges():
+    x = torch.rand(2, 3, 128, 128) * 4 - 2  # out-of-range inputs push the outputs to saturation
+    fan = FAN(resolution=128)
+    drn = DRN(resolution=128, max_rate=0.002)
+    for m in (fan, drn):  # large weights so the pre-activations are far from 0
+        for p in m.parameters():
+            p.data.mul_(20)
+    with torch.no_grad():
+        albedo = fan.eval()(x)
+        rate = drn.eval()(x)
+    assert albedo.min() >= 0 and albedo.max() <= 1
+    assert rate.abs().max() <= 0.002
+    assert rate.abs().max() > 0.0019  # saturated, so the bound is the configured one
+
+
+def test_defaults():
+    assert FAN().config == {"resolution": 256, "in_channels": 3, "out_channels": 3, "ngf": 16,
+                            "flip_features": True, "output_activation": "sigmoid", "max_rate": 0.004}
+    assert DRN().config == {"resolution": 256, "in_channels": 3, "out_channels": 1, "ngf": 16,
+                            "flip_features": True, "output_activation": "tanh", "max_rate": 0.004}
+
+
+@pytest.mark.parametrize("cls", [FAN, DRN])
+def test_gradients_flow(cls, check_backward):
+    check_backward(cls(resolution=128), torch.rand(2, 3, 128, 128))
+
+
+@pytest.mark.parametrize("cls", [FAN, DRN, UNet])
+def test_save_load_roundtrip(cls, roundtrip):
+    model = cls(resolution=128, ngf=8)
+    model.train()
+    with torch.no_grad():
+        model(torch.rand(2, 3, 128, 128))
+    roundtrip(model, torch.rand(1, 3, 128, 128))
+
+
+def test_unet_loads_a_fan_but_drn_does_not(tmp_path):
+    from facelift.errors import WeightsError
+
+    FAN(resolution=128, ngf=4).save_pretrained(tmp_path)
+    assert type(UNet.from_pretrained(tmp_path)) is UNet
+    with pytest.raises(WeightsError, match="FAN"):
+        DRN.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("config, field", [
+    ({"resolution": 512}, "resolution"), ({"ngf": 0}, "ngf"), ({"in_channels": 2.0}, "in_channels"),
+    ({"out_channels": -1}, "out_channels"), ({"flip_features": 1}, "flip_features"),
+    ({"output_activation": "relu"}, "output_activation"), ({"max_rate": 0}, "max_rate"),
+    ({"max_rate": float("nan")}, "max_rate"), ({"max_rate": "0.004"}, "max_rate"),
+])
+def test_bad_config(config, field):
+    with pytest.raises(ValueError, match=field):
+        FAN(**config)
+
+
+def test_bad_input(fan128):
+    with pytest.raises(ValueError, match="128, 128"):
+        fan128(torch.rand(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="shape"):
+        fan128(torch.rand(1, 4, 128, 128))
+    with pytest.raises(TypeError):
+        fan128(torch.zeros(1, 3, 128, 128, dtype=torch.int64))
+
+
+def test_block_structure_follows_pix2pix():
+    block = FAN(resolution=128).blocks[2]
+    assert isinstance(block, UnetSkipConnectionBlock) and not (block.outermost or block.innermost)
+    kinds = [type(m).__name__ for m in block.model]
+    assert kinds == ["LeakyReLU", "Conv2d", "BatchNorm2d", "UnetSkipConnectionBlock", "ReLU", "ConvTranspose2d",
+                     "BatchNorm2d"]
