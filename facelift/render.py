@@ -1,0 +1,402 @@
+"""Offscreen rendering of a dense face mesh (pyrender, headless OpenGL).
+
+Lighting is computed here, on the CPU, with the Lambertian SH model of the paper (eq. 3,
+`shading.py`): per-vertex irradiance from the rotated normals. pyrender only rasterises,
+interpolates the per-vertex irradiance and the albedo texture, z-buffers and culls back
+faces (`RenderFlags.FLAT`: colour = albedo texture x vertex colour, no GL lighting).
+
+View conventions (model space as in docs/ARCHITECTURE.md, X = image right, Y up, Z to
+the viewer):
+
+* The mesh is rotated about the centre of its bounding box by
+  `V = Rx(pitch) @ Ry(yaw) @ rotation_of_face` (right-handed rotations, degrees).
+  Positive `yaw` turns the face towards image-right (its nose moves right); positive
+  `pitch` tilts it down (the nose moves down). `rotation_of_face` is the fitted `R`,
+  so `yaw = pitch = 0` shows the face in the photo's pose.
+* The camera is orthographic and frames the mesh's bounding sphere (about that centre)
+  with a fixed margin, so renders at different yaw/pitch do not jump or rescale.
+* `light=(azimuth, elevation)` in degrees is a white directional light fixed to the
+  viewer: direction `(sin az cos el, sin el, cos az cos el)` towards the light, so
+  `(0, 0)` is a headlight, azimuth +90 comes from image-right, elevation +90 from above.
+  Irradiance = `ambient + light_intensity * max(n.l, 0)` through its order-2 SH
+  approximation (`shading.directional_light_sh`), as in the paper's model.
+* `sh` (3, 9) is the photo's lighting in the photo's camera space: it is evaluated on
+  the normals after `rotation_of_face` only, so it stays attached to the face (and the
+  photo's scene) while yaw/pitch orbit the viewer around it.
+
+Platform: on import, if neither `PYOPENGL_PLATFORM` nor `DISPLAY` is set, EGL is
+selected. PyOpenGL binds its platform when `OpenGL` is first imported, so a fallback to
+OSMesa is only possible before that: when we chose EGL ourselves, the first renderer
+probes EGL with plain ctypes and switches to OSMesa if EGL cannot create a context.
+Once OpenGL is imported (by us or anyone else) a failing platform can only be reported.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+import threading
+
+import numpy as np
+
+from . import shading
+from .errors import RenderError
+
+_PLATFORM_CHOSEN_HERE = False
+if "PYOPENGL_PLATFORM" not in os.environ and not os.environ.get("DISPLAY"):
+    os.environ["PYOPENGL_PLATFORM"] = "egl"
+    _PLATFORM_CHOSEN_HERE = True
+
+
+MODES = ("albedo", "shaded", "normals")
+DEFAULT_LIGHT = (25.0, 25.0)
+DEFAULT_AMBIENT = 0.35
+FRAME_MARGIN = 1.05  # bounding-sphere radius -> half the visible extent
+
+_INSTALL_HINT = (
+    "Install an offscreen OpenGL driver: `apt-get install libegl1 libgl1-mesa-dri` (EGL, "
+    "recommended, with PYOPENGL_PLATFORM=egl), or `apt-get install libosmesa6` together with "
+    "PyOpenGL>=3.1.4 and PYOPENGL_PLATFORM=osmesa."
+)
+
+_backend_lock = threading.Lock()
+_pyrender = None
+
+
+# ---- OpenGL platform ------------------------------------------------------------------
+
+def _egl_probe_error() -> str | None:
+    """Create (and destroy) an EGL OpenGL 4.1 core context the way pyrender will, using
+    ctypes only so PyOpenGL stays unimported. Returns None on success, else the reason."""
+    c_int32, c_void_p, byref = ctypes.c_int32, ctypes.c_void_p, ctypes.byref
+    try:
+        egl = ctypes.CDLL(ctypes.util.find_library("EGL") or "libEGL.so.1")
+    except OSError as e:
+        return f"libEGL could not be loaded ({e})"
+    egl.eglGetProcAddress.restype = c_void_p
+    egl.eglGetProcAddress.argtypes = [ctypes.c_char_p]
+    egl.eglGetDisplay.restype = c_void_p
+    egl.eglGetDisplay.argtypes = [c_void_p]
+    egl.eglInitialize.argtypes = [c_void_p, c_void_p, c_void_p]
+    egl.eglChooseConfig.argtypes = [c_void_p, ctypes.POINTER(c_int32), ctypes.POINTER(c_void_p),
+                                    c_int32, ctypes.POINTER(c_int32)]
+    egl.eglBindAPI.argtypes = [ctypes.c_uint]
+    egl.eglCreateContext.restype = c_void_p
+    egl.eglCreateContext.argtypes = [c_void_p, c_void_p, c_void_p, ctypes.POINTER(c_int32)]
+    egl.eglDestroyContext.argtypes = [c_void_p, c_void_p]
+
+    query = egl.eglGetProcAddress(b"eglQueryDevicesEXT")
+    platform_display = egl.eglGetProcAddress(b"eglGetPlatformDisplayEXT")
+    if query and platform_display:
+        query = ctypes.CFUNCTYPE(ctypes.c_uint, c_int32, ctypes.POINTER(c_void_p),
+                                 ctypes.POINTER(c_int32))(query)
+        n = c_int32(0)
+        if not query(0, None, byref(n)) or n.value < 1:
+            return "no EGL device found"
+        devices = (c_void_p * n.value)()
+        query(n.value, devices, byref(n))
+        index = int(os.environ.get("EGL_DEVICE_ID", "0"))
+        if index >= n.value:
+            return f"EGL_DEVICE_ID={index} but only {n.value} EGL device(s) exist"
+        platform_display = ctypes.CFUNCTYPE(c_void_p, ctypes.c_uint, c_void_p, c_void_p)(platform_display)
+        display = platform_display(0x313F, devices[index], None)  # EGL_PLATFORM_DEVICE_EXT
+    else:
+        display = egl.eglGetDisplay(None)
+    if not display:
+        return "no EGL display"
+    if not egl.eglInitialize(display, None, None):
+        return "eglInitialize failed"
+    config_attributes = (c_int32 * 17)(
+        0x3033, 0x0001,          # EGL_SURFACE_TYPE: EGL_PBUFFER_BIT
+        0x3022, 8, 0x3023, 8, 0x3024, 8, 0x3025, 24,  # blue, green, red, depth sizes
+        0x303F, 0x308E,          # EGL_COLOR_BUFFER_TYPE: EGL_RGB_BUFFER
+        0x3040, 0x0008,          # EGL_RENDERABLE_TYPE: EGL_OPENGL_BIT
+        0x3042, 0x0008,          # EGL_CONFORMANT: EGL_OPENGL_BIT
+        0x3038)                  # EGL_NONE
+    config, n_configs = c_void_p(), c_int32(0)
+    if not egl.eglChooseConfig(display, config_attributes, byref(config), 1, byref(n_configs)) \
+            or n_configs.value < 1:
+        return "no EGL config for desktop OpenGL with a depth buffer"
+    if not egl.eglBindAPI(0x30A2):  # EGL_OPENGL_API
+        return "EGL cannot bind the desktop OpenGL API"
+    context_attributes = (c_int32 * 7)(0x3098, 4, 0x30FB, 1, 0x30FD, 0x1, 0x3038)  # 4.1 core
+    context = egl.eglCreateContext(display, config, None, context_attributes)
+    if not context:
+        return "eglCreateContext failed (no OpenGL 4.1 core profile driver)"
+    egl.eglDestroyContext(display, context)
+    return None
+
+
+def _load_pyrender():
+    global _pyrender
+    with _backend_lock:
+        if _pyrender is not None:
+            return _pyrender
+        if (_PLATFORM_CHOSEN_HERE and os.environ.get("PYOPENGL_PLATFORM") == "egl"
+                and "OpenGL" not in sys.modules):
+            reason = _egl_probe_error()
+            if reason is not None:
+                if not ctypes.util.find_library("OSMesa"):
+                    raise RenderError(f"No offscreen OpenGL context: EGL failed ({reason}) and "
+                                      f"OSMesa is not installed. {_INSTALL_HINT}")
+                os.environ["PYOPENGL_PLATFORM"] = "osmesa"
+        try:
+            import pyrender
+        except Exception as e:
+            raise RenderError(f"Could not load OpenGL (PYOPENGL_PLATFORM="
+                              f"{os.environ.get('PYOPENGL_PLATFORM')!r}): {e}. {_INSTALL_HINT}") from e
+        _pyrender = pyrender
+        return pyrender
+
+
+def _release_context(platform) -> None:
+    """Make the context current nowhere, so another thread can make it current next
+    (pyrender's EGL `make_uncurrent` is a no-op)."""
+    if type(platform).__name__ == "EGLPlatform":
+        from OpenGL.EGL import EGL_NO_CONTEXT, EGL_NO_SURFACE, eglMakeCurrent
+
+        eglMakeCurrent(platform._egl_display, EGL_NO_SURFACE, EGL_NO_SURFACE, EGL_NO_CONTEXT)
+    else:
+        platform.make_uncurrent()
+
+
+# ---- lighting ---------------------------------------------------------------------------
+
+def _irradiance(normals: np.ndarray, gamma) -> np.ndarray:
+    return np.asarray(shading.irradiance(normals, np.asarray(gamma, np.float32)), np.float32)
+
+
+def _directional_irradiance(normals: np.ndarray, light, intensity: float, ambient: float) -> np.ndarray:
+    """White light from (azimuth, elevation): order-2 SH of `intensity * max(n.l, 0) + ambient`."""
+    gamma = shading.directional_light_sh(shading.light_direction(*light), (1.0, 1.0, 1.0),
+                                         intensity, ambient)
+    return _irradiance(normals, gamma)
+
+
+def render_sh_sphere(sh: np.ndarray, size: int = 128, *, albedo: float = 0.75,
+                     background=(255, 255, 255)) -> np.ndarray:
+    """A sphere of grey `albedo` lit by `sh` (3, 9) in camera space, seen from the camera:
+    (size, size, 3) uint8, anti-aliased rim on `background`."""
+    sh = np.asarray(sh, np.float32)
+    if sh.shape != (3, 9):
+        raise ValueError(f"sh must be (3, 9), got {sh.shape}")
+    c = (np.arange(size, dtype=np.float32) + 0.5) / size * 2 - 1
+    x, y = np.meshgrid(c, -c)  # y up
+    r2 = x * x + y * y
+    z = np.sqrt(np.clip(1 - r2, 0, 1))
+    n = np.stack([x, y, z], -1) / np.maximum(np.sqrt(r2 + z * z), 1e-6)[..., None]
+    colour = np.clip(albedo * _irradiance(n, sh), 0, 1) * 255
+    coverage = np.clip((1 - np.sqrt(r2)) * size / 2 + 0.5, 0, 1)[..., None]
+    out = coverage * colour + (1 - coverage) * np.asarray(background, np.float32)
+    return (out + 0.5).astype(np.uint8)
+
+
+# ---- geometry helpers -------------------------------------------------------------------
+
+def view_rotation(yaw: float = 0.0, pitch: float = 0.0, rotation_of_face=None) -> np.ndarray:
+    """`Rx(pitch) @ Ry(yaw) @ rotation_of_face`, angles in degrees (module docstring)."""
+    a, b = np.deg2rad(yaw), np.deg2rad(pitch)
+    ry = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    rx = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    face = np.eye(3) if rotation_of_face is None else np.asarray(rotation_of_face, float)
+    if face.shape != (3, 3):
+        raise ValueError(f"rotation_of_face must be (3, 3), got {face.shape}")
+    return rx @ ry @ face
+
+
+def _albedo_rgba(albedo_map: np.ndarray) -> np.ndarray:
+    a = np.asarray(albedo_map)
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError(f"albedo_map must be (H, W, 3), got {a.shape}")
+    if a.dtype != np.uint8:
+        a = (np.clip(a, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+    # RGBA keeps rows 4-byte aligned for any width (GL_UNPACK_ALIGNMENT)
+    return np.concatenate([a, np.full(a.shape[:2] + (1,), 255, np.uint8)], -1)
+
+
+def _parse_size(size, default):
+    if size is None:
+        return default
+    if np.isscalar(size):
+        w = h = int(size)
+    else:
+        w, h = (int(s) for s in size)
+    if w < 1 or h < 1 or w > 8192 or h > 8192:
+        raise ValueError(f"render size must be 1..8192 pixels, got {size}")
+    return w, h
+
+
+# ---- renderer ---------------------------------------------------------------------------
+
+class Renderer:
+    """A reusable offscreen renderer. One GL context, created on first use and shared by
+    all calls; calls from several threads are serialised (GL contexts are not thread-safe).
+    Use as a context manager or call `close()`."""
+
+    def __init__(self, width: int = 512, height: int = 512):
+        self.width, self.height = _parse_size((width, height), None)
+        self._lock = threading.Lock()
+        self._offscreen = None
+        self._scene = None
+        self._camera_node = None
+        self._mesh_node = None
+        self._texture = None
+        self._texture_rgba = None
+        self._closed = False
+
+    def __enter__(self) -> "Renderer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            if self._lock.acquire(blocking=False):
+                try:
+                    self._close_locked()
+                finally:
+                    self._lock.release()
+        except Exception:
+            pass
+
+    def close(self) -> None:
+        """Free the GL context. The renderer can still be used; it then opens a new one."""
+        with self._lock:
+            self._close_locked()
+
+    def _close_locked(self) -> None:
+        osr, self._offscreen = self._offscreen, None
+        self._scene = self._camera_node = self._mesh_node = None
+        self._texture = self._texture_rgba = None
+        if osr is None:
+            return
+        platform = osr._platform
+        try:
+            if type(platform).__name__ == "EGLPlatform":
+                # pyrender's delete() calls eglTerminate on the display, which is shared by
+                # every renderer in the process: destroy only our context.
+                from OpenGL.EGL import eglDestroyContext
+
+                platform.make_current()
+                osr._renderer.delete()
+                _release_context(platform)
+                eglDestroyContext(platform._egl_display, platform._egl_context)
+            else:
+                osr.delete()
+        finally:
+            osr._platform = osr._renderer = None  # makes its __del__ a no-op
+
+    def _ensure_context(self, pyrender, width: int, height: int):
+        if self._offscreen is None:
+            try:
+                self._offscreen = pyrender.OffscreenRenderer(width, height)
+            except Exception as e:
+                raise RenderError(
+                    f"Could not create an offscreen OpenGL context (PYOPENGL_PLATFORM="
+                    f"{os.environ.get('PYOPENGL_PLATFORM')!r}): {type(e).__name__}: {e}. "
+                    f"{_INSTALL_HINT}") from e
+            _release_context(self._offscreen._platform)
+            self._scene = pyrender.Scene(ambient_light=np.zeros(3))
+            self._camera_node = self._scene.add(pyrender.OrthographicCamera(1.0, 1.0))
+        # framebuffers are resized by pyrender on the next render
+        self._offscreen.viewport_width, self._offscreen.viewport_height = width, height
+        return self._offscreen
+
+    def _albedo_texture(self, pyrender, rgba: np.ndarray):
+        if self._texture_rgba is None or not np.array_equal(self._texture_rgba, rgba):
+            sampler = pyrender.Sampler(magFilter=pyrender.GLTF.LINEAR, minFilter=pyrender.GLTF.LINEAR,
+                                       wrapS=pyrender.GLTF.CLAMP_TO_EDGE, wrapT=pyrender.GLTF.CLAMP_TO_EDGE)
+            self._texture = pyrender.Texture(source=rgba, source_channels="RGBA", sampler=sampler)
+            self._texture_rgba = rgba
+        return self._texture
+
+    def render(self, mesh_vertices, faces, uv, normals, albedo_map, *, yaw: float = 0.0,
+               pitch: float = 0.0, mode: str = "shaded", light=None, light_intensity: float = 1.0,
+               ambient: float = DEFAULT_AMBIENT, sh=None, rotation_of_face=None, size=None,
+               background=(255, 255, 255)) -> np.ndarray:
+        """Render the mesh; returns an (H, W, 3) uint8 image.
+
+        mesh_vertices (M, 3) model space, faces (T, 3), uv (M, 2) with v up, normals (M, 3)
+        model space, albedo_map (R, R, 3) float in [0, 1] (or uint8) in the UV layout.
+        `mode`: "albedo" (unlit), "shaded" (albedo x irradiance) or "normals" ((n + 1) / 2
+        of the view-space normals). Shading uses `light` if given, else `sh`, else
+        `DEFAULT_LIGHT`. `size` is an int, (width, height) or None for the renderer's size.
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        vertices = np.asarray(mesh_vertices, np.float64)
+        faces = np.asarray(faces)
+        uv = np.asarray(uv, np.float32)
+        normals = np.asarray(normals, np.float32)
+        m = len(vertices)
+        if vertices.ndim != 2 or vertices.shape[1] != 3 or m == 0:
+            raise ValueError(f"mesh_vertices must be (M, 3), got {vertices.shape}")
+        if faces.ndim != 2 or faces.shape[1] != 3 or (faces.size and (faces.min() < 0 or faces.max() >= m)):
+            raise ValueError("faces must be (T, 3) indices into the vertices")
+        if uv.shape != (m, 2) or normals.shape != (m, 3):
+            raise ValueError(f"uv must be ({m}, 2) and normals ({m}, 3), got {uv.shape} and {normals.shape}")
+        width, height = _parse_size(size, (self.width, self.height))
+
+        # ---- CPU: pose, framing, lighting (outside the lock) ----
+        lo, hi = vertices.min(0), vertices.max(0)
+        centre = (lo + hi) / 2
+        radius = max(float(np.sqrt(((vertices - centre) ** 2).sum(1).max())), 1e-9)
+        view = view_rotation(yaw, pitch, rotation_of_face)
+        positions = ((vertices - centre) @ view.T).astype(np.float32)
+        unit = normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+        n_view = unit @ view.T.astype(np.float32)
+
+        rgba = None
+        if mode == "normals":
+            colours = (n_view + 1) / 2
+        else:
+            rgba = _albedo_rgba(albedo_map)
+            if mode == "albedo":
+                colours = None
+            elif light is not None or sh is None:
+                light = DEFAULT_LIGHT if light is None else tuple(float(a) for a in light)
+                colours = _directional_irradiance(n_view, light, float(light_intensity), float(ambient))
+            else:
+                gamma = np.asarray(sh, np.float32)
+                if gamma.shape != (3, 9):
+                    raise ValueError(f"sh must be (3, 9), got {gamma.shape}")
+                face = np.eye(3) if rotation_of_face is None else np.asarray(rotation_of_face, float)
+                colours = _irradiance(unit @ face.T.astype(np.float32), gamma)
+        if colours is not None:
+            colours = np.concatenate([colours, np.ones((m, 1), np.float32)], 1).astype(np.float32)
+
+        half = radius * FRAME_MARGIN
+        xmag, ymag = (half * width / height, half) if width >= height else (half, half * height / width)
+        camera_pose = np.eye(4)
+        camera_pose[2, 3] = 3 * radius
+        bg = np.append(np.asarray(background, np.float32) / 255.0, 1.0)
+
+        pyrender = _load_pyrender()
+        with self._lock:
+            osr = self._ensure_context(pyrender, width, height)
+            material = pyrender.MetallicRoughnessMaterial(
+                baseColorFactor=(1.0, 1.0, 1.0, 1.0), metallicFactor=0.0, roughnessFactor=1.0,
+                baseColorTexture=None if rgba is None else self._albedo_texture(pyrender, rgba),
+                alphaMode="OPAQUE", doubleSided=False)
+            primitive = pyrender.Primitive(
+                positions=positions, indices=faces.astype(np.uint32, copy=False),
+                texcoord_0=None if rgba is None else uv, color_0=colours, material=material)
+            scene = self._scene
+            if self._mesh_node is not None:
+                scene.remove_node(self._mesh_node)
+            self._mesh_node = scene.add(pyrender.Mesh([primitive]))
+            camera = self._camera_node.camera
+            camera.xmag, camera.ymag = xmag, ymag
+            camera.znear, camera.zfar = radius, 5 * radius
+            scene.set_pose(self._camera_node, camera_pose)
+            scene.bg_color = bg
+            try:
+                colour, _ = osr.render(scene, flags=pyrender.RenderFlags.FLAT)
+            except Exception as e:
+                raise RenderError(f"Rendering failed: {type(e).__name__}: {e}") from e
+            finally:
+                _release_context(osr._platform)
+        return np.ascontiguousarray(colour[..., :3])
