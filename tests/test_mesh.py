@@ -1,0 +1,332 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from facelift.face_model import FaceModel, rasterize_uv
+from facelift.mesh import DenseMesh, DenseMeshBuilder, loop_subdivision_matrix, rasterize_uv_vectorized
+from facelift.unwrap import vertex_normals
+
+REAL_MODEL = Path(__file__).resolve().parents[1] / "checkpoints" / "face_model.safetensors"
+
+
+def rot(yaw, pitch=0.0):
+    a, b = np.deg2rad(yaw), np.deg2rad(pitch)
+    ry = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
+    rx = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
+    return rx @ ry
+
+
+def models(synthetic_model):
+    out = [synthetic_model]
+    if REAL_MODEL.is_file():
+        out.append(FaceModel.load(REAL_MODEL))
+    return out
+
+
+@pytest.fixture(scope="module")
+def builder(synthetic_model):
+    return DenseMeshBuilder(synthetic_model, resolution=128, subdivisions=2)
+
+
+# ---- Loop subdivision ----------------------------------------------------------------
+def test_loop_operator_rows_sum_to_one_and_sizes(synthetic_model):
+    m = synthetic_model
+    F = len(m.triangles)
+    S, tris, mid = loop_subdivision_matrix(m.triangles, m.n_vertices, 2)
+    n_edges = 3 * 20 * 20 + 2 * 20  # 21 x 21 grid with one diagonal per cell
+    n1 = m.n_vertices + n_edges
+    assert S.shape[1] == m.n_vertices and S.shape == mid.shape
+    assert S.shape[0] > n1 and tris.shape == (16 * F, 3) and tris.dtype == np.int32
+    np.testing.assert_allclose(np.asarray(S.sum(1)).ravel(), 1.0, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(mid.sum(1)).ravel(), 1.0, atol=1e-12)
+    S1, tris1, mid1 = loop_subdivision_matrix(m.triangles, m.n_vertices, 1)
+    assert S1.shape == (n1, m.n_vertices)
+    new = mid1[m.n_vertices:].toarray()
+    assert np.all(np.sort(new, 1)[:, -2:] == 0.5) and np.all((new > 0).sum(1) == 2)
+    S0, tris0, _ = loop_subdivision_matrix(m.triangles, m.n_vertices, 0)
+    assert np.array_equal(S0.toarray(), np.eye(m.n_vertices)) and np.array_equal(tris0, m.triangles)
+
+
+def test_loop_matches_trimesh_on_closed_mesh():
+    trimesh = pytest.importorskip("trimesh")
+    from scipy.spatial import cKDTree
+
+    sphere = trimesh.creation.icosphere(subdivisions=1)
+    S, tris, _ = loop_subdivision_matrix(sphere.faces, len(sphere.vertices), 2)
+    ref_v, ref_f = trimesh.remesh.subdivide_loop(sphere.vertices, sphere.faces, iterations=2)
+    d, _ = cKDTree(ref_v).query(S @ sphere.vertices)
+    assert len(ref_v) == S.shape[0] and len(ref_f) == len(tris)
+    assert d.max() < 1e-12
+
+
+def test_loop_keeps_sphere_round_and_converges():
+    trimesh = pytest.importorskip("trimesh")
+    sphere = trimesh.creation.icosphere(subdivisions=1)
+    V = sphere.vertices
+    spreads = []
+    for levels in (1, 2, 3, 4):
+        S, tris, _ = loop_subdivision_matrix(sphere.faces, len(V), levels)
+        r = np.linalg.norm(S @ V, axis=1)
+        spreads.append(r.std() / r.mean())
+        sub = trimesh.Trimesh(S @ V, tris, process=False)
+        assert sub.is_winding_consistent and sub.is_watertight
+        assert np.all(np.sum(sub.face_normals * sub.triangles_center, 1) > 0)  # still outward
+    assert spreads[-1] < 0.005
+    # base vertices move less and less: they converge to the limit surface
+    S3 = loop_subdivision_matrix(sphere.faces, len(V), 3).operator
+    S4 = loop_subdivision_matrix(sphere.faces, len(V), 4).operator
+    S5 = loop_subdivision_matrix(sphere.faces, len(V), 5).operator
+    n = len(V)
+    step4 = np.abs((S4 @ V)[:n] - (S3 @ V)[:n]).max()
+    step5 = np.abs((S5 @ V)[:n] - (S4 @ V)[:n]).max()
+    assert step5 < 0.5 * step4
+
+
+def test_loop_planar_mesh_stays_planar_and_boundary_follows_boundary(synthetic_model):
+    m = synthetic_model
+    rng = np.random.default_rng(1)
+    V = np.concatenate([m.uv + rng.normal(scale=0.003, size=m.uv.shape), np.zeros((m.n_vertices, 1))], 1)
+    S, tris, mid = loop_subdivision_matrix(m.triangles, m.n_vertices, 2)
+    P = S @ V
+    assert np.abs(P[:, 2]).max() == 0
+    assert P[:, :2].min() >= V[:, :2].min() - 1e-12 and P[:, :2].max() <= V[:, :2].max() + 1e-12
+    # boundary vertices of the subdivided mesh depend on base boundary vertices only
+    idx = np.arange(m.n_vertices).reshape(21, 21)
+    base_boundary = np.zeros(m.n_vertices, bool)
+    base_boundary[np.concatenate([idx[0], idx[-1], idx[:, 0], idx[:, -1]])] = True
+    uv_sub = mid @ m.uv
+    on_edge = (np.isclose(uv_sub, 0.05) | np.isclose(uv_sub, 0.95)).any(1)
+    rows = S[np.flatnonzero(on_edge)]
+    assert np.all(base_boundary[rows.indices])
+    # straight boundary sides stay straight (the corners are cut: no corner rule)
+    flat = np.concatenate([m.uv, np.zeros((m.n_vertices, 1))], 1)
+    Q = S @ flat
+    left = np.isclose(uv_sub[:, 0], 0.05) & (uv_sub[:, 1] > 0.1) & (uv_sub[:, 1] < 0.9)
+    np.testing.assert_allclose(Q[left, 0], 0.05, atol=1e-12)
+
+
+def test_loop_errors():
+    with pytest.raises(ValueError, match="triangles must be an integer array"):
+        loop_subdivision_matrix(np.zeros((3, 2), int), 5, 1)
+    with pytest.raises(ValueError, match="outside the 3 vertices"):
+        loop_subdivision_matrix(np.array([[0, 1, 3]]), 3, 1)
+    with pytest.raises(ValueError, match="levels must be a non-negative integer"):
+        loop_subdivision_matrix(np.array([[0, 1, 2]]), 3, -1)
+
+
+def test_vectorized_rasterizer_matches_reference(synthetic_model):
+    m = synthetic_model
+    S, tris, mid = loop_subdivision_matrix(m.triangles, m.n_vertices, 1)
+    uv = mid @ m.uv.astype(np.float64)
+    ref_tri, ref_bary = rasterize_uv(uv, tris, 64)
+    tri, bary = rasterize_uv_vectorized(uv, tris, 64)
+    np.testing.assert_array_equal(tri >= 0, ref_tri >= 0)
+    # texels on shared edges may pick either triangle, but the surface point is the same
+    pts = lambda t, b: (uv[tris[t[t >= 0]]] * b[t >= 0][..., None]).sum(1)
+    np.testing.assert_allclose(pts(tri, bary), pts(ref_tri, ref_bary), atol=1e-6)
+
+
+# ---- dense mesh -------------------------------------------------------------------------
+def test_dense_mesh_layout(synthetic_model, builder):
+    m = synthetic_model
+    d = builder.build(m.mean_shape)
+    G = 128
+    assert isinstance(d, DenseMesh) and d.resolution == G
+    M = len(d.vertices)
+    assert d.vertices.shape == (M, 3) and d.vertices.dtype == np.float32
+    assert d.faces.dtype == np.int32 and d.faces.min() >= 0 and d.faces.max() < M
+    assert d.uv.shape == (M, 2) and d.normals.shape == (M, 3) and d.grid_index.shape == (M,)
+    i, j = np.divmod(d.grid_index, G)
+    np.testing.assert_allclose(d.uv[:, 0], (j + 0.5) / G, atol=1e-7)
+    np.testing.assert_allclose(d.uv[:, 1], 1 - (i + 0.5) / G, atol=1e-7)
+    # same texel-centre convention as the UV maps: the grid covers the layout's texels
+    mask = m.texel_map(G).mask
+    covered = np.zeros(G * G, bool)
+    covered[d.grid_index] = True
+    assert (covered & ~mask.ravel()).sum() == 0
+    assert covered.sum() > 0.97 * mask.sum()
+    # every face is a grid triangle: corners within one cell
+    fi, fj = i[d.faces], j[d.faces]
+    assert np.all(np.ptp(fi, 1) <= 1) and np.all(np.ptp(fj, 1) <= 1)
+    # faces are counter-clockwise seen from +Z (model space) and in uv
+    p = d.vertices[d.faces]
+    fn = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
+    assert np.all(fn[:, 2] > 0)
+    t = d.uv[d.faces]
+    assert np.all(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]) > 0)
+    np.testing.assert_allclose(np.linalg.norm(d.normals, axis=1), 1.0, atol=1e-5)
+    assert np.all(d.normals[:, 2] > 0)
+
+
+def test_dense_mesh_lies_on_subdivided_surface(synthetic_model, builder):
+    m = synthetic_model
+    d = builder.build(m.mean_shape)
+    S, tris, _ = loop_subdivision_matrix(m.triangles, m.n_vertices, 2)
+    sub = S @ m.mean_shape.astype(np.float64)
+    # an ellipsoid grid: the subdivided surface stays within a fraction of a mm of its base
+    # and the dense vertices stay within the subdivided surface's bounds
+    assert np.abs(d.vertices.min(0) - sub.min(0)).max() < 2e-3
+    assert np.abs(d.vertices.max(0) - sub.max(0)).max() < 2e-3
+    W = builder.weights
+    np.testing.assert_allclose(np.asarray(W.sum(1)).ravel(), 1.0, atol=1e-5)
+    np.testing.assert_allclose(W @ m.mean_shape, d.vertices, atol=1e-6)
+
+
+def test_dense_mesh_is_linear_in_vertices(synthetic_model, builder):
+    m = synthetic_model
+    R = rot(30, -15)
+    V = m.shape(np.ones(m.n_shape))
+    d_model = builder.build(V)
+    d_cam = builder.build(V @ R.T)
+    np.testing.assert_allclose(d_cam.vertices, d_model.vertices @ R.T, atol=1e-6)
+    np.testing.assert_allclose(d_cam.normals, d_model.normals @ R.T, atol=1e-4)
+
+
+def test_sample_gathers_uv_maps(synthetic_model, builder):
+    G = 128
+    d = builder.build(synthetic_model.mean_shape)
+    rng = np.random.default_rng(0)
+    uv_map = rng.random((G, G, 3)).astype(np.float32)
+    np.testing.assert_array_equal(d.sample(uv_map), uv_map.reshape(-1, 3)[d.grid_index])
+    assert d.sample(uv_map[..., 0]).shape == (len(d.vertices),)
+    # another resolution is resized: a smooth map stays consistent
+    yy, xx = np.mgrid[0:256, 0:256] / 256
+    big = np.stack([xx, yy], -1).astype(np.float32)
+    np.testing.assert_allclose(d.sample(big)[:, 0], d.uv[:, 0], atol=2e-3)
+    np.testing.assert_allclose(d.sample(big)[:, 1], 1 - d.uv[:, 1], atol=2e-3)
+    with pytest.raises(ValueError, match="square UV map"):
+        d.sample(np.zeros((10, 12, 3)))
+
+
+def test_constant_displacement_moves_along_normals(synthetic_model, builder):
+    V = synthetic_model.mean_shape @ rot(20).T
+    base = builder.build(V)
+    for rate_res in (128, 64):
+        rate = np.full((rate_res, rate_res), 0.002, np.float32)
+        d = builder.build(V, rate)
+        moved = d.vertices - base.vertices
+        np.testing.assert_allclose(np.linalg.norm(moved, axis=1), 0.002, rtol=1e-4)
+        np.testing.assert_allclose(moved, 0.002 * base.normals, atol=1e-7)
+    inward = builder.build(V, np.full((128, 128, 1), -0.001, np.float32))
+    np.testing.assert_allclose(inward.vertices - base.vertices, -0.001 * base.normals, atol=1e-7)
+    off = builder.build(V, np.full((128, 128), 0.002, np.float32), details=False)
+    np.testing.assert_array_equal(off.vertices, base.vertices)
+
+
+def test_varying_displacement_is_read_per_texel(synthetic_model, builder):
+    V = synthetic_model.mean_shape
+    base = builder.build(V)
+    rng = np.random.default_rng(3)
+    rate = (rng.random((128, 128)) * 1e-3).astype(np.float32)
+    d = builder.build(V, rate)
+    moved = np.sum((d.vertices - base.vertices) * base.normals, 1)
+    np.testing.assert_allclose(moved, rate.reshape(-1)[d.grid_index], atol=1e-7)
+    # the normals were recomputed on the displaced surface
+    assert np.degrees(np.arccos(np.clip(np.sum(d.normals * base.normals, 1), -1, 1))).max() > 5
+
+
+def test_dense_mesh_is_smooth_numerically(synthetic_model):
+    import trimesh
+
+    for m in models(synthetic_model):
+        d = DenseMeshBuilder(m, resolution=256).build(m.mean_shape)
+        base = np.degrees(trimesh.Trimesh(m.mean_shape, m.triangles, process=False).face_adjacency_angles)
+        dense = _normal_steps(d.normals, d.faces)
+        # genuinely sharp folds of a real face (nostrils, lip corners) stay: compare percentiles
+        assert np.percentile(dense, 99) < 0.25 * np.percentile(base, 99), m.config.get("name")
+        assert np.percentile(dense, 50) < 0.2 * np.percentile(base, 50), m.config.get("name")
+    d = DenseMeshBuilder(synthetic_model, resolution=256).build(synthetic_model.mean_shape)
+    assert _normal_steps(d.normals, d.faces).max() < 2.0  # the ellipsoid has no folds
+
+
+def _normal_steps(normals, faces):
+    """Angle (degrees) between the normals at the two ends of every edge."""
+    e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    cos = np.sum(normals[e[:, 0]] * normals[e[:, 1]], 1)
+    return np.degrees(np.arccos(np.clip(cos, -1, 1)))
+
+
+def _render_lit(vertices, faces, normals=None, size=256):
+    pyrender = pytest.importorskip("pyrender")
+    trimesh = pytest.importorskip("trimesh")
+    mesh = trimesh.Trimesh(vertices, faces, vertex_normals=normals, process=False)
+    mat = pyrender.MetallicRoughnessMaterial(baseColorFactor=[0.8, 0.8, 0.8, 1.0], metallicFactor=0.0,
+                                             roughnessFactor=1.0)
+    scene = pyrender.Scene(bg_color=[0.0, 0.0, 0.0, 1.0], ambient_light=[0.0, 0.0, 0.0])
+    scene.add(pyrender.Mesh.from_trimesh(mesh, material=mat, smooth=normals is not None))
+    half = 1.1 * np.abs(vertices[:, :2]).max()
+    pose = np.eye(4)
+    pose[2, 3] = 1.0
+    scene.add(pyrender.OrthographicCamera(xmag=half, ymag=half, znear=0.01, zfar=2.0), pose=pose)
+    # light from the camera: every visible point is lit, so no shadow terminator (a genuine
+    # kink in shading) crosses the image
+    scene.add(pyrender.DirectionalLight(intensity=3.0), pose=np.eye(4))
+    try:
+        r = pyrender.OffscreenRenderer(size, size)
+    except Exception as exc:
+        pytest.skip(f"offscreen OpenGL unavailable: {exc}")
+    try:
+        color, depth = r.render(scene)
+    finally:
+        r.delete()
+    return color.astype(np.float64).mean(-1), depth > 0
+
+
+def test_dense_mesh_renders_without_facets(synthetic_model):
+    for m in models(synthetic_model):
+        d = DenseMeshBuilder(m, resolution=256).build(m.mean_shape)
+        smooth, mask_s = _render_lit(d.vertices, d.faces, d.normals)
+        flat, mask_f = _render_lit(m.mean_shape, m.triangles)  # per-face normals
+        inner = ndimage.binary_erosion(mask_s & mask_f, iterations=4)
+        assert inner.sum() > 5000
+
+        def max_second_difference(img):
+            # shading of a smooth surface varies smoothly; facet edges are kinks
+            gx = np.abs(img[:, 2:] - 2 * img[:, 1:-1] + img[:, :-2])[1:-1, :]
+            gy = np.abs(img[2:] - 2 * img[1:-1] + img[:-2])[:, 1:-1]
+            return np.maximum(gx, gy)[inner[1:-1, 1:-1]]
+
+        s, f = max_second_difference(smooth), max_second_difference(flat)
+        for q in (90, 99):
+            assert np.percentile(s, q) < 0.4 * np.percentile(f, q), (m.config.get("name"), q)
+
+
+def test_builder_errors(synthetic_model, builder):
+    with pytest.raises(ValueError, match=r"vertices must have shape \(441, 3\)"):
+        builder.build(np.zeros((440, 3)))
+    with pytest.raises(ValueError, match="displacement_rate must be a UV map"):
+        builder.build(synthetic_model.mean_shape, np.zeros((128, 128, 2)))
+    with pytest.raises(ValueError, match="square UV map"):
+        builder.build(synthetic_model.mean_shape, np.zeros((128, 64)))
+    with pytest.raises(ValueError, match="NaN"):
+        builder.build(synthetic_model.mean_shape, np.full((128, 128), np.nan))
+    with pytest.raises(ValueError, match="resolution must be an integer"):
+        DenseMeshBuilder(synthetic_model, resolution=0)
+    with pytest.raises(ValueError, match="subdivisions must be a non-negative integer"):
+        DenseMeshBuilder(synthetic_model, subdivisions=-1)
+
+
+def test_dense_mesh_keeps_holes_of_the_layout():
+    # two sheets side by side in uv with a gap of half a texel: no grid face may bridge it
+    def sheet(u0, u1, x0):
+        xs, ys = np.meshgrid(np.linspace(x0, x0 + 0.05, 5), np.linspace(-0.05, 0.05, 5))
+        us, vs = np.meshgrid(np.linspace(u0, u1, 5), np.linspace(0.1, 0.9, 5))
+        idx = np.arange(25).reshape(5, 5)
+        a, b, c, d = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, :-1].ravel(), idx[1:, 1:].ravel()
+        return (np.stack([xs, ys, 0 * xs], -1).reshape(-1, 3), np.stack([us, vs], -1).reshape(-1, 2),
+                np.concatenate([np.stack([a, b, d], 1), np.stack([a, d, c], 1)]))
+
+    G = 64
+    gap = 0.5 / G
+    v1, uv1, t1 = sheet(0.1, 0.5 - gap / 2, -0.06)
+    v2, uv2, t2 = sheet(0.5 + gap / 2, 0.9, 0.01)
+    V = np.concatenate([v1, v2])
+    n = len(V)
+    m = FaceModel(V, np.zeros((0, n, 3)), np.concatenate([t1, t2 + 25]), np.concatenate([uv1, uv2]),
+                  np.arange(n), np.zeros((3, 4, 4)), np.zeros((0, 3, 4, 4)))
+    d = DenseMeshBuilder(m, resolution=G, subdivisions=1).build(V)
+    x = d.vertices[d.faces, 0]
+    assert not np.any((x.min(1) < -0.005) & (x.max(1) > 0.005))
+    assert len(d.faces) > 1000
