@@ -1,3 +1,16 @@
 """FaceLift: one photo in, a relightable high-fidelity 3D face out."""
 
 __version__ = "0.1.0"
+
+__all__ = ["FaceLift", "Reconstruction", "FaceLiftError", "__version__"]
+
+from .errors import FaceLiftError
+
+
+def __getattr__(name):
+    # the pipeline pulls in torch and MediaPipe; import it only when asked for
+    if name in ("FaceLift", "Reconstruction"):
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'facelift' has no attribute {name!r}")
