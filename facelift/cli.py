@@ -1,0 +1,125 @@
+"""Command line: `facelift reconstruct IMAGE_OR_DIR... -o OUTDIR`."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from .errors import FaceLiftError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+
+
+def collect_inputs(inputs: list[str]) -> list[Path]:
+    """Files as given; folders expand (recursively) to the images inside, sorted."""
+    paths: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            paths.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            paths.append(p)
+    return paths
+
+
+def output_names(paths: list[Path]) -> list[str]:
+    """A safe, unique sub-folder name per input (file stem; clashes get a numeric suffix)."""
+    names, seen = [], {}
+    for p in paths:
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", p.stem).strip("._") or "image"
+        n = seen.get(stem, 0)
+        seen[stem] = n + 1
+        names.append(stem if n == 0 else f"{stem}_{n + 1}")
+    return names
+
+
+def cmd_reconstruct(args) -> int:
+    from tqdm import tqdm
+
+    from .pipeline import FaceLift
+
+    paths = collect_inputs(args.inputs)
+    if not paths:
+        print("facelift: no images found in " + ", ".join(args.inputs), file=sys.stderr)
+        return 2
+    try:
+        fl = FaceLift.from_pretrained(args.weights)
+    except FaceLiftError as exc:
+        print(f"facelift: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.output)
+    failures: list[tuple[Path, str]] = []
+    written = 0
+    bar = tqdm(list(zip(paths, output_names(paths))), unit="image", disable=len(paths) < 2 or args.quiet)
+    try:
+        for path, name in bar:
+            bar.set_postfix_str(path.name[-30:])
+            try:
+                rec = fl.reconstruct(path, face_index=args.face_index)
+                rec.export(out / name, render_size=args.size)
+                written += 1
+            except FaceLiftError as exc:
+                failures.append((path, str(exc)))
+            except Exception as exc:  # a batch must survive one bad file; report it, keep going
+                failures.append((path, f"unexpected {type(exc).__name__}: {exc}"))
+    except KeyboardInterrupt:
+        print(f"\nfacelift: interrupted; {written} finished reconstruction(s) kept in {out}", file=sys.stderr)
+        return 130
+    finally:
+        fl.close()
+    for path, msg in failures:
+        print(f"FAILED {path}: {msg}", file=sys.stderr)
+    if not args.quiet:
+        print(f"{written} of {len(paths)} reconstructed into {out}" + (f", {len(failures)} failed" if failures else ""))
+    return 1 if failures else 0
+
+
+def cmd_benchmark(args) -> int:
+    from .benchmark import format_table, run_benchmark
+
+    try:
+        result = run_benchmark(args.image, size=args.size, repeat=args.repeat, weights=args.weights)
+    except FaceLiftError as exc:
+        print(f"facelift: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(result))
+    if args.json:
+        import json
+
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="facelift", description="One photo in, a relightable 3D face out.")
+    parser.add_argument("--version", action="version", version=f"facelift {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("reconstruct", help="reconstruct faces from photos or folders of photos")
+    rec.add_argument("inputs", nargs="+", help="image files and/or folders of images")
+    rec.add_argument("-o", "--output", required=True, help="output folder (one sub-folder per image)")
+    rec.add_argument("--weights", default=None, help="bundle directory or Hub repo id (default: checkpoints/)")
+    rec.add_argument("--face-index", type=int, default=0, help="which face, largest first (default 0)")
+    rec.add_argument("--size", type=int, default=512, help="size of render.png (default 512)")
+    rec.add_argument("-q", "--quiet", action="store_true")
+    rec.set_defaults(func=cmd_reconstruct)
+    bench = sub.add_parser("benchmark", help="print per-stage speed and memory figures for this machine")
+    bench.add_argument("--image", default=None, help="photo (default: examples/astronaut.png)")
+    bench.add_argument("--size", type=int, default=512, help="photo size in pixels (default 512)")
+    bench.add_argument("--repeat", type=int, default=20)
+    bench.add_argument("--weights", default=None)
+    bench.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    bench.set_defaults(func=cmd_benchmark)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

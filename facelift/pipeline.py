@@ -1,0 +1,418 @@
+"""FaceLift: the pipeline that wires the stages, and the Reconstruction it returns."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .errors import FaceIndexError, ImageTooSmallError, WeightsError
+from .face_model import FaceModel
+from .fitting import FitResult, fit_shape
+from .image import load_image
+from .landmarks import Face, LandmarkDetector
+from .mesh import DenseMesh, DenseMeshBuilder
+from .shading import estimate_sh, irradiance
+from .unwrap import UVMaps, unwrap
+
+BUNDLE_FORMAT_VERSION = 1
+CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+DEFAULT_REPO_ID = "facelift-project/facelift"
+MIN_FACE_SIZE = 40  # pixels across the face box
+
+DEFAULT_BUNDLE_CONFIG = {
+    "format_version": BUNDLE_FORMAT_VERSION,
+    "uv_resolution": 256,
+    "mesh_resolution": 256,
+    "mesh_subdivisions": 2,
+    "components": {"face_model": "face_model.safetensors", "bnet": None, "fan": "fan", "drn": "drn"},
+}
+
+
+def default_weights() -> str:
+    """`checkpoints/` next to the package when present, else the Hub repo id."""
+    if CHECKPOINTS_DIR.is_dir() and (CHECKPOINTS_DIR / "config.json").is_file():
+        return str(CHECKPOINTS_DIR)
+    return os.environ.get("FACELIFT_REPO_ID", DEFAULT_REPO_ID)
+
+
+@contextmanager
+def _timed(timings: dict, name: str):
+    start = time.perf_counter()
+    yield
+    timings[name] = round((time.perf_counter() - start) * 1000.0, 2)
+
+
+class FaceLift:
+    """Photo -> relightable 3D face. Create with `FaceLift.from_pretrained()`."""
+
+    def __init__(self, face_model: FaceModel, bnet=None, fan=None, drn=None, config: dict | None = None,
+                 device: str | torch.device = "cpu"):
+        self.config = {**DEFAULT_BUNDLE_CONFIG, **(config or {})}
+        self.face_model = face_model
+        self.device = torch.device(device)
+        self.bnet, self.fan, self.drn = (
+            None if net is None else net.to(self.device).eval() for net in (bnet, fan, drn)
+        )
+        self.uv_resolution = int(self.config["uv_resolution"])
+        self.detector = LandmarkDetector()
+        self.mesh_builder = DenseMeshBuilder(
+            face_model, resolution=int(self.config["mesh_resolution"]),
+            subdivisions=int(self.config["mesh_subdivisions"]))
+        self.face_model.texel_map(self.uv_resolution)
+        self._renderer = None
+        self._renderer_lock = threading.Lock()
+        self.source = None
+
+    # ---- loading -------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, *, revision: str | None = None,
+                        cache_dir: str | None = None, local_files_only: bool | None = None,
+                        device: str | torch.device = "cpu") -> "FaceLift":
+        from .models import MODEL_CLASSES
+
+        name = str(name_or_path) if name_or_path is not None else default_weights()
+        path = Path(name)
+        if not path.is_dir():
+            path = _download_bundle(name, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
+        config = _read_bundle_config(path)
+        components = config["components"]
+        face_model = FaceModel.load(path / components["face_model"])
+        nets = {}
+        for key in ("bnet", "fan", "drn"):
+            sub = components.get(key)
+            if not sub:
+                nets[key] = None
+                continue
+            if not (path / sub / "model.safetensors").is_file():
+                raise WeightsError(f"The bundle {path} names {key} weights in '{sub}/', but "
+                                   f"{path / sub / 'model.safetensors'} does not exist.")
+            try:
+                nets[key] = MODEL_CLASSES[key].from_pretrained(str(path / sub))
+            except WeightsError:
+                raise
+            except Exception as exc:
+                raise WeightsError(f"Could not load {key} from {path / sub}: {exc}") from exc
+        pipe = cls(face_model, nets["bnet"], nets["fan"], nets["drn"], config=config, device=device)
+        pipe.source = str(name)
+        return pipe
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        components = {"face_model": "face_model.safetensors"}
+        self.face_model.save(directory / "face_model.safetensors")
+        for key in ("bnet", "fan", "drn"):
+            net = getattr(self, key)
+            components[key] = key if net is not None else None
+            if net is not None:
+                net.save_pretrained(str(directory / key))
+        config = {**self.config, "components": components, "library_version": __version__}
+        (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+
+    # ---- renderer (shared, lazily created) ----------------------------------------
+    @property
+    def renderer(self):
+        with self._renderer_lock:
+            if self._renderer is None:
+                from .render import Renderer
+
+                self._renderer = Renderer()
+            return self._renderer
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+        self.detector.close()
+
+    # ---- the pipeline --------------------------------------------------------------
+    def detect(self, image) -> list[Face]:
+        return self.detector.detect(load_image(image))
+
+    @torch.inference_mode()
+    def reconstruct(self, image, face_index: int = 0) -> "Reconstruction":
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        with _timed(timings, "decode"):
+            rgb = load_image(image)
+        with _timed(timings, "landmarks"):
+            faces = self.detector.detect(rgb)
+        if not 0 <= face_index < len(faces):
+            raise FaceIndexError(
+                f"face_index={face_index}, but {len(faces)} face(s) were found (valid: 0..{len(faces) - 1}).")
+        face = faces[face_index]
+        x0, y0, x1, y1 = face.box
+        if min(x1 - x0, y1 - y0) < MIN_FACE_SIZE:
+            raise ImageTooSmallError(
+                f"The face is only {x1 - x0:.0f}x{y1 - y0:.0f} pixels; FaceLift needs at least "
+                f"{MIN_FACE_SIZE} pixels across the face. Use a larger or closer photo.")
+        model = self.face_model
+        with _timed(timings, "fit"):
+            fit = fit_shape(model, face.points[: model.n_vertices, :2])
+        with _timed(timings, "unwrap"):
+            verts_model = fit.vertices_model(model)
+            verts_cam = verts_model @ fit.rotation.T
+            maps = unwrap(rgb, verts_cam, fit.scale, fit.translation, model, resolution=self.uv_resolution)
+        with _timed(timings, "lighting"):
+            albedo_pca, sh, pca_source = self._low_frequency(maps)
+        with _timed(timings, "fan"):
+            albedo = self._run_unet(self.fan, maps.texture) if self.fan is not None else albedo_pca
+        with _timed(timings, "drn"):
+            if self.drn is not None:
+                displacement = self._run_unet(self.drn, maps.texture)[..., 0]
+                displacement_scale = float(self.drn.config["max_rate"])
+            else:
+                displacement = np.zeros(maps.mask.shape, np.float32)
+                displacement_scale = 0.0
+        displacement = np.where(maps.mask, displacement, 0.0).astype(np.float32)
+        albedo = np.where(maps.mask[..., None], albedo, 0.0).astype(np.float32)
+        albedo_pca = np.where(maps.mask[..., None], albedo_pca, 0.0).astype(np.float32)
+        rec = Reconstruction(
+            pipeline=self, image=rgb, faces=faces, face_index=face_index, fit=fit, maps=maps,
+            albedo=albedo, albedo_pca=albedo_pca, displacement=displacement,
+            displacement_scale=displacement_scale, sh=sh, albedo_source="fan" if self.fan is not None else pca_source,
+            albedo_pca_source=pca_source, vertices_model=verts_model, timings=timings)
+        with _timed(timings, "mesh"):
+            rec.dense_mesh(details=True)
+        timings["total"] = round((time.perf_counter() - t0) * 1000.0, 2)
+        return rec
+
+    def _to_net(self, uv_map: np.ndarray, resolution: int) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(uv_map.transpose(2, 0, 1)))[None].to(self.device)
+        if x.shape[-1] != resolution:
+            x = torch.nn.functional.interpolate(x, size=(resolution, resolution), mode="bilinear",
+                                                align_corners=False, antialias=True)
+        return x
+
+    def _from_net(self, y: torch.Tensor) -> np.ndarray:
+        if y.shape[-1] != self.uv_resolution:
+            y = torch.nn.functional.interpolate(y, size=(self.uv_resolution,) * 2, mode="bilinear",
+                                                align_corners=False)
+        return y[0].permute(1, 2, 0).float().cpu().numpy()
+
+    def _run_unet(self, net, texture: np.ndarray) -> np.ndarray:
+        return self._from_net(net(self._to_net(texture, int(net.config["resolution"]))))
+
+    def _low_frequency(self, maps: UVMaps):
+        """PCA albedo (eq. 2) and SH lighting (eq. 3): from B-Net, or by least squares."""
+        model = self.face_model
+        R = self.uv_resolution
+        if self.bnet is not None:
+            coeffs, sh = self.bnet(self._to_net(maps.texture, int(self.bnet.config["resolution"])))
+            coeffs = coeffs[0].cpu().numpy()
+            sh = sh[0].cpu().numpy().reshape(3, 9)
+            return self._albedo_pca_map(coeffs), sh.astype(np.float32), "bnet"
+        vis = maps.visibility > 0.5
+        tex, nrm = maps.texture[vis], maps.normal[vis]
+        coeffs = np.zeros(model.n_albedo, np.float32)
+        albedo = self._albedo_pca_map(coeffs)
+        sh = estimate_sh(tex, albedo[vis], nrm)
+        if model.n_albedo:
+            # alternate: PCA coefficients given shading (ridge = the prior w_a||p_a||^2), SH given albedo
+            sub = np.flatnonzero(vis.reshape(-1))[::4]
+            basis = _resize_basis(model, R).reshape(model.n_albedo, R * R, 3)[:, sub]
+            mean = _resize_mean(model, R).reshape(R * R, 3)[sub]
+            tex_s, nrm_s = maps.texture.reshape(-1, 3)[sub], maps.normal.reshape(-1, 3)[sub]
+            for _ in range(2):
+                shading = irradiance(nrm_s, sh)
+                A = (basis * shading[None]).reshape(model.n_albedo, -1).T
+                b = (tex_s - mean * shading).reshape(-1)
+                coeffs = np.linalg.solve(A.T @ A + np.eye(model.n_albedo), A.T @ b).astype(np.float32)
+                albedo = self._albedo_pca_map(coeffs)
+                sh = estimate_sh(tex, albedo[vis], nrm)
+        return albedo, sh.astype(np.float32), "least_squares"
+
+    def _albedo_pca_map(self, coeffs: np.ndarray) -> np.ndarray:
+        a = self.face_model.albedo_map(coeffs)  # (3, A, A)
+        t = torch.from_numpy(a)[None]
+        R = self.uv_resolution
+        if a.shape[-1] != R:
+            t = torch.nn.functional.interpolate(t, size=(R, R), mode="bilinear", align_corners=False)
+        return t[0].permute(1, 2, 0).numpy().astype(np.float32)
+
+
+def _resize_mean(model: FaceModel, R: int) -> np.ndarray:
+    t = torch.from_numpy(model.albedo_mean)[None]
+    t = torch.nn.functional.interpolate(t, size=(R, R), mode="bilinear", align_corners=False)
+    return t[0].permute(1, 2, 0).numpy()
+
+
+def _resize_basis(model: FaceModel, R: int) -> np.ndarray:
+    t = torch.from_numpy(model.albedo_basis)
+    t = torch.nn.functional.interpolate(t, size=(R, R), mode="bilinear", align_corners=False)
+    return t.permute(0, 2, 3, 1).numpy()
+
+
+def _read_bundle_config(path: Path) -> dict:
+    cfg_path = path / "config.json"
+    if not cfg_path.is_file():
+        raise WeightsError(f"{path} is not a FaceLift bundle: {cfg_path} is missing.")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WeightsError(f"{cfg_path} is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict):
+        raise WeightsError(f"{cfg_path} must hold a JSON object.")
+    version = config.get("format_version")
+    if version != BUNDLE_FORMAT_VERSION:
+        raise WeightsError(f"{cfg_path} has format_version {version!r}; this FaceLift "
+                           f"({__version__}) reads bundles of format {BUNDLE_FORMAT_VERSION}.")
+    components = config.get("components")
+    if not isinstance(components, dict) or not isinstance(components.get("face_model"), str):
+        raise WeightsError(f"{cfg_path} must list its components, including 'face_model'.")
+    for key in ("uv_resolution", "mesh_resolution", "mesh_subdivisions"):
+        value = config.get(key, DEFAULT_BUNDLE_CONFIG[key])
+        if not isinstance(value, int) or value <= 0 or (key != "mesh_subdivisions" and value > 1024):
+            raise WeightsError(f"{cfg_path}: '{key}' must be a positive integer, got {value!r}.")
+    return {**DEFAULT_BUNDLE_CONFIG, **config}
+
+
+def _download_bundle(repo_id: str, *, revision, cache_dir, local_files_only) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(
+            repo_id, revision=revision, cache_dir=cache_dir, local_files_only=bool(local_files_only),
+            allow_patterns=["config.json", "README.md", "*.safetensors", "*/config.json"]))
+    except LocalEntryNotFoundError as exc:
+        raise WeightsError(
+            f"The weights '{repo_id}' are not in the local cache and cannot be downloaded "
+            f"(offline or HF_HUB_OFFLINE=1). Connect to the internet once, or pass a local bundle "
+            f"directory, e.g. FaceLift.from_pretrained('checkpoints/').") from exc
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        raise WeightsError(f"Could not download the weights '{repo_id}': {exc}") from exc
+
+
+@dataclass(eq=False)
+class Reconstruction:
+    """One reconstructed face. UV maps are (R, R, C) float32 numpy arrays (ARCHITECTURE.md)."""
+
+    pipeline: FaceLift
+    image: np.ndarray
+    faces: list
+    face_index: int
+    fit: FitResult
+    maps: UVMaps
+    albedo: np.ndarray
+    albedo_pca: np.ndarray
+    displacement: np.ndarray
+    displacement_scale: float
+    sh: np.ndarray
+    albedo_source: str
+    albedo_pca_source: str
+    vertices_model: np.ndarray
+    timings: dict = field(default_factory=dict)
+    _meshes: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def face(self) -> Face:
+        return self.faces[self.face_index]
+
+    @property
+    def texture(self) -> np.ndarray:
+        return self.maps.texture
+
+    @property
+    def visibility(self) -> np.ndarray:
+        return self.maps.visibility
+
+    @property
+    def normal_map(self) -> np.ndarray:
+        return self.maps.normal
+
+    def dense_mesh(self, details: bool = True) -> DenseMesh:
+        key = bool(details) and self.displacement_scale > 0
+        if key not in self._meshes:
+            self._meshes[key] = self.pipeline.mesh_builder.build(
+                self.vertices_model, self.displacement if key else None)
+        return self._meshes[key]
+
+    def render(self, yaw: float = 0.0, pitch: float = 0.0, light=None, details: bool = True, size: int = 512,
+               mode: str = "shaded", light_intensity: float = 1.0, ambient: float = 0.35,
+               albedo: str = "fan") -> np.ndarray:
+        """Render the face as an HxWx3 uint8 image.
+
+        `light=None` relights with the SH lighting estimated from the photo (it turns with the
+        face); `light=(azimuth, elevation)` in degrees is a directional light fixed to the
+        viewer. `mode` is "albedo", "shaded" or "normals"; `details` applies the DRN
+        displacement; `albedo` picks "fan" or "pca".
+        """
+        mesh = self.dense_mesh(details)
+        albedo_map = self.albedo if albedo == "fan" else self.albedo_pca
+        return self.pipeline.renderer.render(
+            mesh.vertices, mesh.faces, mesh.uv, mesh.normals, albedo_map, yaw=yaw, pitch=pitch, mode=mode,
+            light=light, light_intensity=light_intensity, ambient=ambient,
+            sh=self.sh if light is None else None, rotation_of_face=self.fit.rotation, size=size)
+
+    def params(self) -> dict:
+        fit = self.fit
+        h, w = self.image.shape[:2]
+        yaw, pitch, roll = fit.yaw_pitch_roll()
+        return {
+            "library_version": __version__,
+            "weights": self.pipeline.source,
+            "image_size": [int(w), int(h)],
+            "face_index": self.face_index,
+            "n_faces": len(self.faces),
+            "face_box": [round(float(v), 2) for v in self.face.box],
+            "pose": {
+                "scale": float(fit.scale),
+                "rotation": np.asarray(fit.rotation, float).round(6).tolist(),
+                "translation": np.asarray(fit.translation, float).round(4).tolist(),
+                "yaw_pitch_roll_deg": [round(float(a), 3) for a in (yaw, pitch, roll)],
+                "convention": "x_img = s*(R@X)[0] + t[0]; y_img = -s*(R@X)[1] + t[1]; X in metres",
+            },
+            "fit_rms_error_px": float(fit.rms_error_px),
+            "shape_coefficients": np.asarray(fit.shape_coefficients, float).round(6).tolist(),
+            "sh_coefficients": np.asarray(self.sh, float).reshape(-1).round(6).tolist(),
+            "sh_layout": "3x9, RGB-major, bands Y00,Y1-1,Y10,Y11,Y2-2,Y2-1,Y20,Y21,Y22",
+            "albedo_source": self.albedo_source,
+            "albedo_pca_source": self.albedo_pca_source,
+            "displacement_scale": float(self.displacement_scale),
+            "displacement_encoding": "value = round((r_d / scale + 1) / 2 * 65535), r_d in metres",
+            "uv_resolution": int(self.albedo.shape[0]),
+            "timings_ms": dict(self.timings),
+        }
+
+    def export(self, directory: str | os.PathLike, render_size: int = 512) -> Path:
+        """Write meshes, maps, a preview and params.json into `directory` (atomically)."""
+        from . import export as ex
+
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        try:
+            t = time.perf_counter()
+            mesh = self.dense_mesh(details=True)
+            albedo_u8 = (np.clip(self.albedo, 0, 1) * 255 + 0.5).astype(np.uint8)
+            ex.export_glb(tmp / "mesh.glb", mesh.vertices, mesh.faces, mesh.uv, mesh.normals, albedo_u8)
+            ex.export_obj(tmp, mesh.vertices, mesh.faces, mesh.uv, mesh.normals, albedo_u8)
+            ex.save_png(tmp / "texture.png", self.texture)
+            ex.save_png(tmp / "visibility.png", self.visibility)
+            ex.save_png(tmp / "albedo_pca.png", self.albedo_pca)
+            scale = self.displacement_scale if self.displacement_scale > 0 else 1.0
+            ex.save_png16(tmp / "displacement.png", ex.encode_displacement(self.displacement, scale))
+            ex.save_png(tmp / "normal_map.png", ex.normal_map_to_uint8(self.normal_map))
+            ex.save_png(tmp / "render.png", self.render(size=render_size))
+            params = self.params()
+            params["displacement_scale"] = float(scale)
+            params["timings_ms"]["export"] = round((time.perf_counter() - t) * 1000.0, 2)
+            (tmp / "params.json").write_text(json.dumps(params, indent=2) + "\n")
+            if directory.exists():
+                shutil.rmtree(directory)
+            os.replace(tmp, directory)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return directory

@@ -1,0 +1,203 @@
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facelift import FaceLift
+from facelift.errors import FaceIndexError, FaceLiftError, NoFaceError, WeightsError
+from facelift.pipeline import CHECKPOINTS_DIR
+
+REPO = Path(__file__).resolve().parents[1]
+ASTRONAUT = REPO / "examples" / "astronaut.png"
+EXPORTED_FILES = {"mesh.glb", "mesh.obj", "mesh.mtl", "albedo.png", "texture.png", "visibility.png",
+                  "albedo_pca.png", "displacement.png", "normal_map.png", "render.png", "params.json"}
+
+
+@pytest.fixture(scope="module")
+def fl():
+    pipe = FaceLift.from_pretrained()
+    yield pipe
+    pipe.close()
+
+
+@pytest.fixture(scope="module")
+def rec(fl):
+    return fl.reconstruct(ASTRONAUT)
+
+
+def test_default_weights_are_the_shipped_bundle(fl):
+    assert Path(fl.source) == CHECKPOINTS_DIR
+    assert fl.face_model.n_vertices == 468 and fl.fan is not None and fl.drn is not None
+
+
+def test_reconstruction_maps(rec):
+    R = 256
+    assert rec.texture.shape == (R, R, 3) and rec.albedo.shape == (R, R, 3)
+    assert rec.albedo_pca.shape == (R, R, 3) and rec.displacement.shape == (R, R)
+    assert rec.visibility.shape == (R, R) and rec.normal_map.shape == (R, R, 3)
+    for m in (rec.texture, rec.albedo, rec.albedo_pca):
+        assert m.dtype == np.float32 and m.min() >= 0 and m.max() <= 1
+    # the astronaut looks at the camera: most of the face layout is visible
+    assert rec.visibility[rec.maps.mask].mean() > 0.7
+    assert np.abs(rec.displacement).max() <= rec.displacement_scale + 1e-6
+    assert rec.sh.shape == (3, 9)
+    assert rec.fit.rms_error_px < 3.0
+    yaw, pitch, roll = rec.fit.yaw_pitch_roll()
+    assert abs(yaw) < 15 and abs(roll) < 15
+
+
+def test_texture_matches_the_photo(rec):
+    """Each visible texel's colour is the photo's colour where its surface point projects."""
+    vis = rec.visibility > 0.5
+    pts = rec.maps.position[vis]
+    x = rec.fit.scale * pts[:, 0] + rec.fit.translation[0]
+    y = -rec.fit.scale * pts[:, 1] + rec.fit.translation[1]
+    ix, iy = np.clip(x.astype(int), 0, 511), np.clip(y.astype(int), 0, 511)
+    photo = rec.image[iy, ix].astype(np.float32) / 255
+    assert np.median(np.abs(photo - rec.texture[vis])) < 0.06
+
+
+def test_input_types_agree(fl, rec):
+    pil = Image.open(ASTRONAUT)
+    arr = np.asarray(pil.convert("RGB"))
+    for source in (pil, arr, str(ASTRONAUT), ASTRONAUT.read_bytes()):
+        other = fl.reconstruct(source)
+        np.testing.assert_allclose(other.fit.rotation, rec.fit.rotation, atol=1e-4)
+        np.testing.assert_allclose(other.texture, rec.texture, atol=1e-4)
+
+
+def test_render_views_and_lights(rec):
+    front = rec.render(size=256)
+    assert front.shape == (256, 256, 3) and front.dtype == np.uint8
+    assert (front < 250).any(axis=2).mean() > 0.2
+    left, right = rec.render(light=(-60, 0), size=256), rec.render(light=(60, 0), size=256)
+    assert np.abs(left.astype(int) - right.astype(int)).mean() > 3
+    turned = rec.render(yaw=40, size=256)
+    assert np.abs(turned.astype(int) - front.astype(int)).mean() > 3
+    back = rec.render(yaw=180, size=256)
+    # only the few triangles where the face wraps past its side can face the camera from behind
+    assert (back != 255).any(axis=2).mean() < 0.005
+    normals = rec.render(mode="normals", size=256)
+    assert not np.array_equal(normals, front)
+
+
+def test_details_change_the_mesh(rec):
+    smooth, detailed = rec.dense_mesh(details=False), rec.dense_mesh(details=True)
+    assert smooth.vertices.shape == detailed.vertices.shape
+    offset = np.linalg.norm(detailed.vertices - smooth.vertices, axis=1)
+    assert offset.max() <= rec.displacement_scale * 1.01 + 1e-7
+    assert offset.max() > 0  # the shipped DRN moves vertices
+
+
+def test_export_writes_every_file(rec, tmp_path):
+    out = rec.export(tmp_path / "astronaut")
+    assert {p.name for p in out.iterdir()} == EXPORTED_FILES
+    params = json.loads((out / "params.json").read_text())
+    assert len(params["sh_coefficients"]) == 27
+    assert set(params["pose"]) >= {"scale", "rotation", "translation"}
+    assert params["image_size"] == [512, 512] and len(params["face_box"]) == 4
+    assert params["displacement_scale"] > 0 and params["library_version"]
+    assert {"landmarks", "fit", "unwrap", "fan", "drn", "mesh", "export"} <= set(params["timings_ms"])
+    assert len(params["shape_coefficients"]) == 40
+    disp = np.asarray(Image.open(out / "displacement.png"))
+    assert disp.dtype == np.uint16 or np.asarray(Image.open(out / "displacement.png")).max() > 255
+    # no temporary folder left behind
+    assert [p.name for p in tmp_path.iterdir()] == ["astronaut"]
+
+
+def test_export_replaces_an_existing_folder(rec, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "stale.txt").write_text("old")
+    out = rec.export(tmp_path / "a")
+    assert not (out / "stale.txt").exists() and (out / "mesh.glb").is_file()
+
+
+def test_no_face_and_bad_face_index(fl):
+    with pytest.raises(NoFaceError):
+        fl.reconstruct(np.full((256, 256, 3), 128, np.uint8))
+    with pytest.raises(FaceIndexError, match="1 face"):
+        fl.reconstruct(ASTRONAUT, face_index=3)
+
+
+def test_save_and_load_round_trip(fl, rec, tmp_path):
+    fl.save_pretrained(tmp_path / "bundle")
+    again = FaceLift.from_pretrained(tmp_path / "bundle")
+    other = again.reconstruct(ASTRONAUT)
+    np.testing.assert_array_equal(other.albedo, rec.albedo)
+    np.testing.assert_array_equal(other.displacement, rec.displacement)
+    again.close()
+
+
+def _bundle_copy(tmp_path) -> Path:
+    dst = tmp_path / "bundle"
+    shutil.copytree(CHECKPOINTS_DIR, dst)
+    return dst
+
+
+def test_bundle_errors_name_the_file(tmp_path):
+    bundle = _bundle_copy(tmp_path)
+    cfg = json.loads((bundle / "config.json").read_text())
+
+    (bundle / "config.json").write_text(json.dumps({**cfg, "format_version": 99}))
+    with pytest.raises(WeightsError, match="format_version"):
+        FaceLift.from_pretrained(bundle)
+
+    (bundle / "config.json").write_text("{not json")
+    with pytest.raises(WeightsError, match="config.json"):
+        FaceLift.from_pretrained(bundle)
+
+    (bundle / "config.json").write_text(json.dumps(cfg))
+    (bundle / "fan" / "model.safetensors").unlink()
+    with pytest.raises(WeightsError, match="model.safetensors"):
+        FaceLift.from_pretrained(bundle)
+
+    shutil.rmtree(bundle)
+    bundle = _bundle_copy(tmp_path)
+    (bundle / "face_model.safetensors").write_bytes(b"garbage" * 10)
+    with pytest.raises(WeightsError, match="face_model.safetensors"):
+        FaceLift.from_pretrained(bundle)
+
+
+def test_missing_bundle_gives_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsError):
+        FaceLift.from_pretrained("nobody/no-such-facelift-weights", cache_dir=str(tmp_path))
+
+
+def test_tight_crop_padding_is_not_visible(fl, shared_dir):
+    photo = sorted((shared_dir / "data/faces/utkface/train").glob("*.jpg"))[0]
+    rec = fl.reconstruct(photo)
+    vis = rec.visibility > 0.5
+    pts = rec.maps.position[vis]
+    x = rec.fit.scale * pts[:, 0] + rec.fit.translation[0]
+    y = -rec.fit.scale * pts[:, 1] + rec.fit.translation[1]
+    h, w = rec.image.shape[:2]
+    assert x.min() >= 0 and y.min() >= 0 and x.max() <= w and y.max() <= h
+
+
+def test_two_faces_can_each_be_reconstructed(fl, shared_dir):
+    photo = shared_dir / "data/faces/eval/3ddfa_v2/trump_hillary.jpg"
+    faces = fl.detect(photo)
+    assert len(faces) == 2 and faces[0].area >= faces[1].area
+    a, b = fl.reconstruct(photo, face_index=0), fl.reconstruct(photo, face_index=1)
+    assert np.abs(a.fit.translation - b.fit.translation).max() > 50
+
+
+def _eval_photos():
+    root = REPO.parent / "shared" / "data" / "faces" / "eval"
+    if not root.is_dir():
+        return [pytest.param(None, marks=pytest.mark.skip(reason=f"needs ../shared (not found at {root})"))]
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+
+
+@pytest.mark.parametrize("photo", _eval_photos(), ids=lambda p: p.name if p else "absent")
+def test_every_eval_photo_reconstructs(fl, photo):
+    try:
+        rec = fl.reconstruct(photo)
+    except FaceLiftError as exc:
+        pytest.fail(f"{photo}: {exc}")
+    assert rec.visibility.sum() > 1000
+    assert rec.fit.rms_error_px < 5
