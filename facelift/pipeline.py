@@ -16,13 +16,13 @@ import numpy as np
 import torch
 
 from . import __version__
+from .albedo import fit_albedo_and_light, pca_albedo
 from .errors import FaceIndexError, ImageTooSmallError, WeightsError
 from .face_model import FaceModel
 from .fitting import FitResult, fit_shape
 from .image import load_image
 from .landmarks import Face, LandmarkDetector
 from .mesh import DenseMesh, DenseMeshBuilder
-from .shading import estimate_sh, irradiance
 from .unwrap import UVMaps, unwrap
 
 BUNDLE_FORMAT_VERSION = 1
@@ -205,52 +205,12 @@ class FaceLift:
 
     def _low_frequency(self, maps: UVMaps):
         """PCA albedo (eq. 2) and SH lighting (eq. 3): from B-Net, or by least squares."""
-        model = self.face_model
-        R = self.uv_resolution
         if self.bnet is not None:
             coeffs, sh = self.bnet(self._to_net(maps.texture, int(self.bnet.config["resolution"])))
-            coeffs = coeffs[0].cpu().numpy()
-            sh = sh[0].cpu().numpy().reshape(3, 9)
-            return self._albedo_pca_map(coeffs), sh.astype(np.float32), "bnet"
-        vis = maps.visibility > 0.5
-        tex, nrm = maps.texture[vis], maps.normal[vis]
-        coeffs = np.zeros(model.n_albedo, np.float32)
-        albedo = self._albedo_pca_map(coeffs)
-        sh = estimate_sh(tex, albedo[vis], nrm)
-        if model.n_albedo:
-            # alternate: PCA coefficients given shading (ridge = the prior w_a||p_a||^2), SH given albedo
-            sub = np.flatnonzero(vis.reshape(-1))[::4]
-            basis = _resize_basis(model, R).reshape(model.n_albedo, R * R, 3)[:, sub]
-            mean = _resize_mean(model, R).reshape(R * R, 3)[sub]
-            tex_s, nrm_s = maps.texture.reshape(-1, 3)[sub], maps.normal.reshape(-1, 3)[sub]
-            for _ in range(2):
-                shading = irradiance(nrm_s, sh)
-                A = (basis * shading[None]).reshape(model.n_albedo, -1).T
-                b = (tex_s - mean * shading).reshape(-1)
-                coeffs = np.linalg.solve(A.T @ A + np.eye(model.n_albedo), A.T @ b).astype(np.float32)
-                albedo = self._albedo_pca_map(coeffs)
-                sh = estimate_sh(tex, albedo[vis], nrm)
-        return albedo, sh.astype(np.float32), "least_squares"
-
-    def _albedo_pca_map(self, coeffs: np.ndarray) -> np.ndarray:
-        a = self.face_model.albedo_map(coeffs)  # (3, A, A)
-        t = torch.from_numpy(a)[None]
-        R = self.uv_resolution
-        if a.shape[-1] != R:
-            t = torch.nn.functional.interpolate(t, size=(R, R), mode="bilinear", align_corners=False)
-        return t[0].permute(1, 2, 0).numpy().astype(np.float32)
-
-
-def _resize_mean(model: FaceModel, R: int) -> np.ndarray:
-    t = torch.from_numpy(model.albedo_mean)[None]
-    t = torch.nn.functional.interpolate(t, size=(R, R), mode="bilinear", align_corners=False)
-    return t[0].permute(1, 2, 0).numpy()
-
-
-def _resize_basis(model: FaceModel, R: int) -> np.ndarray:
-    t = torch.from_numpy(model.albedo_basis)
-    t = torch.nn.functional.interpolate(t, size=(R, R), mode="bilinear", align_corners=False)
-    return t.permute(0, 2, 3, 1).numpy()
+            albedo = pca_albedo(self.face_model, coeffs[0].cpu().numpy(), self.uv_resolution)
+            return albedo, sh[0].cpu().numpy().reshape(3, 9).astype(np.float32), "bnet"
+        _, albedo, sh = fit_albedo_and_light(self.face_model, maps.texture, maps.normal, maps.visibility > 0.5)
+        return albedo, sh, "least_squares"
 
 
 def _read_bundle_config(path: Path) -> dict:

@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+
+from facelift.albedo import fit_albedo_and_light, pca_albedo, resize_maps
+from facelift.shading import irradiance
+from synthetic import ellipsoid_face_model
+
+
+def _scene(model, coeffs, sh, R=64):
+    """Texture = PCA albedo x SH shading on a hemisphere of normals (eq. 2 and 3)."""
+    yy, xx = (np.mgrid[0:R, 0:R] + 0.5) / R * 2 - 1
+    zz = np.sqrt(np.clip(1 - xx ** 2 - yy ** 2, 0, None))
+    normals = np.stack([xx, -yy, zz], -1)
+    normals /= np.linalg.norm(normals, axis=-1, keepdims=True)
+    visible = (xx ** 2 + yy ** 2) < 0.9
+    albedo = pca_albedo(model, coeffs, R)
+    texture = albedo * irradiance(normals, sh)
+    return texture.astype(np.float32), normals.astype(np.float32), visible
+
+
+def test_resize_maps_shapes():
+    x = np.random.rand(4, 3, 8, 8).astype(np.float32)
+    assert resize_maps(x, 16).shape == (4, 16, 16, 3)
+    assert resize_maps(x[0], 8).shape == (8, 8, 3)
+    np.testing.assert_allclose(resize_maps(x[0], 8), x[0].transpose(1, 2, 0))
+
+
+def test_known_albedo_and_light_are_recovered():
+    model = ellipsoid_face_model(n_albedo=4, albedo_resolution=16)
+    true_coeffs = np.array([1.0, -0.5, 0.8, 0.3], np.float32)
+    sh = np.zeros((3, 9), np.float32)
+    sh[:, 0] = [1.0, 0.9, 0.8]
+    sh[:, 3] = 0.3  # light from image-right
+    texture, normals, visible = _scene(model, true_coeffs, sh)
+    coeffs, albedo, est = fit_albedo_and_light(model, texture, normals, visible, prior_weight=1e-8,
+                                               iterations=8, stride=1)
+    # albedo and light trade off on a hemisphere of normals, so compare what is observable
+    err = np.abs(albedo * irradiance(normals, est) - texture)[visible].mean()
+    assert err < 0.01
+    mean_only = pca_albedo(model, None, 64) * irradiance(normals, est)
+    assert np.abs(mean_only - texture)[visible].mean() > 2 * err  # the coefficients did the work
+
+
+def test_prior_shrinks_the_coefficients():
+    model = ellipsoid_face_model(n_albedo=4, albedo_resolution=16)
+    sh = np.zeros((3, 9), np.float32)
+    sh[:, 0] = 1.0
+    texture, normals, visible = _scene(model, np.array([2.0, 1.0, -1.0, 1.0], np.float32), sh)
+    norms = [np.linalg.norm(fit_albedo_and_light(model, texture, normals, visible, prior_weight=w)[0])
+             for w in (1e-6, 1e-3, 1e-1)]
+    assert norms[0] > norms[1] > norms[2]
+
+
+def test_without_albedo_components_only_light_is_estimated():
+    model = ellipsoid_face_model(n_albedo=0, albedo_resolution=16)
+    sh = np.zeros((3, 9), np.float32)
+    sh[:, 0] = 1.2
+    texture, normals, visible = _scene(model, None, sh)
+    coeffs, albedo, est = fit_albedo_and_light(model, texture, normals, visible)
+    assert coeffs.shape == (0,)
+    shading, expected = irradiance(normals, est), irradiance(normals, sh)
+    assert np.abs(shading - expected)[visible].max() < 0.02
+
+
+def test_too_few_visible_texels():
+    model = ellipsoid_face_model(n_albedo=2, albedo_resolution=16)
+    texture, normals, visible = _scene(model, None, np.eye(3, 9, dtype=np.float32))
+    with pytest.raises(ValueError, match="visible"):
+        fit_albedo_and_light(model, texture, normals, np.zeros_like(visible))
