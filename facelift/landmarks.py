@@ -7,6 +7,7 @@ Points are `(x, y, z)` in pixels of the *input* image (docs/ARCHITECTURE.md imag
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import sys
@@ -56,7 +57,7 @@ def _filtered_native_stderr():
                 sys.stderr.write("\n".join(kept) + "\n")
 
 
-def _face_mesh_module():
+def _solutions():
     try:
         from absl import logging as absl_logging
 
@@ -65,7 +66,7 @@ def _face_mesh_module():
         pass
     import mediapipe as mp
 
-    return mp.solutions.face_mesh
+    return mp.solutions
 
 
 @dataclass
@@ -89,21 +90,89 @@ class Face:
         return cls(points, (float(x0), float(y0), float(x1), float(y1)))
 
 
+# ---- full-range search for small faces -----------------------------------------------
+# FaceMesh finds faces with the short-range BlazeFace, which sees the whole image at 128x128
+# and misses faces smaller than about a tenth of the image (whole-body and group photos).
+# For those the full-range BlazeFace is run on square tiles of the image, and FaceMesh
+# again on a crop around each face it finds.
+
+#: FaceMesh's detector finds faces down to about 1/10 of the image's longer side. Look for
+#: more faces when the largest one it found is smaller than this fraction of the longer
+#: side (a wide shot, where others may be smaller still); otherwise the photo is a portrait.
+WIDE_SHOT_FRACTION = 0.15
+#: Crop around a full-range detection: this many times the detection box's side ...
+_CROP_EXPAND = 2.0
+#: ... resampled to this side in pixels for FaceMesh.
+_CROP_SIDE = 256
+#: Boxes overlapping more than this (intersection over union) are the same face.
+_SAME_FACE_IOU = 0.3
+
+Box = tuple[float, float, float, float]
+
+
+def _iou(a: Box, b: Box) -> float:
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def _centre(box: Box) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+
+
+def _contains(box: Box, x: float, y: float) -> bool:
+    return box[0] <= x <= box[2] and box[1] <= y <= box[3]
+
+
+def _square_tiles(w: int, h: int) -> list[tuple[int, int, int]]:
+    """Square tiles `(x0, y0, side)` covering a `w` x `h` image, overlapping by at least a
+    quarter tile (so any face up to that size lies whole in one); a near-square image is
+    one tile, `(0, 0, 0)` meaning "the whole image"."""
+    side, long = min(w, h), max(w, h)
+    if long <= 1.25 * side:
+        return [(0, 0, 0)]
+    n = math.ceil((long - side / 4) / (side * 3 / 4))  # (n * side - long) / (n - 1) >= side / 4
+    starts = [round(i * (long - side) / (n - 1)) for i in range(n)]
+    return [(s, 0, side) if w > h else (0, s, side) for s in starts]
+
+
+def _crop_square(image: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray | None:
+    """`image[y0:y0+side, x0:x0+side]`, edge-replicated where it reaches outside the image."""
+    h, w = image.shape[:2]
+    cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
+    if cx1 <= cx0 or cy1 <= cy0:
+        return None
+    pad = ((cy0 - y0, y0 + side - cy1), (cx0 - x0, x0 + side - cx1), (0, 0))
+    return np.pad(image[cy0:cy1, cx0:cx1], pad, mode="edge")
+
+
 class LandmarkDetector:
-    """MediaPipe FaceMesh wrapper. Thread-safe; use as a context manager or call `close()`."""
+    """MediaPipe FaceMesh wrapper. Thread-safe; use as a context manager or call `close()`.
+
+    With `find_small_faces` (default), images where FaceMesh finds no face, or only faces
+    small for the image (see `WIDE_SHOT_FRACTION`), are also searched with MediaPipe's
+    full-range face detector (on square tiles of the image, faces down to about 1/15 of its
+    shorter side), then FaceMesh on a crop around each face it finds: whole-body and group
+    photos. Portraits and selfies do not pay for it.
+    """
 
     def __init__(self, max_faces: int = 5, min_confidence: float = 0.5, pad_fraction: float = 0.3,
-                 max_detect_side: int = 1280):
+                 max_detect_side: int = 1280, find_small_faces: bool = True):
         if max_faces < 1:
             raise ValueError("max_faces must be at least 1")
         self.max_faces = max_faces
         self.min_confidence = min_confidence
         self.pad_fraction = pad_fraction
         self.max_detect_side = max_detect_side
+        self.find_small_faces = find_small_faces
         self._lock = threading.Lock()
-        self._started = False
+        self._started: set[str] = set()  # graphs past their start-up log messages
+        self._full_range = None  # MediaPipe FaceDetection, created on first need
         with _filtered_native_stderr():
-            self._mesh = _face_mesh_module().FaceMesh(
+            self._mesh = _solutions().face_mesh.FaceMesh(
                 static_image_mode=True,
                 refine_landmarks=True,
                 max_num_faces=max_faces,
@@ -113,9 +182,10 @@ class LandmarkDetector:
     # ---- lifetime -------------------------------------------------------------------
     def close(self) -> None:
         with self._lock:
-            if self._mesh is not None:
-                self._mesh.close()
-                self._mesh = None
+            for graph in (self._mesh, self._full_range):
+                if graph is not None:
+                    graph.close()
+            self._mesh = self._full_range = None
 
     def __enter__(self) -> "LandmarkDetector":
         return self
@@ -150,38 +220,125 @@ class LandmarkDetector:
             for f in faces:
                 f[:, 0] -= px
                 f[:, 1] -= py
-        if not faces:
+        out = [Face.from_points(p) for p in faces]
+        largest = max((max(x1 - x0, y1 - y0) for x0, y0, x1, y1 in (f.box for f in out)), default=0.0)
+        if self.find_small_faces and len(out) < self.max_faces and largest < WIDE_SHOT_FRACTION * max(h, w):
+            out += self._detect_small(image, out)
+        if not out:
             raise NoFaceError(
                 f"No face was found in the {w}x{h} image. Use a photo where a face is clearly visible, "
                 "roughly frontal and not too small."
             )
-        out = [Face.from_points(p) for p in faces]
         out.sort(key=lambda f: f.area, reverse=True)
         return out
+
+    def _downscaled(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        """`image` shrunk to at most `max_detect_side` pixels a side, and the scale factor."""
+        h, w = image.shape[:2]
+        if max(h, w) <= self.max_detect_side:
+            return image, 1.0
+        import cv2
+
+        scale = self.max_detect_side / max(h, w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        return cv2.resize(image, size, interpolation=cv2.INTER_AREA), scale
 
     def _detect_scaled(self, image: np.ndarray) -> list[np.ndarray]:
         """Run FaceMesh, downscaling huge images; points in `image`'s pixel coordinates."""
         h, w = image.shape[:2]
-        if max(h, w) > self.max_detect_side:
-            import cv2
+        # normalised coordinates are resolution-free: scale straight to `image` pixels
+        return [p * np.array([w, h, w], np.float32) for p in self._run_mesh(self._downscaled(image)[0])]
 
-            scale = self.max_detect_side / max(h, w)
-            size = (max(1, round(w * scale)), max(1, round(h * scale)))
-            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    def _detect_small(self, image: np.ndarray, known: list[Face]) -> list[Face]:
+        """Faces the full-range detector finds that are not in `known` (FaceMesh on a crop
+        around each), up to `max_faces` in all."""
+        found: list[Face] = []
+        for box in self._full_range_boxes(image):
+            if len(known) + len(found) >= self.max_faces:
+                break
+            cx, cy = _centre(box)
+            if any(_contains(f.box, cx, cy) for f in known + found):
+                continue
+            face = self._mesh_in_crop(image, box)
+            if face is not None and all(_iou(face.box, f.box) <= _SAME_FACE_IOU for f in known + found):
+                found.append(face)
+        return found
+
+    def _full_range_boxes(self, image: np.ndarray) -> list[Box]:
+        """Full-range detector boxes in `image` pixels, best first, overlaps merged."""
+        small, scale = self._downscaled(image)
+        sh, sw = small.shape[:2]
+        scored = []
+        for x0, y0, side in _square_tiles(sw, sh):
+            tile = small[y0:y0 + side, x0:x0 + side] if side else small
+            th, tw = tile.shape[:2]
+            for score, (bx0, by0, bx1, by1) in self._run_full_range(tile):
+                box = ((x0 + bx0 * tw) / scale, (y0 + by0 * th) / scale,
+                       (x0 + bx1 * tw) / scale, (y0 + by1 * th) / scale)
+                scored.append((score, box))
+        scored.sort(key=lambda sb: sb[0], reverse=True)
+        boxes: list[Box] = []
+        for _, box in scored:  # the same face seen in two overlapping tiles
+            if all(_iou(box, b) <= _SAME_FACE_IOU for b in boxes):
+                boxes.append(box)
+        return boxes
+
+    def _mesh_in_crop(self, image: np.ndarray, box: Box) -> Face | None:
+        """FaceMesh on a square crop around a detector `box`; the face there containing the
+        box centre (nearest it if several), in `image` pixels; None if FaceMesh finds none."""
+        import cv2
+
+        cx, cy = _centre(box)
+        side = max(1, int(round(_CROP_EXPAND * max(box[2] - box[0], box[3] - box[1]))))
+        x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+        crop = _crop_square(image, x0, y0, side)
+        if crop is None:
+            return None
+        interp = cv2.INTER_AREA if side > _CROP_SIDE else cv2.INTER_LINEAR
+        crop = cv2.resize(crop, (_CROP_SIDE, _CROP_SIDE), interpolation=interp)
+        best, best_d = None, math.inf
+        for p in self._run_mesh(crop):
+            # normalised crop coordinates -> `image` pixels; z like x (crop width = `side`)
+            face = Face.from_points(p * np.float32(side) + np.array([x0, y0, 0], np.float32))
+            fx, fy = _centre(face.box)
+            d = math.hypot(fx - cx, fy - cy)
+            if _contains(face.box, cx, cy) and d < best_d:
+                best, best_d = face, d
+        return best
+
+    # ---- MediaPipe graphs (one at a time, under the lock) -------------------------------
+    def _run_mesh(self, image: np.ndarray) -> list[np.ndarray]:
+        """FaceMesh on `image`: (478, 3) float32 points per face, normalised to its width/height."""
         with self._lock:
             if self._mesh is None:
                 raise RuntimeError("LandmarkDetector is closed.")
-            image = np.ascontiguousarray(image)
-            if self._started:
-                result = self._mesh.process(image)
-            else:  # the graph logs start-up messages until its landmark model first runs
-                with _filtered_native_stderr():
-                    result = self._mesh.process(image)
-                self._started = bool(result.multi_face_landmarks)
-        faces = []
-        for lm in result.multi_face_landmarks or []:
-            p = np.array([(q.x, q.y, q.z) for q in lm.landmark], np.float32)
-            # normalised coordinates are resolution-free: scale straight to `image` pixels
-            p *= np.array([w, h, w], np.float32)
-            faces.append(p)
-        return faces
+            # the graph logs start-up messages until its landmark model first runs
+            result = self._quietly("mesh", self._mesh.process, np.ascontiguousarray(image))
+            if result.multi_face_landmarks:
+                self._started.add("mesh")
+        return [np.array([(q.x, q.y, q.z) for q in lm.landmark], np.float32)
+                for lm in result.multi_face_landmarks or []]
+
+    def _run_full_range(self, image: np.ndarray) -> list[tuple[float, Box]]:
+        """Full-range face detector on `image`: (score, box normalised to its width/height)."""
+        with self._lock:
+            if self._mesh is None:
+                raise RuntimeError("LandmarkDetector is closed.")
+            if self._full_range is None:
+                self._full_range = self._quietly(
+                    "full_range", _solutions().face_detection.FaceDetection,
+                    model_selection=1, min_detection_confidence=self.min_confidence)
+            result = self._quietly("full_range", self._full_range.process, np.ascontiguousarray(image))
+            self._started.add("full_range")
+        out = []
+        for det in result.detections or []:
+            b = det.location_data.relative_bounding_box
+            out.append((float(det.score[0]), (b.xmin, b.ymin, b.xmin + b.width, b.ymin + b.height)))
+        return out
+
+    def _quietly(self, graph: str, fn, *args, **kwargs):
+        """`fn(*args, **kwargs)`, filtering native start-up chatter until `graph` has started."""
+        if graph in self._started:
+            return fn(*args, **kwargs)
+        with _filtered_native_stderr():
+            return fn(*args, **kwargs)
