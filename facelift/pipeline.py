@@ -29,6 +29,7 @@ BUNDLE_FORMAT_VERSION = 1
 CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 DEFAULT_REPO_ID = "facelift-project/facelift"
 MIN_FACE_SIZE = 40  # pixels across the face box
+RENDER_MODES = ("albedo", "shaded", "shaded_details", "normals")
 
 DEFAULT_BUNDLE_CONFIG = {
     "format_version": BUNDLE_FORMAT_VERSION,
@@ -305,9 +306,16 @@ class Reconstruction:
 
         `light=None` relights with the SH lighting estimated from the photo (it turns with the
         face); `light=(azimuth, elevation)` in degrees is a directional light fixed to the
-        viewer. `mode` is "albedo", "shaded" or "normals"; `details` applies the DRN
-        displacement; `albedo` picks "fan" or "pca".
+        viewer. `mode` is one of RENDER_MODES: "albedo", "shaded", "shaded_details" (shaded
+        with the DRN details whatever `details` says) or "normals"; `details` applies the
+        DRN displacement to the geometry; `albedo` picks "fan" or "pca".
         """
+        if mode not in RENDER_MODES:
+            raise ValueError(f"mode must be one of {RENDER_MODES}, got {mode!r}")
+        if mode == "shaded_details":
+            mode, details = "shaded", True
+        if albedo not in ("fan", "pca"):
+            raise ValueError(f"albedo must be 'fan' or 'pca', got {albedo!r}")
         mesh = self.dense_mesh(details)
         albedo_map = self.albedo if albedo == "fan" else self.albedo_pca
         return self.pipeline.renderer.render(

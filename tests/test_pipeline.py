@@ -82,6 +82,11 @@ def test_render_views_and_lights(rec):
     assert (back != 255).any(axis=2).mean() < 0.005
     normals = rec.render(mode="normals", size=256)
     assert not np.array_equal(normals, front)
+    plain = rec.render(mode="shaded", details=False, size=256)
+    assert np.array_equal(rec.render(mode="shaded_details", details=False, size=256), front)
+    assert not np.array_equal(plain, front)
+    with pytest.raises(ValueError, match="mode"):
+        rec.render(mode="wireframe")
 
 
 def test_details_change_the_mesh(rec):
