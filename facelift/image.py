@@ -1,10 +1,13 @@
-"""Image input: any path, PIL image or array -> an upright RGB uint8 array, or a clear error."""
+"""Image input: any path, bytes, PIL image or array -> an upright RGB uint8 array, or a clear error."""
 
 from __future__ import annotations
 
 import io
 import os
+import stat
+import struct
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -14,85 +17,121 @@ from .errors import ImageTooLargeError, ImageTooSmallError, InvalidImageError
 
 MAX_PIXELS = 50_000_000
 MIN_SIDE = 32
+# Only these decoders are tried: no Ghostscript (EPS) and no rarely used parsers on uploads.
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+_NOT_AN_IMAGE = "is not an image FaceLift can read, or it is damaged; use JPEG, PNG, WebP, BMP, TIFF or GIF."
+# What PIL raises on malformed files, as seen by fuzzing (struct.error, IndexError: GIF frame
+# headers; TypeError: a TIFF strip offset of the wrong type). UnidentifiedImageError is an OSError.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, TypeError)
 
 
 def load_image(source, *, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE) -> np.ndarray:
     """Return an HxWx3 uint8 RGB array with EXIF orientation applied.
 
-    Accepts a file path, raw file bytes, a PIL image or an HxW / HxWx{1,3,4} array
-    (uint8, uint16 or float in [0, 1]). Raises `InvalidImageError` (or a subclass) for
-    anything that is not a usable image.
+    Accepts a file path, the bytes of a file, a PIL image (its first frame) or an
+    HxW / HxWx{1,3,4} array: uint8, uint16, bool, other integers, or float in [0, 1]
+    (float data above 1 is HDR and is scaled so its 99.5th percentile becomes white).
+    Transparency is composited on white. Raises `InvalidImageError` (or its subclasses
+    `ImageTooLargeError`, `ImageTooSmallError`) for anything that is not a usable image;
+    the size limits are checked before any pixel data is decoded.
     """
     if isinstance(source, np.ndarray):
-        return _check_size(array_to_rgb(source), max_pixels, min_side)
+        return array_to_rgb(source, max_pixels, min_side)
     if isinstance(source, Image.Image):
-        return _check_size(pil_to_rgb(source, max_pixels), max_pixels, min_side)
-    if isinstance(source, (bytes, bytearray)):
-        return _check_size(_decode(io.BytesIO(source), "the uploaded data", max_pixels), max_pixels, min_side)
+        return pil_to_rgb(source, max_pixels, min_side)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise InvalidImageError("The uploaded file is empty.")
+        return _decode(io.BytesIO(source), "The uploaded file", max_pixels, min_side)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        if not path.exists():
-            raise InvalidImageError(f"File not found: {path}")
-        if path.is_dir():
-            raise InvalidImageError(f"{path} is a directory, not an image file.")
-        if path.stat().st_size == 0:
-            raise InvalidImageError(f"{path.name} is an empty file.")
-        with open(path, "rb") as fh:
-            return _check_size(_decode(fh, path.name, max_pixels), max_pixels, min_side)
+        with _open_file(path) as fh:
+            return _decode(fh, path.name, max_pixels, min_side)
     raise InvalidImageError(
-        f"Cannot read an image from a {type(source).__name__}; "
-        "give a file path, bytes, a PIL image or an HxWx3 uint8 array."
+        f"Cannot read an image from {type(source).__name__!r}; "
+        "give a file path, file bytes, a PIL image or an HxWx3 uint8 array."
     )
 
 
-def _decode(fh, name: str, max_pixels: int) -> np.ndarray:
+def _open_file(path: Path):
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InvalidImageError(f"File not found: {path}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        reason = getattr(exc, "strerror", None) or exc
+        raise InvalidImageError(f"Cannot open {str(path)[:200]!r}: {reason}.") from exc
+    if stat.S_ISDIR(st.st_mode):
+        raise InvalidImageError(f"{path} is a folder, not an image file.")
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
+        raise InvalidImageError(f"{path} is not a regular file.")
+    if st.st_size == 0:
+        raise InvalidImageError(f"{path.name} is an empty file.")
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise InvalidImageError(f"Cannot open {path}: {exc.strerror}.") from exc
+
+
+def _decode(fh, name: str, max_pixels: int, min_side: int) -> np.ndarray:
+    with _pil_errors(name, max_pixels):
+        img = Image.open(fh, formats=FORMATS)
+        return pil_to_rgb(img, max_pixels, min_side, name)
+
+
+@contextmanager
+def _pil_errors(name: str, max_pixels: int):
+    """The boundary where PIL's exceptions become FaceLift errors (the original is chained)."""
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(fh)
-            _check_pixels(img.size, max_pixels, name)
-            return pil_to_rgb(img, max_pixels)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            # pil_to_rgb enforces max_pixels before decoding; PIL warns about corrupt EXIF
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.filterwarnings("ignore", category=UserWarning, module="PIL")
+            yield
+    except Image.DecompressionBombError as exc:  # raised by Image.open beyond 2x PIL's own limit
         raise ImageTooLargeError(
-            f"{name} is too large to process (limit {max_pixels:,} pixels): {exc}"
+            f"{name} is too large: FaceLift accepts at most {max_pixels:,} pixels; downscale it first."
         ) from exc
     except UnidentifiedImageError as exc:
-        raise InvalidImageError(
-            f"{name} is not an image FaceLift can read (use JPEG, PNG, WebP, BMP, TIFF or GIF)."
-        ) from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InvalidImageError(f"{name} is truncated or corrupted and cannot be decoded ({exc}).") from exc
+        raise InvalidImageError(f"{name} {_NOT_AN_IMAGE}") from exc
+    except _DECODE_ERRORS as exc:
+        raise InvalidImageError(f"{name} is damaged or incomplete (truncated) and cannot be read.") from exc
 
 
-def _check_pixels(size, max_pixels: int, name: str) -> None:
-    w, h = size
-    if w * h > max_pixels:
+def _check_size(width: int, height: int, max_pixels: int, min_side: int, name: str) -> None:
+    if width * height > max_pixels:
         raise ImageTooLargeError(
-            f"{name} is {w}x{h} pixels, more than the limit of {max_pixels:,}; downscale it first."
+            f"{name} is {width}x{height} pixels, more than the limit of {max_pixels:,}; downscale it first."
+        )
+    if min(width, height) < min_side:
+        raise ImageTooSmallError(
+            f"{name} is {width}x{height} pixels; FaceLift needs at least {min_side} pixels on each side."
         )
 
 
-def pil_to_rgb(img: Image.Image, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def pil_to_rgb(
+    img: Image.Image, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE, name: str = "The image"
+) -> np.ndarray:
     """Decode a PIL image (first frame if animated) to upright RGB uint8."""
-    _check_pixels(img.size, max_pixels, "The image")
-    if getattr(img, "is_animated", False):
-        img.seek(0)
-    img.load()
-    img = ImageOps.exif_transpose(img)
-    mode = img.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        return array_to_rgb(np.asarray(img))
-    if mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-        mode = img.mode
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = np.asarray(img.convert("RGBA"))
-        return _over_white(rgba.astype(np.float32) / 255.0)
-    return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+    with _pil_errors(name, max_pixels):
+        _check_size(img.width, img.height, max_pixels, min_side, name)
+        if img.tell() != 0:  # not is_animated: that parses later frames, which may be broken
+            img.seek(0)
+        img = ImageOps.exif_transpose(img)
+        if img.mode in ("I", "F") or img.mode.startswith("I;16"):
+            return array_to_rgb(np.asarray(img), max_pixels, min_side, name)
+        if img.mode == "La":  # PIL converts premultiplied La only to LA
+            img = img.convert("LA")
+        if img.has_transparency_data:
+            white = Image.new("RGBA", img.size, (255, 255, 255, 255))
+            img = Image.alpha_composite(white, img.convert("RGBA"))
+        return np.array(img.convert("RGB"), dtype=np.uint8)
 
 
-def array_to_rgb(arr: np.ndarray) -> np.ndarray:
-    """HxW or HxWxC array of uint8 / uint16 / int / float -> HxWx3 uint8."""
+def array_to_rgb(
+    arr: np.ndarray, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE, name: str = "The image"
+) -> np.ndarray:
+    """HxW or HxWx{1,3,4} array of uint8 / uint16 / bool / int / float -> HxWx3 uint8."""
     arr = np.asarray(arr)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
@@ -100,42 +139,38 @@ def array_to_rgb(arr: np.ndarray) -> np.ndarray:
         raise InvalidImageError(f"An image array must be HxW, HxWx3 or HxWx4; got shape {arr.shape}.")
     if arr.size == 0:
         raise InvalidImageError("The image array is empty.")
-    if arr.dtype == np.uint8:
-        f = arr.astype(np.float32) / 255.0
-    elif arr.dtype == bool:
-        f = arr.astype(np.float32)
-    elif np.issubdtype(arr.dtype, np.integer):
-        hi = 65535.0 if arr.max() > 255 else 255.0
-        f = arr.astype(np.float32) / hi
-    elif np.issubdtype(arr.dtype, np.floating):
-        f = arr.astype(np.float32)
-        if not np.isfinite(f).all():
-            f = np.nan_to_num(f, nan=0.0, posinf=0.0, neginf=0.0)
-        peak = float(f.max()) if f.size else 0.0
-        if peak > 1.0:  # HDR: scale the highlights into range
-            f = f / np.percentile(f, 99.5) if np.percentile(f, 99.5) > 0 else f / peak
-    else:
-        raise InvalidImageError(f"Unsupported image array dtype {arr.dtype}.")
-    f = np.clip(f, 0.0, 1.0)
+    _check_size(arr.shape[1], arr.shape[0], max_pixels, min_side, name)
+    if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3:
+        return np.array(arr, order="C")
+    f = _to_unit_float(arr)
     if f.ndim == 2:
         f = np.repeat(f[..., None], 3, axis=2)
     if f.shape[2] == 4:
-        return _over_white(f)
-    return (f * 255.0 + 0.5).astype(np.uint8)
+        alpha = f[..., 3:]
+        f = f[..., :3] * alpha + (1.0 - alpha)
+    return (np.clip(f, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def _over_white(rgba: np.ndarray) -> np.ndarray:
-    alpha = rgba[..., 3:4]
-    rgb = rgba[..., :3] * alpha + (1.0 - alpha)
-    return (np.clip(rgb, 0, 1) * 255.0 + 0.5).astype(np.uint8)
-
-
-def _check_size(rgb: np.ndarray, max_pixels: int, min_side: int) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    if h * w > max_pixels:
-        raise ImageTooLargeError(f"The image is {w}x{h} pixels, more than the limit of {max_pixels:,}.")
-    if min(h, w) < min_side:
-        raise ImageTooSmallError(
-            f"The image is {w}x{h} pixels; FaceLift needs at least {min_side} pixels on each side."
-        )
-    return np.ascontiguousarray(rgb)
+def _to_unit_float(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == bool:
+        return arr.astype(np.float32)
+    if arr.dtype.kind in "ui":
+        if arr.dtype.itemsize <= 2:
+            hi = np.iinfo(arr.dtype).max
+        else:  # 32/64-bit integers (PIL mode "I"): guess 8- or 16-bit data from the values
+            peak = int(arr.max())
+            hi = 255 if peak <= 255 else 65535 if peak <= 65535 else peak
+        return arr.astype(np.float32) / np.float32(hi)
+    if arr.dtype.kind != "f":
+        raise InvalidImageError(f"Unsupported image array dtype {arr.dtype}.")
+    f = arr.astype(np.float32)
+    finite = np.isfinite(f)
+    if not finite.all():
+        brightest = max(float(f[finite].max()), 1.0) if finite.any() else 1.0
+        f = np.nan_to_num(f, nan=0.0, posinf=brightest, neginf=0.0)
+    colour = f[..., :3] if f.ndim == 3 else f  # a view: alpha is left alone
+    if colour.max() > 1.0:
+        white = max(float(np.percentile(colour, 99.5)), 0.0) or float(colour.max())
+        np.minimum(colour, white, out=colour)  # clip first: dividing by a tiny white could overflow
+        colour /= white
+    return f
