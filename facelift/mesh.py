@@ -201,6 +201,75 @@ def _sample_grid(uv_map, G: int, grid_index: np.ndarray, name: str) -> np.ndarra
     return m.reshape(G * G, m.shape[2])[grid_index]
 
 
+# A grid edge bridges a hole or a cut of the layout (e.g. an open mouth) when the surface path
+# between its ends is surely longer than _DETOUR * their distance + _SLACK * texel pitch.
+_DETOUR = 2.0
+_SLACK = 2.0
+# Paths along mesh edges are at most this much longer than the surface's geodesics.
+_ZIGZAG = 2.0
+
+
+def _grid_faces_on_surface(faces, tri_of_texel, points, sub_tris, sub_vertices, base_tris) -> np.ndarray:
+    """Mask of the grid faces whose corners are neighbours on the surface, not only in UV.
+
+    Two texels are neighbours when the base triangles under them touch or are one edge apart
+    (the common case, a cheap test). Otherwise (a texel can skip thin triangles, e.g. at the
+    lip corners) the geodesic distance between the two surface points p, q must not be surely
+    much longer than their distance: a grid edge across a hole of the layout (an open mouth,
+    two separate sheets) has a long detour or no path at all. For corners a of p's
+    sub-triangle and b of q's, geo(p, q) >= geo(a, b) - |p - a| - |q - b| and
+    geo(a, b) >= (edge path a -> b on the subdivided mean shape) / _ZIGZAG: the face is kept
+    unless the largest of these lower bounds exceeds the allowance.
+    Sub-triangle k of any level descends from base triangle k % F.
+    """
+    if len(faces) == 0:
+        return np.ones(0, bool)
+    F = len(base_tris)
+    nb = int(base_tris.max()) + 1
+    ft = tri_of_texel[faces]  # (T, 3) sub-triangle under each corner
+    base = base_tris[ft % F].astype(np.int64)  # (T, 3 corners, 3 base vertices)
+    e = np.concatenate([base_tris[:, [0, 1]], base_tris[:, [1, 2]], base_tris[:, [2, 0]]]).astype(np.int64)
+    near = np.unique(np.concatenate([np.minimum(e[:, 0], e[:, 1]) * nb + np.maximum(e[:, 0], e[:, 1]),
+                                     np.arange(nb) * (nb + 1)]))
+    pairs = ((0, 1), (1, 2), (2, 0))
+    linked = np.ones((len(faces), 3), bool)
+    for k, (p, q) in enumerate(pairs):
+        a, b = base[:, p, :, None], base[:, q, None, :]
+        codes = np.minimum(a, b) * nb + np.maximum(a, b)  # (T, 3, 3) vertex pairs
+        linked[:, k] = np.isin(codes, near).reshape(len(faces), -1).any(1)
+    bad_face, bad_pair = np.nonzero(~linked)
+    if bad_face.size == 0:
+        return np.ones(len(faces), bool)
+
+    # texel spacing on the mean shape (95th percentile of the grid edges)
+    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    pitch = max(float(np.percentile(np.linalg.norm(points[edges[:, 0]] - points[edges[:, 1]], axis=1), 95)),
+                1e-12)
+    i0 = faces[bad_face, np.array([p for p, _ in pairs])[bad_pair]]
+    i1 = faces[bad_face, np.array([q for _, q in pairs])[bad_pair]]
+    allowed = _DETOUR * np.linalg.norm(points[i0] - points[i1], axis=1) + _SLACK * pitch
+
+    # shortest edge paths on the subdivided mean shape between the corners of the two texels'
+    # sub-triangles (beyond `limit` the bound rejects anyway: inf)
+    from scipy.sparse.csgraph import dijkstra
+
+    st = sub_tris.astype(np.int64)
+    se = np.unique(np.sort(np.concatenate([st[:, [0, 1]], st[:, [1, 2]], st[:, [2, 0]]]), 1), axis=0)
+    n = len(sub_vertices)
+    graph = sp.csr_matrix((np.linalg.norm(sub_vertices[se[:, 0]] - sub_vertices[se[:, 1]], axis=1),
+                           (se[:, 0], se[:, 1])), shape=(n, n))
+    ca, cb = st[tri_of_texel[i0]], st[tri_of_texel[i1]]  # (K, 3) sub-vertices
+    legs_a = np.linalg.norm(sub_vertices[ca] - points[i0][:, None], axis=2)  # (K, 3)
+    legs_b = np.linalg.norm(sub_vertices[cb] - points[i1][:, None], axis=2)
+    limit = _ZIGZAG * float((allowed + legs_a.max(1) + legs_b.max(1)).max())
+    sources, inv = np.unique(ca, return_inverse=True)
+    dist = dijkstra(graph, directed=False, indices=sources, limit=limit)
+    path = dist[inv.reshape(-1, 3)[:, :, None], cb[:, None, :]]  # (K, 3, 3)
+    lower = (path / _ZIGZAG - legs_a[:, :, None] - legs_b[:, None, :]).max(axis=(1, 2))
+    linked[bad_face, bad_pair] = lower <= allowed
+    return linked.all(1)
+
+
 class DenseMeshBuilder:
     """Precomputes the dense UV-grid mesh of a face model; `build` places it for any fit."""
 
@@ -235,20 +304,14 @@ class DenseMeshBuilder:
             np.stack([D[three & ~c], B[three & ~c], A[three & ~c]], 1),
             np.stack([C[three & ~d], B[three & ~d], A[three & ~d]], 1),
         ])
-        # drop grid faces bridging a hole of the layout (e.g. an open mouth): the base triangles
-        # under their corners must touch or be one edge apart (thin triangles can be skipped by
-        # a texel). Sub-triangle k of any level descends from base triangle k % F.
-        nb = model.n_vertices
-        base = model.triangles[tri_map.ravel()[faces] % len(model.triangles)].astype(np.int64)
-        e = np.concatenate([model.triangles[:, [0, 1]], model.triangles[:, [1, 2]], model.triangles[:, [2, 0]]])
-        near = np.unique(np.concatenate([np.minimum(e[:, 0], e[:, 1]) * nb + np.maximum(e[:, 0], e[:, 1]),
-                                         np.arange(nb) * (nb + 1)]))
-        linked = np.ones(len(faces), bool)
-        for p, q in ((0, 1), (1, 2), (2, 0)):
-            a, b = base[:, p, :, None], base[:, q, None, :]
-            codes = np.minimum(a, b) * nb + np.maximum(a, b)  # (T, 3, 3) vertex pairs
-            linked &= np.isin(codes, near).reshape(len(faces), -1).any(1)
-        faces = faces[linked]
+        # surface points of all texels inside the layout, on the subdivided mean shape
+        flat_in = np.flatnonzero(inside)
+        sub_mean = sub.operator @ model.mean_shape.astype(np.float64)
+        points = np.zeros((G * G, 3))
+        points[flat_in] = np.einsum(
+            "mk,mkc->mc", bary_map.reshape(-1, 3)[flat_in], sub_mean[sub.triangles[tri_map.ravel()[flat_in]]])
+        faces = faces[_grid_faces_on_surface(faces, tri_map.ravel(), points, sub.triangles, sub_mean,
+                                             model.triangles)]
         # the layout may be mirrored relative to the surface: keep the model's orientation
         uvt = model.uv[model.triangles]
         signed = np.cross(uvt[:, 1] - uvt[:, 0], uvt[:, 2] - uvt[:, 0])

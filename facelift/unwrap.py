@@ -3,8 +3,8 @@
 Every texel of the R x R layout shows one surface point (FaceModel.texel_map). For a fitted
 face that point is projected with the weak-perspective camera (docs/ARCHITECTURE.md) and the
 photo is sampled there. A texel is *visible* when it is inside the layout, faces the camera,
-is not hidden by another part of the face (z-buffer), and projects inside the photo and
-inside `valid_box`. Invisible texels are zero in `texture`.
+is not hidden by another part of the face (an exact test against its triangles), and projects
+inside the photo and inside `valid_box`. Invisible texels are zero in `texture`.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from .face_model import FaceModel, TexelMap
 FRONT_FACING_MIN_NZ = 0.2
 # Depth tolerance of the occlusion test, as a fraction of the face's largest extent.
 DEPTH_TOLERANCE = 0.01
-# Z-buffer cell size, in projected texel spacings (> sqrt(2) so every cell the surface covers
-# holds at least one of its texels).
-_CELL_PER_TEXEL = 1.5
-# Depth slopes (|dz / d(image plane)|) are clipped to this when extrapolating within a cell.
-_MAX_SLOPE = 3.0
-
+# A texel is hidden by surface that comes within this many photo pixels of its line of sight
+# (bilinear sampling reads the pixels around it; a little conservative at silhouettes).
+OCCLUSION_MARGIN_PX = 0.5
+# Own-slope allowance: a texel's depth changes by up to |slope| * margin across the margin
+# (|slope| = tan of its angle to the image plane, capped here: 5 ~ n_z = 0.2).
+_MAX_SLOPE = 5.0
 
 def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     """Area-weighted unit vertex normals (N, 3) float32; counter-clockwise triangles give
@@ -75,6 +75,8 @@ class UVMaps:
 @dataclass(frozen=True)
 class _TexelGather:
     flat: np.ndarray  # (M,) flat indices of the texels inside the layout
+    tri: np.ndarray  # (M,) the triangle each of them lies on
+    across: np.ndarray  # (F, 3) the triangle across each edge of each triangle, -1 on borders
     weights: sp.csr_matrix  # (M, N) barycentric weights: texel values = weights @ vertex values
     pitch: float  # metres between neighbouring texels on the mean shape (95th percentile)
 
@@ -102,9 +104,28 @@ def _texel_gather(model: FaceModel, resolution: int) -> _TexelGather:
         ]
         d = np.concatenate(dists)
         pitch = float(np.percentile(d, 95)) if d.size else 1.0
-        g = _TexelGather(flat, weights, max(pitch, 1e-9))
+        g = _TexelGather(flat, tm.tri.ravel()[flat].astype(np.int64), _edge_neighbours(model.triangles),
+                         weights, max(pitch, 1e-9))
         _GATHERS[tm] = g
     return g
+
+
+def _edge_neighbours(triangles) -> np.ndarray:
+    """(F, 3) int64: the triangle sharing edge (corner e, corner e + 1) of each triangle, or -1."""
+    f = np.asarray(triangles, np.int64)
+    F = len(f)
+    a, b = f.ravel(), f[:, [1, 2, 0]].ravel()
+    n = int(f.max()) + 1 if F else 1
+    key = np.minimum(a, b) * n + np.maximum(a, b)
+    order = np.argsort(key, kind="stable")
+    ks = key[order]
+    out = np.full(3 * F, -1, np.int64)
+    pair = np.flatnonzero(ks[1:] == ks[:-1])
+    pair = pair[(pair + 2 >= len(ks)) | (ks[np.minimum(pair + 2, len(ks) - 1)] != ks[pair])]  # manifold
+    pair = pair[(pair == 0) | (ks[np.maximum(pair - 1, 0)] != ks[pair])]
+    h0, h1 = order[pair], order[pair + 1]
+    out[h0], out[h1] = h1 // 3, h0 // 3
+    return out.reshape(F, 3)
 
 
 def _check_inputs(image, vertices_camera, scale, translation, model, resolution, valid_box):
@@ -169,7 +190,12 @@ def unwrap(
     visible &= (x >= 0) & (x < W) & (y >= 0) & (y < H)
     if box is not None:
         visible &= (x >= box[0]) & (x < box[2]) & (y >= box[1]) & (y < box[3])
-    visible &= _depth_test(x, y, z, nrm, s, g.pitch, np.ptp(v, axis=0).max())
+    cand = np.flatnonzero(visible)
+    if cand.size:
+        hidden = _occluded(x[cand], y[cand], z[cand], nrm[cand], g.tri[cand], g.across, s * v[:, 0] + t[0],
+                           -s * v[:, 1] + t[1], v[:, 2], model.triangles, s,
+                           DEPTH_TOLERANCE * np.ptp(v, axis=0).max())
+        visible[cand[hidden]] = False
 
     idx = np.flatnonzero(visible)
     texture = np.zeros((R * R, 3), np.float32)
@@ -197,31 +223,128 @@ def unwrap(
     )
 
 
-def _depth_test(x, y, z, nrm, s, pitch, face_size) -> np.ndarray:
-    """True for surface samples not hidden by nearer samples of the same surface.
+def _occluded(x, y, z, nrm, own, across, vx, vy, vz, triangles, s, tol) -> np.ndarray:
+    """True for surface samples (x, y pixels, z camera depth, on triangle `own`) hidden by a
+    triangle (vertices vx, vy pixels, vz depth) of the face.
 
-    Samples are splatted into a coarse image-space buffer (cells ~1.5 projected texel
-    spacings, so the surface leaves no holes). Each sample's depth is carried along its
-    tangent plane to its cell centre, so samples of one surface agree there whatever its
-    slope; a sample is hidden when the cell's nearest depth is ahead of it by more than the
-    tolerance.
+    Texels lie on the model's triangles, so the test is exact rather than a z-buffer (whose
+    cells straddled creases such as the nose-cheek fold, where the depth of a steep wall carried
+    to a cell centre hid the cheek at its foot: speckles). A sample is hidden when a triangle
+    crosses its line of sight more than `tol` in front of it. Within OCCLUSION_MARGIN_PX of an
+    occluding outline (bilinear taps reach across it) a sample is hidden too, when the
+    triangle's nearest point is ahead by more than `tol` + (own slope + _MAX_SLOPE) * distance
+    and that triangle hides some sample outright: next to a crease a steep wall rises within
+    the margin without hiding anything. Candidate triangles come from an image-space grid;
+    the sample's own triangle and the neighbours across its edges that face the same way in the
+    image (they lie beyond the shared edge; the surface does not fold there) are skipped.
     """
-    cell = _CELL_PER_TEXEL * s * pitch  # pixels
-    x0, y0 = x.min(), y.min()
-    ci = ((x - x0) / cell).astype(np.int64)
-    cj = ((y - y0) / cell).astype(np.int64)
-    nx_cells = int(ci.max()) + 1
-    flat = cj * nx_cells + ci
-    # depth gradient per pixel along image x and y (image y is down, camera Y is up)
-    nz = np.where(np.abs(nrm[:, 2]) > 1e-6, nrm[:, 2], 1e-6)
-    gx, gy = -nrm[:, 0] / nz, nrm[:, 1] / nz
-    slope = np.hypot(gx, gy)
-    clip = np.minimum(1.0, _MAX_SLOPE / np.maximum(slope, 1e-12))
-    dx = x0 + (ci + 0.5) * cell - x
-    dy = y0 + (cj + 0.5) * cell - y
-    zc = z + (gx * dx + gy * dy) * clip / s
-    buf = np.full(int(flat.max()) + 1, -np.inf)
-    np.maximum.at(buf, flat, zc)
-    # a clipped slope leaves an extrapolation error of up to (slope - max) * half a cell diagonal
-    tol = DEPTH_TOLERANCE * face_size + np.maximum(slope - _MAX_SLOPE, 0.0) * (0.71 * cell / s)
-    return zc >= buf[flat] - tol
+    margin = OCCLUSION_MARGIN_PX
+    # float32 halves the memory traffic of the pair arrays; pixel coordinates keep ~1e-4 px
+    x, y, z = (np.asarray(a, np.float32) for a in (x, y, z))
+    vx, vy, vz = (np.asarray(a, np.float32) for a in (vx, vy, vz))
+    tol, s = np.float32(tol), np.float32(s)
+    tris = np.asarray(triangles, np.int64)
+    X, Y, Z = vx[tris], vy[tris], vz[tris]  # (F, 3)
+    ex, ey = X[:, [1, 2, 0]] - X, Y[:, [1, 2, 0]] - Y  # edge e runs from corner e to e + 1
+    area2 = ex[:, 0] * ey[:, 1] - ex[:, 1] * ey[:, 0]
+    f_ok = np.flatnonzero(np.abs(area2) > 1e-9)  # edge-on triangles: neighbours cover them
+    if f_ok.size == 0 or len(x) == 0:
+        return np.zeros(len(x), bool)
+    X, Y, Z, ex, ey, area2 = X[f_ok], Y[f_ok], Z[f_ok], ex[f_ok], ey[f_ok], area2[f_ok]
+    F = len(f_ok)
+    renum = np.full(len(tris) + 1, -1, np.int64)  # original id -> id among f_ok; -1 -> -1
+    renum[f_ok] = np.arange(F)
+    side = np.sign(area2)
+    nb = renum[across[f_ok]]  # (F, 3)
+    nb[side[np.maximum(nb, 0)] != side[:, None]] = -1  # folded over: may overlap
+    skip = np.concatenate([np.arange(F)[:, None], nb], 1)  # (F, 4)
+    skip = np.concatenate([skip, np.full((1, 4), -1)])[renum[own]]  # edge-on own triangle: none
+    # depth plane z = pa x + pb y + pc
+    dz1, dz2 = Z[:, 1] - Z[:, 0], Z[:, 2] - Z[:, 0]
+    pa = -(dz1 * ey[:, 2] + dz2 * ey[:, 0]) / area2
+    pb = (dz1 * ex[:, 2] + dz2 * ex[:, 0]) / area2
+    pc = Z[:, 0] - pa * X[:, 0] - pb * Y[:, 0]
+    zmin, zmax = Z.min(1), Z.max(1)
+
+    # bin the triangles' margin-grown boxes into a grid of about a quarter of their size; each
+    # (triangle, bin) entry bounds the triangle's depth over the bin from above
+    lo_x, hi_x = X.min(1) - margin, X.max(1) + margin
+    lo_y, hi_y = Y.min(1) - margin, Y.max(1) + margin
+    b = max(0.25 * float(np.median(np.maximum(hi_x - lo_x, hi_y - lo_y))), 0.5)
+    ox, oy = min(lo_x.min(), x.min()), min(lo_y.min(), y.min())
+    bx0, bx1 = ((lo_x - ox) / b).astype(np.int64), ((hi_x - ox) / b).astype(np.int64)
+    by0, by1 = ((lo_y - oy) / b).astype(np.int64), ((hi_y - oy) / b).astype(np.int64)
+    nbx = int(max(bx1.max(), (x.max() - ox) / b)) + 1
+    nby = int(max(by1.max(), (y.max() - oy) / b)) + 1
+    w = bx1 - bx0 + 1
+    n_bins = w * (by1 - by0 + 1)
+    tri_rep = np.repeat(np.arange(F), n_bins)
+    local = np.arange(len(tri_rep)) - np.repeat(np.cumsum(n_bins) - n_bins, n_bins)
+    cx = bx0[tri_rep] + local % w[tri_rep]
+    cy = by0[tri_rep] + local // w[tri_rep]
+    # plane maximum over the bin grown by the margin (at a corner), within the depth range
+    ta, tb = pa[tri_rep], pb[tri_rep]
+    gx0, gy0 = ox + cx * b - margin, oy + cy * b - margin
+    up = pc[tri_rep] + np.where(ta > 0, ta * (gx0 + b + 2 * margin), ta * gx0) \
+        + np.where(tb > 0, tb * (gy0 + b + 2 * margin), tb * gy0)
+    up = np.clip(up, zmin[tri_rep], zmax[tri_rep])
+    bins = cy * nbx + cx
+    bin_up = np.full(nbx * nby, -np.inf)
+    np.maximum.at(bin_up, bins, up)
+    order = np.argsort(bins, kind="stable")
+    tri_sorted, up_sorted = tri_rep[order], up[order]
+    count = np.bincount(bins, minlength=nbx * nby)
+    start = np.cumsum(count) - count
+
+    # (sample, triangle) candidate pairs: the other triangles of the sample's bin that reach
+    # more than `tol` in front of it there (nothing else can hide it)
+    kb = ((y - oy) / b).astype(np.int64) * nbx + ((x - ox) / b).astype(np.int64)
+    ks = np.flatnonzero(bin_up[kb] > z + tol)
+    c = count[kb[ks]]
+    k = np.repeat(ks, c)
+    slot = np.repeat(start[kb[ks]], c) + np.arange(len(k)) - np.repeat(np.cumsum(c) - c, c)
+    keep = up_sorted[slot] > z[k] + tol
+    k, j = k[keep], tri_sorted[slot[keep]]
+    sk = skip[k]
+    keep = (j != sk[:, 0]) & (j != sk[:, 1]) & (j != sk[:, 2]) & (j != sk[:, 3])
+    k, j = k[keep], j[keep]
+    px, py = x[k], y[k]
+
+    # signed distances (pixels, positive inside) to the three edge lines
+    inv_len = np.sign(area2)[:, None] / np.maximum(np.hypot(ex, ey), 1e-12)
+    dmin = None
+    for e in range(3):
+        de = (ex[j, e] * (py - Y[j, e]) - ey[j, e] * (px - X[j, e])) * inv_len[j, e]
+        dmin = de if dmin is None else np.minimum(dmin, de)
+    near = dmin >= -margin  # necessary; beyond sharp corners the edge lines mislead
+    k, j, px, py, dmin = k[near], j[near], px[near], py[near], dmin[near]
+
+    # depth of the triangle's point nearest the line of sight, and its distance d (pixels)
+    zt = pa[j] * px + pb[j] * py + pc[j]
+    d = np.zeros(len(k))
+    out = np.flatnonzero(dmin < 0)
+    if out.size:
+        jo, qx, qy = j[out], px[out], py[out]
+        best_d = np.full(out.size, np.inf)
+        best_z = np.zeros(out.size)
+        for e in range(3):
+            n = (e + 1) % 3
+            exe, eye, xe, ye = ex[jo, e], ey[jo, e], X[jo, e], Y[jo, e]
+            u = np.clip(((qx - xe) * exe + (qy - ye) * eye) / np.maximum(exe * exe + eye * eye, 1e-12), 0.0, 1.0)
+            de = np.hypot(xe + u * exe - qx, ye + u * eye - qy)
+            better = de < best_d
+            best_d = np.where(better, de, best_d)
+            best_z = np.where(better, Z[jo, e] + u * (Z[jo, n] - Z[jo, e]), best_z)
+        d[out], zt[out] = best_d, best_z
+    near = d <= margin
+    k, j, d, zt = k[near], j[near], d[near], zt[near]
+
+    nz = np.maximum(np.abs(nrm[:, 2]), 1e-6)
+    slope = np.minimum(np.hypot(nrm[:, 0], nrm[:, 1]) / nz, _MAX_SLOPE)
+    ahead = zt > z[k] + tol + (slope[k] + _MAX_SLOPE) * d / s
+    direct = ahead & (d == 0)
+    occluder = np.zeros(F, bool)
+    occluder[j[direct]] = True
+    hidden = np.zeros(len(x), bool)
+    hidden[k[direct | (ahead & occluder[j])]] = True
+    return hidden

@@ -330,3 +330,58 @@ def test_dense_mesh_keeps_holes_of_the_layout():
     x = d.vertices[d.faces, 0]
     assert not np.any((x.min(1) < -0.005) & (x.max(1) > 0.005))
     assert len(d.faces) > 1000
+
+
+def _boundary_loops(faces):
+    """Sizes (edge counts) of the boundary loops of a triangle mesh, largest first."""
+    e = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), 1)
+    edges, count = np.unique(e, axis=0, return_counts=True)
+    assert np.all(count <= 2), "non-manifold edges"
+    b = edges[count == 1]
+    if len(b) == 0:
+        return []
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    n = int(faces.max()) + 1
+    g = sp.coo_matrix((np.ones(len(b)), (b[:, 0], b[:, 1])), shape=(n, n))
+    _, label = connected_components(g, directed=False)
+    return sorted(np.unique(label[b[:, 0]], return_counts=True)[1].tolist(), reverse=True)
+
+
+@pytest.mark.skipif(not REAL_MODEL.is_file(), reason="checkpoints/face_model.safetensors not built yet")
+def test_real_dense_mesh_has_no_pinholes():
+    # the model closes its mouth with fill triangles: the dense mesh is a disc whose only
+    # boundary is the outer outline (thin triangles at the lip corners used to leave holes)
+    trimesh = pytest.importorskip("trimesh")
+    m = FaceModel.load(REAL_MODEL)
+    for G in (128, 256):
+        d = DenseMeshBuilder(m, resolution=G).build(m.mean_shape)
+        assert len(_boundary_loops(d.faces)) == 1, G
+        mesh = trimesh.Trimesh(d.vertices, d.faces, process=False)
+        assert len(mesh.outline().entities) == 1 and mesh.euler_number == 1, G
+
+
+@pytest.mark.skipif(not REAL_MODEL.is_file(), reason="checkpoints/face_model.safetensors not built yet")
+def test_real_dense_mesh_keeps_an_open_mouth_open():
+    # without the fill triangles the mouth is a hole of the layout whose lips touch in 3D:
+    # no grid face may span it (a membrane), and the lip corners stay closed
+    m = FaceModel.load(REAL_MODEL)
+    inner_lip = [78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 191, 80, 81, 82, 13, 312, 311, 310, 415]
+    fill = np.all(np.isin(m.triangles, inner_lip), 1)
+    assert 10 <= fill.sum() <= 30
+    opened = FaceModel(m.mean_shape, m.shape_basis, m.triangles[~fill], m.uv, m.mirror, m.albedo_mean,
+                       m.albedo_basis)
+    G = 256
+    d = DenseMeshBuilder(opened, resolution=G).build(opened.mean_shape)
+    loops = _boundary_loops(d.faces)
+    assert len(loops) == 2 and loops[1] > 50  # the outline and the mouth
+    # no face covers a texel centre of the mouth hole: rasterise the fill triangles in uv
+    tri, _ = rasterize_uv_vectorized(m.uv.astype(np.float64), m.triangles[fill], G)
+    hole = np.flatnonzero(ndimage.binary_erosion(tri >= 0).ravel())
+    assert hole.size > 20
+    assert not np.isin(d.grid_index, hole).any()
+    i, j = np.divmod(d.grid_index[d.faces], G)
+    cu = np.stack([j.mean(1), i.mean(1)], 1)  # face centroids in texel units
+    inside_hole = ndimage.binary_erosion(tri >= 0)[np.round(cu[:, 1]).astype(int), np.round(cu[:, 0]).astype(int)]
+    assert not inside_hole.any()
