@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, _hub
 from .albedo import fit_albedo_and_light, pca_albedo
 from .errors import FaceIndexError, ImageTooSmallError, WeightsError
 from .face_model import FaceModel
@@ -27,7 +27,12 @@ from .unwrap import UVMaps, unwrap
 
 BUNDLE_FORMAT_VERSION = 1
 CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
-DEFAULT_REPO_ID = "facelift-project/facelift"
+DEFAULT_REPO_ID = _hub.DEFAULT_REPO_ID  # overridden by $FACELIFT_REPO_ID (see default_weights)
+NETWORKS = ("bnet", "fan", "drn")
+# what the pipeline feeds each network and expects back (config key -> value)
+_NETWORK_INTERFACE = {"bnet": {"in_channels": 3}, "fan": {"in_channels": 3, "out_channels": 3},
+                      "drn": {"in_channels": 3, "out_channels": 1}}
+_MAX_CONFIG_BYTES = 1 << 20
 MIN_FACE_SIZE = 40  # pixels across the face box
 RENDER_MODES = ("albedo", "shaded", "shaded_details", "normals")
 
@@ -41,10 +46,11 @@ DEFAULT_BUNDLE_CONFIG = {
 
 
 def default_weights() -> str:
-    """`checkpoints/` next to the package when present, else the Hub repo id."""
+    """`checkpoints/` next to the package when present, else the Hub repo id
+    (``$FACELIFT_REPO_ID``, default DEFAULT_REPO_ID)."""
     if CHECKPOINTS_DIR.is_dir() and (CHECKPOINTS_DIR / "config.json").is_file():
         return str(CHECKPOINTS_DIR)
-    return os.environ.get("FACELIFT_REPO_ID", DEFAULT_REPO_ID)
+    return _hub.default_repo_id()
 
 
 @contextmanager
@@ -74,52 +80,88 @@ class FaceLift:
         self._renderer = None
         self._renderer_lock = threading.Lock()
         self.source = None
+        self.bundle_path: Path | None = None  # the local folder it was loaded from (set by from_pretrained)
 
-    # ---- loading -------------------------------------------------------------------
+    # ---- loading and saving ----------------------------------------------------------
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, *, revision: str | None = None,
-                        cache_dir: str | None = None, local_files_only: bool | None = None,
+                        cache_dir: str | os.PathLike | None = None, local_files_only: bool | None = None,
                         device: str | torch.device = "cpu") -> "FaceLift":
-        from .models import MODEL_CLASSES
+        """Load a bundle: a local directory, or a Hugging Face Hub model repo id.
 
-        name = str(name_or_path) if name_or_path is not None else default_weights()
-        path = Path(name)
+        `name_or_path=None` loads `default_weights()`. A repo id is fetched with
+        `huggingface_hub.snapshot_download` (only the bundle's files) into the Hub cache
+        (`cache_dir`, else HF_HUB_CACHE) at `revision` (branch, tag or commit; default "main").
+        `local_files_only=None` follows HF_HUB_OFFLINE; HF_ENDPOINT and HF_TOKEN are honoured.
+        Only safetensors are read. Networks load as float32 on `device` ("cpu" by default).
+        Raises WeightsError, naming the file, when anything is missing, corrupted or incompatible.
+        """
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from exc
+        name = os.fspath(name_or_path) if name_or_path is not None else default_weights()
+        path = Path(name).expanduser()
         if not path.is_dir():
+            if path.exists():
+                raise WeightsError(f"{name} is a file; a FaceLift bundle is a directory holding config.json.")
+            if _looks_like_a_path(name):
+                raise WeightsError(f"{name}: no such directory (and it is not a Hub repo id 'owner/name').")
             path = _download_bundle(name, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
         config = _read_bundle_config(path)
         components = config["components"]
         face_model = FaceModel.load(path / components["face_model"])
-        nets = {}
-        for key in ("bnet", "fan", "drn"):
-            sub = components.get(key)
-            if not sub:
-                nets[key] = None
-                continue
-            if not (path / sub / "model.safetensors").is_file():
-                raise WeightsError(f"The bundle {path} names {key} weights in '{sub}/', but "
-                                   f"{path / sub / 'model.safetensors'} does not exist.")
-            try:
-                nets[key] = MODEL_CLASSES[key].from_pretrained(str(path / sub))
-            except WeightsError:
-                raise
-            except Exception as exc:
-                raise WeightsError(f"Could not load {key} from {path / sub}: {exc}") from exc
+        nets = {key: _load_network(path, key, components.get(key), face_model) for key in NETWORKS}
         pipe = cls(face_model, nets["bnet"], nets["fan"], nets["drn"], config=config, device=device)
         pipe.source = str(name)
+        pipe.bundle_path = path
         return pipe
 
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write this pipeline as a bundle that `from_pretrained` loads back identically:
+        config.json (format and library version, components), face_model.safetensors, one
+        folder per network (config.json, model.safetensors, README.md) and README.md (the
+        model card: the source bundle's card when it had one, else a generated one)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        source = Path(self.bundle_path) if getattr(self, "bundle_path", None) else None
+        source_components = self.config.get("components") or {}
+
+        def source_card(sub: str | None) -> bytes | None:  # read before anything is overwritten
+            card = source / sub / "README.md" if source is not None and sub else None
+            return card.read_bytes() if card is not None and card.is_file() else None
+
+        cards = {key: source_card(source_components.get(key)) for key in NETWORKS}
+        bundle_card = source_card(".")
         components = {"face_model": "face_model.safetensors"}
-        self.face_model.save(directory / "face_model.safetensors")
-        for key in ("bnet", "fan", "drn"):
+        self.face_model.save(directory / components["face_model"])
+        for key in NETWORKS:
             net = getattr(self, key)
             components[key] = key if net is not None else None
-            if net is not None:
-                net.save_pretrained(str(directory / key))
-        config = {**self.config, "components": components, "library_version": __version__}
+            if net is None:
+                continue
+            sub = directory / key
+            sub.mkdir(exist_ok=True)
+            (sub / "README.md").unlink(missing_ok=True)  # the mixin writes its card only where there is none
+            if cards[key] is not None:
+                (sub / "README.md").write_bytes(cards[key])
+            net.save_pretrained(str(sub))
+        if bundle_card is not None:
+            (directory / "README.md").write_bytes(bundle_card)
+        else:
+            (directory / "README.md").write_text(_model_card(components))
+        config = {**self.config, "format_version": BUNDLE_FORMAT_VERSION, "components": components,
+                  "library_version": __version__}
         (directory / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        return directory
+
+    def push_to_hub(self, repo_id: str, *, token: str | None = None, private: bool | None = None,
+                    branch: str | None = None, create_pr: bool = False,
+                    commit_message: str = "Upload FaceLift bundle"):
+        """Upload this pipeline as a bundle to the Hub model repo `repo_id` (created if needed)
+        in one commit, with `huggingface_hub.HfApi`. `token` defaults to HF_TOKEN / the login."""
+        return _hub.push_bundle(self.save_pretrained, repo_id, token=token, private=private, branch=branch,
+                                create_pr=create_pr, commit_message=commit_message)
 
     # ---- renderer (shared, lazily created) ----------------------------------------
     @property
@@ -215,44 +257,120 @@ class FaceLift:
 
 
 def _read_bundle_config(path: Path) -> dict:
-    cfg_path = path / "config.json"
+    """The bundle's config.json, validated (types and ranges), merged over the defaults."""
+    cfg_path = Path(path) / "config.json"
     if not cfg_path.is_file():
         raise WeightsError(f"{path} is not a FaceLift bundle: {cfg_path} is missing.")
+    if cfg_path.stat().st_size > _MAX_CONFIG_BYTES:
+        raise WeightsError(f"{cfg_path} is too large to be a bundle config ({cfg_path.stat().st_size} bytes).")
     try:
-        config = json.loads(cfg_path.read_text())
+        config = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise WeightsError(f"{cfg_path} is not valid JSON: {exc}") from exc
     if not isinstance(config, dict):
         raise WeightsError(f"{cfg_path} must hold a JSON object.")
     version = config.get("format_version")
-    if version != BUNDLE_FORMAT_VERSION:
-        raise WeightsError(f"{cfg_path} has format_version {version!r}; this FaceLift "
-                           f"({__version__}) reads bundles of format {BUNDLE_FORMAT_VERSION}.")
+    if type(version) is not int or version != BUNDLE_FORMAT_VERSION:
+        newer = type(version) is int and version > BUNDLE_FORMAT_VERSION
+        raise WeightsError(f"{cfg_path} has format_version {version!r}; this FaceLift ({__version__}) reads bundles "
+                           f"of format {BUNDLE_FORMAT_VERSION}" + (" (upgrade FaceLift to read it)." if newer else "."))
+    library_version = config.get("library_version")
+    if library_version is not None and not isinstance(library_version, str):
+        raise WeightsError(f"{cfg_path}: 'library_version' must be a string, got {library_version!r}.")
     components = config.get("components")
-    if not isinstance(components, dict) or not isinstance(components.get("face_model"), str):
+    if not isinstance(components, dict) or "face_model" not in components:
         raise WeightsError(f"{cfg_path} must list its components, including 'face_model'.")
-    for key in ("uv_resolution", "mesh_resolution", "mesh_subdivisions"):
+    unknown = sorted(set(components) - {"face_model", *NETWORKS})
+    if unknown:
+        raise WeightsError(f"{cfg_path} lists unknown components {unknown}; known: face_model, {', '.join(NETWORKS)}.")
+    face_model = components["face_model"]
+    if not _is_bundle_relative(face_model) or not face_model.endswith(".safetensors"):
+        raise WeightsError(f"{cfg_path}: components.face_model must be a .safetensors file inside the bundle, "
+                           f"got {face_model!r}.")
+    for key in NETWORKS:
+        sub = components.get(key)
+        if sub is not None and not _is_bundle_relative(sub):
+            raise WeightsError(f"{cfg_path}: components.{key} must be null or a folder inside the bundle, "
+                               f"got {sub!r}.")
+    limits = {"uv_resolution": (1, 1024), "mesh_resolution": (1, 1024), "mesh_subdivisions": (0, 5)}
+    for key, (low, high) in limits.items():
         value = config.get(key, DEFAULT_BUNDLE_CONFIG[key])
-        if not isinstance(value, int) or value <= 0 or (key != "mesh_subdivisions" and value > 1024):
-            raise WeightsError(f"{cfg_path}: '{key}' must be a positive integer, got {value!r}.")
+        if type(value) is not int or not low <= value <= high:
+            raise WeightsError(f"{cfg_path}: '{key}' must be an integer in [{low}, {high}], got {value!r}.")
     return {**DEFAULT_BUNDLE_CONFIG, **config}
 
 
-def _download_bundle(repo_id: str, *, revision, cache_dir, local_files_only) -> Path:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+def _bundle_files(config: dict) -> list[str]:
+    """The files of a bundle, relative to its root (README.md files are optional)."""
+    components = config["components"]
+    files = ["config.json", "README.md", components["face_model"]]
+    for key in NETWORKS:
+        sub = components.get(key)
+        if sub:
+            files += [f"{sub}/config.json", f"{sub}/model.safetensors", f"{sub}/README.md"]
+    return files
 
+
+def _download_bundle(repo_id: str, *, revision, cache_dir, local_files_only) -> Path:
+    """The bundle `repo_id` from the Hub cache, downloading what is missing (see facelift._hub)."""
+    return _hub.download_bundle(repo_id, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only,
+                                bundle_files=lambda folder: _bundle_files(_read_bundle_config(folder)))
+
+
+def _load_network(path: Path, key: str, sub: str | None, face_model: FaceModel):
+    """One network of a bundle (strict safetensors loading, float32), or None."""
+    from .models import MODEL_CLASSES
+
+    if not sub:
+        return None
+    folder = path / sub
+    for name in ("config.json", "model.safetensors"):
+        if not (folder / name).is_file():
+            raise WeightsError(f"The bundle {path} names {key} weights in '{sub}/', but {folder / name} "
+                               f"does not exist.")
     try:
-        return Path(snapshot_download(
-            repo_id, revision=revision, cache_dir=cache_dir, local_files_only=bool(local_files_only),
-            allow_patterns=["config.json", "README.md", "*.safetensors", "*/config.json"]))
-    except LocalEntryNotFoundError as exc:
-        raise WeightsError(
-            f"The weights '{repo_id}' are not in the local cache and cannot be downloaded "
-            f"(offline or HF_HUB_OFFLINE=1). Connect to the internet once, or pass a local bundle "
-            f"directory, e.g. FaceLift.from_pretrained('checkpoints/').") from exc
-    except (HfHubHTTPError, OSError, ValueError) as exc:
-        raise WeightsError(f"Could not download the weights '{repo_id}': {exc}") from exc
+        net = MODEL_CLASSES[key].from_pretrained(str(folder))
+    except WeightsError:
+        raise
+    except Exception as exc:
+        raise WeightsError(f"Could not load {key} from {folder}: {exc}") from exc
+    config = net.config
+    for name, want in _NETWORK_INTERFACE[key].items():
+        if config.get(name) != want:
+            raise WeightsError(f"{folder / 'config.json'}: the pipeline needs a {key} with {name}={want}, "
+                               f"got {config.get(name)!r}.")
+    if key == "bnet" and config["n_albedo"] > face_model.n_albedo:
+        raise WeightsError(f"{folder / 'config.json'}: B-Net predicts {config['n_albedo']} albedo coefficients, but "
+                           f"the bundle's face model has only {face_model.n_albedo} albedo components.")
+    return net.float()
+
+
+def _is_bundle_relative(name) -> bool:
+    if not isinstance(name, str) or not name or "\\" in name or name.startswith("/"):
+        return False
+    parts = name.split("/")
+    return all(part not in ("", ".", "..") for part in parts) and not Path(name).is_absolute()
+
+
+def _looks_like_a_path(name: str) -> bool:
+    """True for what can only be a local path (a Hub repo id is 'name' or 'owner/name')."""
+    return (name.startswith((".", "/", "~")) or name.endswith(("/", os.sep)) or name.count("/") > 1
+            or (os.sep != "/" and os.sep in name) or (len(name) > 1 and name[1] == ":"))
+
+
+def _model_card(components: dict) -> str:
+    rows = [f"| `{components['face_model']}` | the face model: topology, shape basis, UV layout, albedo model |"]
+    what = {"bnet": "B-Net (low-frequency albedo and lighting)", "fan": "FAN (facial albedo network)",
+            "drn": "DRN (detail recovering network)"}
+    rows += [f"| `{components[key]}/` | {what[key]}: `config.json` + `model.safetensors` |"
+             for key in NETWORKS if components.get(key)]
+    return (f"---\nlibrary_name: facelift\ntags:\n  - facelift\n  - 3d-face-reconstruction\n---\n\n"
+            f"# FaceLift bundle\n\nWeights for FaceLift "
+            f"{__version__} (bundle format {BUNDLE_FORMAT_VERSION}). Load with:\n\n"
+            f"```python\nfrom facelift import FaceLift\n\n"
+            f"pipe = FaceLift.from_pretrained(\"<this repo id or folder>\")\n"
+            f"```\n\n| file | what |\n|---|---|\n| `config.json` | bundle format version, library version, "
+            f"components |\n" + "\n".join(rows) + "\n")
 
 
 @dataclass(eq=False)
