@@ -1,0 +1,376 @@
+"""FaceLift demo: one photo in, a relightable 3D face out, in the browser (Gradio).
+
+    python app.py            # http://127.0.0.1:7860 (GRADIO_SERVER_NAME / GRADIO_SERVER_PORT)
+
+UI wiring only: the reconstruction is `facelift.FaceLift`, the pictures `facelift.visualize`.
+API endpoints (see README "The app"), per client session:
+
+* ``/reconstruct``  (image, face_index) -> the maps; keeps the reconstruction in the session
+* ``/render``       (yaw, pitch, light_azimuth, light_elevation, light_intensity, details, mode,
+                     lighting, albedo) -> the 3D view of the kept reconstruction
+* ``/downloads``    (same view parameters, for the turntable) -> GLB, files to download, turntable GIF
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import re
+import shutil
+import signal
+import tempfile
+import threading
+import time
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+
+import gradio as gr
+import PIL.Image
+
+from facelift import FaceLiftError, visualize as vis
+from facelift.render import DEFAULT_LIGHT, render_sh_sphere
+
+log = logging.getLogger("facelift.app")
+
+HERE = Path(__file__).resolve().parent
+EXAMPLES = sorted(str(p) for p in (HERE / "examples").glob("*.png"))
+RENDER_SIZE = 512          # the 3D view, pixels
+TURNTABLE_SIZE = 320       # the turntable GIF, pixels
+TURNTABLE_FRAMES = 24
+TURNTABLE_AMPLITUDE = 35.0  # degrees of yaw either side
+STATE_TTL_S = 3600          # a session's reconstruction (and its files) is dropped after an hour
+CONCURRENCY = 2             # reconstructions at a time (the machine's cores are shared)
+GENERIC_ERROR = "Something went wrong on the server while processing this photo. Please try again or use another photo."
+MODES = [("Albedo", "albedo"), ("Shaded", "shaded"), ("Shaded + details", "shaded_details"), ("Normals", "normals")]
+LIGHTING = [("Directional (sliders)", "directional"), ("Estimated from the photo", "photo")]
+ALBEDOS = [("FAN", "fan"), ("PCA", "pca")]
+
+_WORK_ROOT = Path(tempfile.mkdtemp(prefix="facelift-app-"))
+atexit.register(shutil.rmtree, _WORK_ROOT, True)
+
+# ---- the model: loaded once, shared by every session -------------------------------------------
+
+_pipeline = None
+_pipeline_lock = threading.Lock()
+
+
+def get_pipeline():
+    """The shared FaceLift pipeline (loaded on first use; thread-safe)."""
+    global _pipeline
+    with _pipeline_lock:
+        if _pipeline is None:
+            from facelift import FaceLift
+
+            start = time.perf_counter()
+            _pipeline = FaceLift.from_pretrained(os.environ.get("FACELIFT_WEIGHTS") or None)
+            log.info("FaceLift loaded from %s in %.1f s", _pipeline.source, time.perf_counter() - start)
+        return _pipeline
+
+
+def warm_up() -> None:
+    """Load the model and run one example end to end, so the first visitor does not wait."""
+    pipe = get_pipeline()
+    if EXAMPLES:
+        start = time.perf_counter()
+        pipe.reconstruct(EXAMPLES[0]).render(size=RENDER_SIZE)
+        log.info("warm-up reconstruction in %.1f s", time.perf_counter() - start)
+
+
+# ---- per-session state ---------------------------------------------------------------------------
+
+class Session:
+    """What a browser tab (or API client session) keeps: its reconstruction and its files."""
+
+    def __init__(self, rec, name: str):
+        self.rec = rec
+        self.name = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")[:40] or "face"
+        self.dirs: list[Path] = []
+        self.closed = False
+
+    def new_dir(self) -> Path:
+        path = Path(tempfile.mkdtemp(dir=_WORK_ROOT))
+        self.dirs.append(path)
+        return path
+
+    def cleanup(self) -> None:
+        self.closed = True
+        while self.dirs:
+            shutil.rmtree(self.dirs.pop(), ignore_errors=True)
+
+
+def _drop_session(value) -> None:
+    if isinstance(value, Session):
+        value.cleanup()
+
+
+@contextmanager
+def _user_errors(what: str):
+    """FaceLift's own errors -> their message in the page; anything else -> a friendly one
+    (the traceback goes to the server log)."""
+    try:
+        yield
+    except gr.Error:
+        raise
+    except FaceLiftError as exc:
+        raise gr.Error(str(exc), title="FaceLift") from None
+    except Exception:
+        log.error("%s failed:\n%s", what, traceback.format_exc())
+        raise gr.Error(GENERIC_ERROR) from None
+
+
+def photo_input(**kwargs) -> gr.Image:
+    """A gr.Image that hands FaceLift the uploaded file untouched (type="filepath", no
+    re-encoding) and turns files PIL cannot even open into a clear message; FaceLift's
+    loader checks everything else (format, size limits, EXIF). (The preprocess is wrapped on
+    the instance: a gr.Image subclass would make gradio write an app.pyi stub file.)"""
+    image = gr.Image(type="filepath", image_mode=None, **kwargs)
+    preprocess = image.preprocess
+
+    def friendly_preprocess(payload):
+        try:
+            return preprocess(payload)
+        except gr.Error:
+            raise
+        except PIL.Image.DecompressionBombError:
+            name = getattr(payload, "orig_name", None) or "The uploaded image"
+            raise gr.Error(f"{name} is far too large (too many pixels); downscale it first.",
+                           title="Image too large") from None
+        except Exception:
+            name = getattr(payload, "orig_name", None) or "The uploaded file"
+            raise gr.Error(f"{name} is not an image FaceLift can read, or it is damaged; "
+                           "use a JPEG, PNG, WebP, BMP, TIFF or GIF photo.", title="Unreadable file") from None
+
+    image.preprocess = friendly_preprocess
+    return image
+
+
+def _face_index(value) -> int:
+    if value in (None, ""):
+        return 0
+    try:
+        index = int(float(value))
+    except (TypeError, ValueError):
+        raise gr.Error(f"The face selector must be a face number, got {value!r}.") from None
+    return index
+
+
+def _face_choices(n: int) -> list[tuple[str, int]]:
+    return [(f"Face {i + 1}" + (" (largest)" if i == 0 and n > 1 else ""), i) for i in range(n)]
+
+
+def _require(state) -> Session:
+    if not isinstance(state, Session):
+        raise gr.Error("Upload a photo and press Reconstruct first (or your session expired: reconstruct again).")
+    return state
+
+
+# ---- event handlers ----------------------------------------------------------------------------
+
+def reconstruct(image, face_index, state):
+    """image (file path) + face index -> the maps, the face selector and the kept reconstruction."""
+    if not image:
+        raise gr.Error("Upload a photo first, take one with the webcam, or pick an example.")
+    index = _face_index(face_index)
+    start = time.perf_counter()
+    with _user_errors("reconstruct"):
+        rec = get_pipeline().reconstruct(image, index)
+        seconds = time.perf_counter() - start
+        mask = rec.maps.mask
+        outputs = (
+            vis.draw_faces(rec.image, rec.faces, rec.face_index),
+            vis.texture_with_visibility(rec.texture, rec.visibility, mask),
+            vis.on_background(rec.albedo_pca, mask),
+            vis.on_background(rec.albedo, mask),
+            vis.displacement_image(rec.displacement, mask, size=384),
+            vis.normal_map_image(rec.normal_map, mask),
+            render_sh_sphere(rec.sh, 256, background=vis.BACKGROUND),
+        )
+    n = len(rec.faces)
+    if n > 1 and index == 0:
+        gr.Info(f"{n} faces found: showing face 1 (the largest). Pick another one in the Face selector.")
+    yaw, pitch, roll = rec.fit.yaw_pitch_roll()
+    info = (f"**Face {index + 1} of {n}** · reconstructed in {seconds:.2f} s · head pose yaw {yaw:+.0f}°, "
+            f"pitch {pitch:+.0f}°, roll {roll:+.0f}° · albedo: {rec.albedo_source}, "
+            f"lighting: {rec.albedo_pca_source.replace('_', ' ')}")
+    log.info("reconstruct: %.0f ms (%s)", seconds * 1000, rec.timings)
+    _drop_session(state)
+    return (*outputs, gr.Dropdown(choices=_face_choices(n), value=index), info, Session(rec, Path(str(image)).stem))
+
+
+def render(state, yaw, pitch, light_azimuth, light_elevation, light_intensity, details, mode, lighting, albedo):
+    """The kept reconstruction seen from (yaw, pitch) degrees, lit by a directional light
+    (azimuth, elevation, intensity) or by the lighting estimated from the photo."""
+    session = _require(state)
+    light = None if lighting == "photo" else (float(light_azimuth), float(light_elevation))
+    with _user_errors("render"):
+        start = time.perf_counter()
+        image = session.rec.render(yaw=float(yaw), pitch=float(pitch), light=light, details=bool(details),
+                                   mode=mode, light_intensity=float(light_intensity), albedo=albedo,
+                                   size=RENDER_SIZE)
+        log.debug("render: %.0f ms", (time.perf_counter() - start) * 1000)
+    return image
+
+
+def _turntable(session: Session, folder: Path, yaw, pitch, light_azimuth, light_elevation, light_intensity,
+               details, mode, lighting, albedo) -> str:
+    light = None if lighting == "photo" else (float(light_azimuth), float(light_elevation))
+    frames = vis.turntable_frames(
+        session.rec.render, TURNTABLE_FRAMES, TURNTABLE_AMPLITUDE, pitch=float(pitch), light=light,
+        details=bool(details), mode=mode, light_intensity=float(light_intensity), albedo=albedo,
+        size=TURNTABLE_SIZE)
+    return str(vis.save_gif(folder / f"{session.name}_turntable.gif", frames, fps=12))
+
+
+def downloads(state, yaw, pitch, light_azimuth, light_elevation, light_intensity, details, mode, lighting, albedo):
+    """Exports of the kept reconstruction: the GLB (for the 3D viewer), the files to
+    download (GLB, OBJ zip, maps as PNG, params.json, turntable GIF) and the turntable."""
+    session = _require(state)
+    if session.closed:  # replaced by a newer reconstruction meanwhile
+        return gr.skip(), gr.skip(), gr.skip()
+    with _user_errors("downloads"):
+        folder = session.new_dir()
+        out = session.rec.export(folder / session.name)
+        obj_zip = vis.obj_zip(out / "mesh.obj", folder / f"{session.name}_obj.zip")
+        gif = _turntable(session, folder, yaw, pitch, light_azimuth, light_elevation, light_intensity, details,
+                         mode, lighting, albedo)
+        maps = ["texture.png", "visibility.png", "albedo.png", "albedo_pca.png", "displacement.png",
+                "normal_map.png"]
+        files = [out / "mesh.glb", obj_zip, *(out / m for m in maps), out / "params.json", gif]
+    return str(out / "mesh.glb"), [str(f) for f in files], gif
+
+
+def turntable(state, yaw, pitch, light_azimuth, light_elevation, light_intensity, details, mode, lighting, albedo):
+    """A turntable GIF of the kept reconstruction with the current view settings."""
+    session = _require(state)
+    with _user_errors("turntable"):
+        return _turntable(session, session.new_dir(), yaw, pitch, light_azimuth, light_elevation,
+                          light_intensity, details, mode, lighting, albedo)
+
+
+def reset_faces():
+    return gr.Dropdown(choices=_face_choices(1), value=0)
+
+
+# ---- the page ----------------------------------------------------------------------------------
+
+CSS = """
+#title h1 {margin-bottom: 0}
+#info {min-height: 1.5em}
+/* output pictures: the label above the picture, not over it */
+.pic label[data-testid="block-label"].float {position: static; margin: 0 0 4px 0;}
+.pic .image-container {height: calc(100% - 34px) !important;}
+.pic .image-container img {height: 100%; width: 100%; object-fit: contain;}
+"""
+
+
+def build_demo() -> gr.Blocks:
+    with gr.Blocks(title="FaceLift", delete_cache=(900, STATE_TTL_S)) as demo:
+        state = gr.State(None, time_to_live=STATE_TTL_S, delete_callback=_drop_session)
+        gr.Markdown("# FaceLift\nOne photo in, a relightable 3D face out. Upload a portrait (or use the webcam, "
+                    "or pick the example) and press **Reconstruct**; then turn and relight the face.",
+                    elem_id="title")
+        image_args = dict(format="png", interactive=False, buttons=["fullscreen"], elem_classes="pic")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=280):
+                photo = photo_input(label="Photo", format="png", sources=["upload", "webcam", "clipboard"],
+                                    height=290, elem_id="photo", elem_classes="pic")
+                with gr.Row():
+                    face = gr.Dropdown(choices=_face_choices(1), value=0, label="Face", allow_custom_value=True,
+                                       scale=1, min_width=120, elem_id="face")
+                    button = gr.Button("Reconstruct", variant="primary", scale=1, min_width=120,
+                                       elem_id="reconstruct")
+                if EXAMPLES:
+                    gr.Examples(examples=[[p] for p in EXAMPLES], inputs=[photo], label="Example")
+            with gr.Column(scale=1, min_width=280):
+                detected = gr.Image(label="Detected face", height=290, elem_id="detected", **image_args)
+                info = gr.Markdown(label="Summary", elem_id="info")
+            with gr.Column(scale=1, min_width=280):
+                view = gr.Image(label="3D view", format="jpeg", height=290, interactive=False,
+                                buttons=["download", "fullscreen"], elem_id="view", elem_classes="pic")
+                mode = gr.Radio(MODES, value="shaded", label="Mode", elem_id="mode")
+                with gr.Row():
+                    details = gr.Checkbox(value=True, label="Geometric details", elem_id="details", min_width=100)
+                    albedo = gr.Radio(ALBEDOS, value="fan", label="Albedo", elem_id="albedo", min_width=140)
+            with gr.Column(scale=1, min_width=280):
+                yaw = gr.Slider(-90, 90, value=0, step=1, label="Yaw (°)", elem_id="yaw")
+                pitch = gr.Slider(-60, 60, value=0, step=1, label="Pitch (°)", elem_id="pitch")
+                lighting = gr.Radio(LIGHTING, value="directional", label="Light", elem_id="lighting")
+                light_azimuth = gr.Slider(-180, 180, value=DEFAULT_LIGHT[0], step=1, label="Light azimuth (°)",
+                                          elem_id="light_azimuth")
+                light_elevation = gr.Slider(-90, 90, value=DEFAULT_LIGHT[1], step=1, label="Light elevation (°)",
+                                            elem_id="light_elevation")
+                light_intensity = gr.Slider(0, 2, value=1.0, step=0.05, label="Light intensity",
+                                            elem_id="light_intensity")
+
+        gr.Markdown("### Maps in the UV layout\nTexture: the photo unwrapped, hatched where the photo does not "
+                    "see the face. PCA albedo: the low-frequency albedo of the face model. FAN albedo: the "
+                    "high-detail albedo. Displacement: the DRN's details along the normal. Lighting: the "
+                    "lighting estimated from the photo, on a grey sphere.", elem_id="maps_caption")
+        with gr.Row():
+            texture = gr.Image(label="Texture + visibility", height=230, elem_id="texture", **image_args)
+            albedo_pca = gr.Image(label="PCA albedo", height=230, elem_id="albedo_pca", **image_args)
+            albedo_fan = gr.Image(label="FAN albedo", height=230, elem_id="albedo_fan", **image_args)
+            normal_map = gr.Image(label="Normal map", height=230, elem_id="normal_map", **image_args)
+            sphere = gr.Image(label="Lighting", height=230, elem_id="sphere", **image_args)
+        with gr.Row(equal_height=False):
+            displacement = gr.Image(label="Displacement", height=300, elem_id="displacement", scale=4, **image_args)
+            model3d = gr.Model3D(label="Interactive 3D (GLB)", height=300, elem_id="model3d", scale=3,
+                                 clear_color=(0.93, 0.93, 0.95, 1.0))
+            with gr.Column(scale=3, min_width=240):
+                turntable_gif = gr.Image(label="Turntable", format="gif", height=300, interactive=False,
+                                         buttons=["download", "fullscreen"], elem_id="turntable",
+                                         elem_classes="pic")
+                turntable_button = gr.Button("Redo turntable with the current view settings", size="sm",
+                                             elem_id="turntable_button")
+        files = gr.File(label="Downloads: GLB, OBJ zip, maps (PNG), params.json, turntable GIF",
+                        file_count="multiple", interactive=False, height=260, elem_id="downloads")
+
+        view_inputs = [yaw, pitch, light_azimuth, light_elevation, light_intensity, details, mode, lighting, albedo]
+        maps = [detected, texture, albedo_pca, albedo_fan, displacement, normal_map, sphere]
+
+        # reconstruct -> first 3D view -> exports (three steps, so results appear as soon as they exist)
+        for public, trigger in ((True, button.click), (False, face.select)):
+            visibility = "public" if public else "private"
+            trigger(reconstruct, [photo, face, state], [*maps, face, info, state],
+                    api_name="reconstruct" if public else "reconstruct_face", api_visibility=visibility,
+                    show_progress_on=maps, concurrency_id="heavy", concurrency_limit=CONCURRENCY) \
+                .success(render, [state, *view_inputs], [view], api_name=f"first_view_{visibility}",
+                         api_visibility="private", show_progress="minimal",
+                         concurrency_id="render", concurrency_limit=2 * CONCURRENCY) \
+                .success(downloads, [state, *view_inputs], [model3d, files, turntable_gif],
+                         api_name="downloads" if public else "downloads_face", api_visibility=visibility,
+                         show_progress_on=[model3d, turntable_gif], concurrency_id="heavy", concurrency_limit=CONCURRENCY)
+        # moving a slider re-renders the kept reconstruction (no networks)
+        gr.on([c.change for c in (yaw, pitch, light_azimuth, light_elevation, light_intensity, details, mode,
+                                  lighting, albedo)],
+              render, [state, *view_inputs], [view], api_name="render", trigger_mode="always_last",
+              show_progress="hidden", concurrency_id="render", concurrency_limit=2 * CONCURRENCY)
+        turntable_button.click(turntable, [state, *view_inputs], [turntable_gif], api_name="turntable",
+                               concurrency_id="heavy", concurrency_limit=CONCURRENCY)
+        photo.change(reset_faces, None, [face], api_name="reset_faces", api_visibility="private", queue=False)
+    return demo
+
+
+demo = build_demo()
+demo.queue(default_concurrency_limit=CONCURRENCY, max_size=64)
+
+
+def _stop(signum, frame):
+    raise KeyboardInterrupt  # gradio then closes the server, its cache and our temp files (atexit)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, _stop)
+    if os.environ.get("FACELIFT_APP_WARMUP", "1") != "0":
+        warm_up()
+    else:
+        get_pipeline()
+    demo.launch(max_file_size="50mb", css=CSS, theme=gr.themes.Soft())
+
+
+if __name__ == "__main__":
+    main()

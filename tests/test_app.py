@@ -1,0 +1,222 @@
+"""The demo app's API, driven with gradio_client against a running `python app.py`.
+
+The server (tests/app_server.py) is shared with the browser test; it needs the bundle in
+checkpoints/ and an offscreen OpenGL driver, like the rest of the pipeline tests.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app_server import ARTIFACTS, REPO, app_server
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+EXAMPLE = REPO / "examples" / "astronaut.png"
+VIEW_PARAMETERS = ["yaw", "pitch", "light_azimuth", "light_elevation", "light_intensity", "details", "mode",
+                   "lighting", "albedo"]
+
+
+@pytest.fixture(scope="module")
+def server(request):
+    return app_server(request.config)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return Client(server.url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def reconstructed(client):
+    start = time.perf_counter()
+    out = client.predict(handle_file(str(EXAMPLE)), 0, api_name="/reconstruct")
+    return out, time.perf_counter() - start
+
+
+def _image(path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def _error_message(excinfo) -> str:
+    return str(excinfo.value)
+
+
+# ---- the API's shape (no server needed) -----------------------------------------------------
+
+def test_api_endpoints_and_parameters():
+    import app
+
+    named = app.demo.get_api_info()["named_endpoints"]
+    assert {"/reconstruct", "/render", "/downloads", "/turntable"} <= set(named)
+    params = {name: [p["parameter_name"] for p in info["parameters"]] for name, info in named.items()}
+    assert params["/reconstruct"] == ["image", "face_index"]  # the session state is not an API parameter
+    assert params["/render"] == VIEW_PARAMETERS
+    assert params["/downloads"] == VIEW_PARAMETERS
+    defaults = {p["parameter_name"]: p["parameter_default"] for p in named["/render"]["parameters"]}
+    assert defaults["yaw"] == 0 and defaults["mode"] == "shaded" and defaults["albedo"] == "fan"
+    assert len(named["/reconstruct"]["returns"]) == 9
+    # internal chain steps are not public endpoints
+    assert not any(name.startswith(("/first_view", "/reset_faces", "/reconstruct_face")) for name in named)
+
+
+# ---- against the running app -------------------------------------------------------------------
+
+def test_reconstruct_returns_every_map(reconstructed):
+    out, seconds = reconstructed
+    detected, texture, albedo_pca, albedo_fan, displacement, normal_map, sphere, face, summary = out
+    photo = _image(detected)
+    assert photo.shape[2] == 3 and max(photo.shape[:2]) <= 768
+    for path in (texture, albedo_pca, albedo_fan, normal_map):
+        assert _image(path).shape == (256, 256, 3)
+    disp = _image(displacement)
+    assert disp.shape[1] > disp.shape[0]  # the map plus its colour bar
+    assert _image(sphere).shape == (256, 256, 3)
+    assert face["choices"] == [["Face 1", 0]] and face["value"] == 0
+    assert "Face 1 of 1" in summary
+    (ARTIFACTS / "api_timings.json").write_text(json.dumps({"reconstruct_api_s": round(seconds, 3)}))
+
+
+def test_render_uses_the_sessions_reconstruction(client, reconstructed):
+    front = _image(client.predict(yaw=0, api_name="/render"))
+    assert front.shape == (512, 512, 3)
+    times = []
+    for yaw in (30, -30):
+        start = time.perf_counter()
+        turned = _image(client.predict(yaw=yaw, api_name="/render"))
+        times.append(time.perf_counter() - start)
+        assert np.abs(turned.astype(int) - front.astype(int)).mean() > 2
+    normals = _image(client.predict(yaw=0, mode="normals", api_name="/render"))
+    assert np.abs(normals.astype(int) - front.astype(int)).mean() > 5
+    photo_light = _image(client.predict(lighting="photo", api_name="/render"))
+    assert photo_light.shape == (512, 512, 3)
+    timings = json.loads((ARTIFACTS / "api_timings.json").read_text()) if (ARTIFACTS / "api_timings.json").exists() \
+        else {}
+    timings["render_api_s"] = [round(t, 3) for t in times]
+    (ARTIFACTS / "api_timings.json").write_text(json.dumps(timings))
+
+
+def test_downloads(client, reconstructed):
+    glb, files, gif = client.predict(api_name="/downloads")
+    names = {Path(f).name: Path(f) for f in files}
+    assert Path(glb).name == "mesh.glb" and Path(glb).read_bytes()[:4] == b"glTF"
+    for name in ("mesh.glb", "texture.png", "visibility.png", "albedo.png", "albedo_pca.png", "displacement.png",
+                 "normal_map.png", "params.json", "astronaut_obj.zip", "astronaut_turntable.gif"):
+        assert name in names, name
+    with zipfile.ZipFile(names["astronaut_obj.zip"]) as zf:
+        assert sorted(zf.namelist()) == ["albedo.png", "mesh.mtl", "mesh.obj"]
+    params = json.loads(names["params.json"].read_text())
+    assert params["n_faces"] == 1 and len(params["sh_coefficients"]) == 27
+    with Image.open(gif) as im:
+        assert im.format == "GIF" and im.n_frames >= 12
+
+
+def test_sessions_are_separate_and_render_needs_a_reconstruction(server):
+    fresh = Client(server.url, verbose=False)
+    with pytest.raises(Exception) as excinfo:
+        fresh.predict(yaw=10, api_name="/render")
+    assert "Reconstruct first" in _error_message(excinfo)
+
+
+def _png_header_only(path: Path, width: int, height: int) -> Path:
+    """A PNG that declares width x height pixels (and holds none): the size check must come first."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("case", ["not_an_image", "no_face", "too_large", "bad_face_index"])
+def test_clear_error_messages(server, tmp_path, case):
+    c = Client(server.url, verbose=False)
+    index = 0
+    if case == "not_an_image":
+        path, expected = tmp_path / "notes.png", "not an image FaceLift can read"
+        path.write_text("this is not a picture\n")
+    elif case == "no_face":
+        path, expected = tmp_path / "wall.png", "No face was found"
+        Image.fromarray(np.full((200, 300, 3), 128, np.uint8)).save(path)
+    elif case == "too_large":
+        path, expected = _png_header_only(tmp_path / "huge.png", 10000, 8000), "more than the limit"
+    else:
+        path, expected, index = EXAMPLE, "face_index=3", 3
+    with pytest.raises(Exception) as excinfo:
+        c.predict(handle_file(str(path)), index, api_name="/reconstruct")
+    message = _error_message(excinfo)
+    assert expected in message
+    assert "Traceback" not in message
+
+
+def two_faces(path: Path) -> Path:
+    """The example photo next to a smaller copy of itself: two faces."""
+    with Image.open(EXAMPLE) as im:
+        big = im.convert("RGB")
+    small = big.resize((384, 384))
+    canvas = Image.new("RGB", (big.width + small.width, big.height), "white")
+    canvas.paste(big, (0, 0))
+    canvas.paste(small, (big.width, 64))
+    canvas.save(path)
+    return path
+
+
+def test_several_faces_can_be_selected(server, tmp_path):
+    c = Client(server.url, verbose=False)
+    out = c.predict(handle_file(str(two_faces(tmp_path / "two.png"))), 1, api_name="/reconstruct")
+    face, summary = out[7], out[8]
+    assert face["choices"] == [["Face 1 (largest)", 0], ["Face 2", 1]] and face["value"] == 1
+    assert "Face 2 of 2" in summary
+    assert _image(c.predict(api_name="/render")).shape == (512, 512, 3)
+
+
+def test_session_files_are_removed_with_the_session():
+    import app
+
+    session = app.Session(rec=None, name="x")
+    folders = [session.new_dir(), session.new_dir()]
+    (folders[0] / "mesh.glb").write_bytes(b"glTF")
+    assert all(f.is_dir() and f.parent == app._WORK_ROOT for f in folders)
+    app._drop_session(session)  # what gr.State's delete_callback and a new reconstruction do
+    assert not any(f.exists() for f in folders)
+    app._drop_session(None)  # no reconstruction yet: nothing to do
+
+
+def test_unexpected_errors_become_a_friendly_message(monkeypatch, caplog):
+    import gradio as gr
+
+    import app
+    from facelift.errors import NoFaceError
+
+    class Broken:
+        def reconstruct(self, image, face_index):
+            raise RuntimeError("boom: an internal detail")
+
+    class NoFace:
+        def reconstruct(self, image, face_index):
+            raise NoFaceError("No face was found in the 10x10 image.")
+
+    monkeypatch.setattr(app, "get_pipeline", lambda: Broken())
+    with pytest.raises(gr.Error) as excinfo:
+        app.reconstruct(str(EXAMPLE), 0, None)
+    assert excinfo.value.message == app.GENERIC_ERROR
+    assert "boom: an internal detail" in caplog.text  # the traceback stays in the server log
+    monkeypatch.setattr(app, "get_pipeline", lambda: NoFace())
+    with pytest.raises(gr.Error) as excinfo:
+        app.reconstruct(str(EXAMPLE), 0, None)
+    assert excinfo.value.message == "No face was found in the 10x10 image."
+    with pytest.raises(gr.Error, match="Upload a photo first"):
+        app.reconstruct(None, 0, None)
+    with pytest.raises(gr.Error, match="face number"):
+        app.reconstruct(str(EXAMPLE), "second", None)

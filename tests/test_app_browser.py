@@ -1,0 +1,180 @@
+"""End to end in a real headless browser: Debian's chromium driven by playwright.
+
+Starts `python app.py` (tests/app_server.py), uploads the example photo, reconstructs, waits
+for every output, turns the face with the yaw slider and checks an unreadable upload shows a
+message. Screenshots (1280x800) and the measured times go to test-artifacts/.
+
+Skips when /usr/bin/chromium or the playwright package is missing (`.ci/run` installs both;
+playwright's own browser download is not used).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from app_server import ARTIFACTS, REPO, app_server
+
+CHROMIUM = Path(os.environ.get("FACELIFT_CHROMIUM", "/usr/bin/chromium"))
+if not CHROMIUM.exists():
+    pytest.skip(f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package (pip install playwright)")
+
+EXAMPLE = REPO / "examples" / "astronaut.png"
+VIEWPORT = {"width": 1280, "height": 800}
+OUTPUT_IMAGES = ["detected", "texture", "albedo_pca", "albedo_fan", "displacement", "normal_map", "sphere", "view"]
+TIMEOUT_MS = 90_000
+
+
+@pytest.fixture(scope="module")
+def server(request):
+    return app_server(request.config)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                              args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(server.url, wait_until="load")
+    page.wait_for_selector("#reconstruct")
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def _shot(page, name: str, full_page: bool = False, move_mouse: bool = True) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    if move_mouse:
+        page.mouse.move(0, 0)  # no hover effects in the pictures
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
+
+
+def _upload(page, path: Path) -> None:
+    page.locator("#photo input[type=file]").set_input_files(str(path))
+
+
+def _src(page, elem_id: str) -> str:
+    return page.locator(f"#{elem_id} img").first.get_attribute("src") or ""
+
+
+def _wait_src_change(page, elem_id: str, old: str, timeout_s: float = 30.0) -> float:
+    start = time.perf_counter()
+    page.wait_for_function(
+        "([sel, old]) => { const i = document.querySelector(sel); return i && i.src && i.src !== old && i.complete; }",
+        arg=[f"#{elem_id} img", old], timeout=timeout_s * 1000)
+    return time.perf_counter() - start
+
+
+def _drag_slider(page, elem_id: str, fraction: float) -> None:
+    """Drag the slider's handle from where it is to `fraction` of its track, like a person."""
+    track = page.locator(f"#{elem_id} input[type=range]")
+    box = track.bounding_box()
+    value = float(track.input_value())
+    lo, hi = float(track.get_attribute("min")), float(track.get_attribute("max"))
+    y = box["y"] + box["height"] / 2
+    x0 = box["x"] + box["width"] * (value - lo) / (hi - lo)
+    page.mouse.move(x0, y)
+    page.mouse.down()
+    x1 = box["x"] + box["width"] * fraction
+    page.mouse.move(x1, y, steps=8)
+    page.mouse.up()
+
+
+def test_upload_reconstruct_rotate(page, server):
+    _shot(page, "browser_1_start")
+    _upload(page, EXAMPLE)
+    page.wait_for_selector("#photo img")
+    start = time.perf_counter()
+    page.click("#reconstruct")
+    for elem_id in OUTPUT_IMAGES:
+        page.wait_for_selector(f"#{elem_id} img")
+    page.wait_for_function("() => document.querySelector('#view img').complete")
+    first_result_s = time.perf_counter() - start
+    page.wait_for_selector("#turntable img")
+    page.wait_for_selector("#downloads a[download], #downloads a[href]")
+    downloads_s = time.perf_counter() - start
+    assert "Face 1 of 1" in page.inner_text("#info")
+    _shot(page, "browser_2_result")
+    page.locator("#model3d").scroll_into_view_if_needed()
+    page.wait_for_selector("#model3d canvas")
+    time.sleep(1.5)  # let babylon.js draw the GLB
+    _shot(page, "browser_3_lower")
+    _shot(page, "browser_4_full_page", full_page=True)
+    files = page.inner_text("#downloads").replace("\n.", ".")
+    for name in ("mesh.glb", "astronaut_obj.zip", "params.json", "displacement.png", "astronaut_turntable.gif"):
+        assert name in files
+
+    # the yaw slider re-renders the 3D view from the kept reconstruction
+    page.locator("#view").scroll_into_view_if_needed()
+    rerender_s = []
+    for fraction in (0.8, 0.25):
+        before = _src(page, "view")
+        _drag_slider(page, "yaw", fraction)
+        rerender_s.append(_wait_src_change(page, "view", before))
+    yaw = float(page.locator("#yaw input[type=range]").input_value())
+    assert yaw < -20
+    # one step at a time (arrow keys): each step is one re-render, timed from key press to new picture
+    step_s = []
+    slider = page.locator("#yaw input[type=range]")
+    for _ in range(5):
+        before = _src(page, "view")
+        start = time.perf_counter()
+        slider.press("ArrowLeft")
+        _wait_src_change(page, "view", before)
+        step_s.append(time.perf_counter() - start)
+    _shot(page, "browser_5_turned")
+    (ARTIFACTS / "browser_timings.json").write_text(json.dumps({
+        "server_startup_s": round(server.startup_s, 2),
+        "click_to_all_maps_and_3d_view_s": round(first_result_s, 3),
+        "click_to_downloads_and_turntable_s": round(downloads_s, 3),
+        "slider_release_to_new_view_s": [round(t, 3) for t in rerender_s],
+        "arrow_key_to_new_view_s": [round(t, 3) for t in step_s],
+    }, indent=2))
+
+
+def test_face_selector(page, tmp_path):
+    from test_app import two_faces
+
+    _upload(page, two_faces(tmp_path / "two.png"))
+    page.wait_for_selector("#photo img")
+    page.click("#reconstruct")
+    page.wait_for_function("() => document.querySelector('#info').innerText.includes('Face 1 of 2')")
+    page.wait_for_selector("#view img")
+    before = _src(page, "detected")
+    page.click("#face input")
+    page.get_by_role("option", name="Face 2").click()
+    page.wait_for_function("() => document.querySelector('#info').innerText.includes('Face 2 of 2')")
+    _wait_src_change(page, "detected", before)
+    _shot(page, "browser_7_second_face")
+
+
+def test_unreadable_upload_shows_a_message(page, tmp_path):
+    bogus = tmp_path / "holiday.png"
+    bogus.write_text("these bytes are not a picture\n")
+    _upload(page, bogus)
+    page.click("#reconstruct")
+    message = page.get_by_text("is not an image FaceLift can read")
+    message.first.wait_for(state="visible")
+    page.wait_for_timeout(600)  # the toast slides in
+    _shot(page, "browser_6_error", move_mouse=False)
+    assert "Traceback" not in page.inner_text("body")
+    # nothing is left spinning
+    page.wait_for_function("() => !document.querySelector('#detected .wrap.pending, #view .wrap.pending')",
+                           timeout=15_000)
