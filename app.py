@@ -140,7 +140,7 @@ def photo_input(**kwargs) -> gr.Image:
         except Exception:
             name = getattr(payload, "orig_name", None) or "The uploaded file"
             raise gr.Error(f"{name} is not an image FaceLift can read, or it is damaged; "
-                           "use a JPEG, PNG, WebP, BMP, TIFF or GIF photo.", title="Unreadable file") from None
+                           "use a JPEG, PNG, WebP, BMP, TIFF, GIF or PPM photo.", title="Unreadable file") from None
 
     image.preprocess = friendly_preprocess
     return image

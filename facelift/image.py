@@ -18,8 +18,8 @@ from .errors import ImageTooLargeError, ImageTooSmallError, InvalidImageError
 MAX_PIXELS = 50_000_000
 MIN_SIDE = 32
 # Only these decoders are tried: no Ghostscript (EPS) and no rarely used parsers on uploads.
-FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
-_NOT_AN_IMAGE = "is not an image FaceLift can read, or it is damaged; use JPEG, PNG, WebP, BMP, TIFF or GIF."
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "PPM")
+_NOT_AN_IMAGE = "is not an image FaceLift can read, or it is damaged; use JPEG, PNG, WebP, BMP, TIFF, GIF or PPM."
 # What PIL raises on malformed files, as seen by fuzzing (struct.error, IndexError: GIF frame
 # headers; TypeError: a TIFF strip offset of the wrong type). UnidentifiedImageError is an OSError.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, TypeError)

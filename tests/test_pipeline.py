@@ -195,7 +195,7 @@ def _eval_photos():
     root = REPO.parent / "shared" / "data" / "faces" / "eval"
     if not root.is_dir():
         return [pytest.param(None, marks=pytest.mark.skip(reason=f"needs ../shared (not found at {root})"))]
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".ppm"})
 
 
 @pytest.mark.parametrize("photo", _eval_photos(), ids=lambda p: p.name if p else "absent")
