@@ -1,17 +1,26 @@
-"""Speed and memory figures for the pipeline on the current machine (prints, never asserts)."""
+"""Speed and memory figures for the pipeline on the current machine (prints, never asserts).
+
+Per stage (median and p90 over `repeat` runs on one photo): image decode, landmarks, fit,
+unwrap, FAN, DRN, lighting, dense mesh (from `Reconstruction.timings`), render (one 512x512
+re-render) and export (`Reconstruction.export`: GLB, OBJ, maps, preview, params). End to end
+is decode -> export, what `facelift reconstruct` does per photo. Batch throughput runs
+`reconstruct` + `export` over `batch` photos in a row (files, decoded each time) and reports
+photos per second. Also: model load time and the process's peak RSS.
+"""
 
 from __future__ import annotations
 
 import platform
 import resource
-import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-STAGES = ("decode", "landmarks", "fit", "unwrap", "lighting", "fan", "drn", "mesh")
+PIPELINE_STAGES = ("decode", "landmarks", "fit", "unwrap", "fan", "drn", "lighting", "mesh")
+STAGES = PIPELINE_STAGES + ("render", "export")
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "astronaut.png"
 
 
@@ -27,58 +36,74 @@ def _stats(values: list[float]) -> dict:
             "min": float(arr.min()), "n": int(arr.size)}
 
 
-def run_benchmark(image=None, *, size: int = 512, repeat: int = 20, weights=None, warmup: int = 2) -> dict:
+def run_benchmark(image=None, *, size: int = 512, repeat: int = 20, weights=None, warmup: int = 2,
+                  batch: int = 8, render_size: int = 512) -> dict:
     import torch
     from PIL import Image
 
     from . import __version__
     from .pipeline import FaceLift
 
+    repeat, batch = max(1, int(repeat)), max(0, int(batch))
     src = Image.open(image or EXAMPLE).convert("RGB").resize((size, size), Image.BICUBIC)
-    photo = np.asarray(src)
-    t = time.perf_counter()
-    fl = FaceLift.from_pretrained(weights)
-    load_ms = (time.perf_counter() - t) * 1000
-    for _ in range(warmup):
-        rec = fl.reconstruct(photo)
-        rec.render(size=512)
-
-    per_stage = {s: [] for s in STAGES}
-    totals, reconstruct_ms, render_ms, relight_ms, export_ms = [], [], [], [], []
-    for i in range(repeat):
-        t = time.perf_counter()
-        rec = fl.reconstruct(photo)
-        reconstruct_ms.append((time.perf_counter() - t) * 1000)
-        for s in STAGES:
-            per_stage[s].append(rec.timings.get(s, 0.0))
-        totals.append(sum(rec.timings.get(s, 0.0) for s in STAGES if s != "decode"))
-        t = time.perf_counter()
-        rec.render(yaw=(i * 17) % 90 - 45, pitch=10, size=512)
-        render_ms.append((time.perf_counter() - t) * 1000)
-        t = time.perf_counter()
-        rec.render(light=((i * 31) % 180 - 90, 20), size=512)
-        relight_ms.append((time.perf_counter() - t) * 1000)
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
-        for i in range(min(repeat, 3)):
-            t = time.perf_counter()
-            rec.export(Path(tmp) / f"r{i}")
-            export_ms.append((time.perf_counter() - t) * 1000)
-    fl.close()
+        tmp = Path(tmp)
+        photo_path = tmp / "photo.png"
+        src.save(photo_path)  # decoded from a file every run, as `facelift reconstruct` does
+        t = time.perf_counter()
+        fl = FaceLift.from_pretrained(weights)
+        load_ms = (time.perf_counter() - t) * 1000
+        try:
+            for _ in range(warmup):
+                rec = fl.reconstruct(photo_path)
+                rec.render(size=render_size)
+            per_stage = {s: [] for s in STAGES}
+            end_to_end, reconstruct_ms, relight_ms = [], [], []
+            for i in range(repeat):
+                t0 = time.perf_counter()
+                rec = fl.reconstruct(photo_path)
+                t1 = time.perf_counter()
+                rec.export(tmp / "out", render_size=render_size)
+                t2 = time.perf_counter()
+                reconstruct_ms.append((t1 - t0) * 1000)
+                end_to_end.append((t2 - t0) * 1000)
+                for s in PIPELINE_STAGES:
+                    per_stage[s].append(rec.timings.get(s, 0.0))
+                per_stage["export"].append((t2 - t1) * 1000)
+                t = time.perf_counter()
+                rec.render(yaw=(i * 17) % 90 - 45, pitch=10, size=render_size)
+                per_stage["render"].append((time.perf_counter() - t) * 1000)
+                t = time.perf_counter()
+                rec.render(light=((i * 31) % 180 - 90, 20), size=render_size)
+                relight_ms.append((time.perf_counter() - t) * 1000)
+            throughput = None
+            if batch:
+                paths = []
+                for k in range(batch):  # distinct files (slightly shifted crops) so nothing is cached
+                    p = tmp / f"batch_{k}.png"
+                    src.transform(src.size, Image.AFFINE, (1, 0, k % 5 - 2, 0, 1, k // 5 - 1),
+                                  resample=Image.BILINEAR).save(p)
+                    paths.append(p)
+                t = time.perf_counter()
+                for k, p in enumerate(paths):
+                    fl.reconstruct(p).export(tmp / f"b{k}", render_size=render_size)
+                wall = time.perf_counter() - t
+                throughput = {"photos": batch, "seconds": wall, "photos_per_s": batch / wall}
+        finally:
+            fl.close()
     return {
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "cpu_threads": torch.get_num_threads(), "python": platform.python_version(),
                     "torch": torch.__version__, "facelift": __version__},
         "image_size": size,
+        "render_size": render_size,
         "repeat": repeat,
         "model_load_ms": load_ms,
         "stages_ms": {s: _stats(v) for s, v in per_stage.items()},
-        "landmarks_to_mesh_ms": _stats(totals),
+        "end_to_end_ms": _stats(end_to_end),
         "reconstruct_call_ms": _stats(reconstruct_ms),
-        "render_512_ms": _stats(render_ms),
-        "relight_512_ms": _stats(relight_ms),
-        "export_ms": _stats(export_ms),
+        "relight_ms": _stats(relight_ms),
+        "batch_throughput": throughput,
         "peak_rss_mb": peak_rss_mb(),
     }
 
@@ -87,15 +112,42 @@ def format_table(result: dict) -> str:
     rows = [("stage", "median ms", "p90 ms")]
     for s, st in result["stages_ms"].items():
         rows.append((s, f"{st['median']:.1f}", f"{st['p90']:.1f}"))
-    for key, label in (("landmarks_to_mesh_ms", "landmarks..mesh (sum)"), ("reconstruct_call_ms", "reconstruct() call"),
-                       ("render_512_ms", "re-render 512 (view)"), ("relight_512_ms", "re-render 512 (light)"),
-                       ("export_ms", "export")):
+    for key, label in (("reconstruct_call_ms", "reconstruct() call"), ("relight_ms", "re-render (new light)"),
+                       ("end_to_end_ms", "end to end (decode..export)")):
         st = result[key]
         rows.append((label, f"{st['median']:.1f}", f"{st['p90']:.1f}"))
     w = max(len(r[0]) for r in rows)
     lines = [f"{r[0]:<{w}}  {r[1]:>10}  {r[2]:>8}" for r in rows]
     lines.insert(1, "-" * len(lines[0]))
+    lines.insert(len(lines) - 3, "-" * len(lines[0]))
+    tp = result.get("batch_throughput")
+    if tp:
+        lines.append(f"batch throughput: {tp['photos_per_s']:.2f} photos/s ({tp['photos']} photos, reconstruct + "
+                     f"export, {tp['seconds']:.1f} s)")
     lines.append(f"model load {result['model_load_ms']:.0f} ms; peak RSS {result['peak_rss_mb']:.0f} MB; "
-                 f"{result['repeat']} runs on a {result['image_size']}x{result['image_size']} photo; "
+                 f"{result['repeat']} runs on a {result['image_size']}x{result['image_size']} photo, "
+                 f"renders {result['render_size']}x{result['render_size']}; "
                  f"torch threads {result['machine']['cpu_threads']}")
     return "\n".join(lines)
+
+
+def format_markdown(result: dict) -> str:
+    rows = ["| stage | median ms | p90 ms |", "|---|---:|---:|"]
+    for s, st in result["stages_ms"].items():
+        rows.append(f"| {s} | {st['median']:.1f} | {st['p90']:.1f} |")
+    for key, label in (("reconstruct_call_ms", "`reconstruct()` call"), ("relight_ms", "re-render with a new light"),
+                       ("end_to_end_ms", "**end to end** (decode..export)")):
+        st = result[key]
+        rows.append(f"| {label} | {st['median']:.1f} | {st['p90']:.1f} |")
+    tp = result.get("batch_throughput")
+    extra = []
+    if tp:
+        extra.append(f"- batch throughput: **{tp['photos_per_s']:.2f} photos/s** ({tp['photos']} photos, "
+                     f"reconstruct + export in a row, {tp['seconds']:.1f} s)")
+    extra.append(f"- model load: {result['model_load_ms']:.0f} ms")
+    extra.append(f"- peak RSS: {result['peak_rss_mb']:.0f} MB")
+    m = result["machine"]
+    extra.append(f"- {result['repeat']} runs on a {result['image_size']}x{result['image_size']} photo; "
+                 f"{m['platform']}, {m['processor']}, torch {m['torch']} with {m['cpu_threads']} threads, "
+                 f"Python {m['python']}, facelift {m['facelift']}")
+    return "\n".join(rows + [""] + extra)

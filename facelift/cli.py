@@ -1,4 +1,4 @@
-"""Command line: `facelift reconstruct IMAGE_OR_DIR... -o OUTDIR`."""
+"""Command line: `facelift reconstruct IMAGE_OR_DIR... -o OUTDIR`, `facelift evaluate`, `facelift benchmark`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .errors import FaceLiftError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pnm"}
 
 
 def collect_inputs(inputs: list[str]) -> list[Path]:
@@ -76,11 +76,64 @@ def cmd_reconstruct(args) -> int:
     return 1 if failures else 0
 
 
-def cmd_benchmark(args) -> int:
-    from .benchmark import format_table, run_benchmark
+def cmd_evaluate(args) -> int:
+    import json
+
+    from .evaluation.runner import collect_images, evaluate_paths, format_markdown, format_table
+    from .pipeline import FaceLift
+
+    paths = collect_images(args.images, limit=args.limit)
+    if not paths:
+        print(f"facelift: no images found in {args.images}", file=sys.stderr)
+        return 2
+    lpips = None
+    if not args.no_lpips:
+        from .evaluation.metrics import LPIPSMetric, default_lpips_weights
+
+        weights = args.lpips_weights or default_lpips_weights()
+        if Path(weights).is_file():
+            lpips = LPIPSMetric(weights)
+        else:
+            print(f"facelift: LPIPS weights not found at {weights}; LPIPS is skipped "
+                  f"(pass --lpips-weights FILE or set FACELIFT_LPIPS_WEIGHTS)", file=sys.stderr)
+    try:
+        fl = FaceLift.from_pretrained(args.weights)
+    except FaceLiftError as exc:
+        print(f"facelift: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = evaluate_paths(fl, paths, seed=args.seed, lpips=lpips, progress=not args.quiet and len(paths) > 1,
+                                root=args.images)
+    finally:
+        fl.close()
+    result["config"] = {"images": str(args.images), "limit": args.limit, "seed": args.seed,
+                        "weights": fl.source, "trained": _trained_flags(fl.source),
+                        "lpips": None if lpips is None else lpips.path, "bnet": fl.bnet is not None,
+                        "albedo_pca_components": int(fl.face_model.n_albedo)}
+    print(format_table(result))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(format_markdown(result) + "\n")
+    return 0
+
+
+def _trained_flags(source):
+    import json
 
     try:
-        result = run_benchmark(args.image, size=args.size, repeat=args.repeat, weights=args.weights)
+        return json.loads((Path(source) / "config.json").read_text()).get("trained")
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def cmd_benchmark(args) -> int:
+    from .benchmark import format_markdown, format_table, run_benchmark
+
+    try:
+        result = run_benchmark(args.image, size=args.size, repeat=args.repeat, weights=args.weights,
+                               batch=args.batch)
     except FaceLiftError as exc:
         print(f"facelift: {exc}", file=sys.stderr)
         return 2
@@ -89,6 +142,8 @@ def cmd_benchmark(args) -> int:
         import json
 
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(format_markdown(result) + "\n")
     return 0
 
 
@@ -111,8 +166,23 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--size", type=int, default=512, help="photo size in pixels (default 512)")
     bench.add_argument("--repeat", type=int, default=20)
     bench.add_argument("--weights", default=None)
+    bench.add_argument("--batch", type=int, default=8, help="photos in the batch-throughput run (default 8)")
     bench.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    bench.add_argument("--markdown", default=None, help="also write the table as Markdown to this file")
     bench.set_defaults(func=cmd_benchmark)
+    ev = sub.add_parser("evaluate", help="quality metrics of the pipeline on a folder of photos (docs/EVALUATION.md)")
+    ev.add_argument("images", help="folder of photos (searched recursively) or one photo")
+    ev.add_argument("--weights", default=None, help="bundle directory or Hub repo id (default: checkpoints/)")
+    ev.add_argument("--json", default=None, help="write every per-image figure and the summary to this file")
+    ev.add_argument("--markdown", default=None, help="write the summary table as Markdown to this file")
+    ev.add_argument("--limit", type=int, default=None,
+                    help="evaluate N photos, evenly spaced over the sorted list (deterministic)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the occluders and lights (default 0)")
+    ev.add_argument("--lpips-weights", default=None,
+                    help="LPIPS VGG-16 safetensors (default: ../shared/weights/vgg16_imagenet_lpips.safetensors)")
+    ev.add_argument("--no-lpips", action="store_true", help="skip LPIPS (faster)")
+    ev.add_argument("-q", "--quiet", action="store_true")
+    ev.set_defaults(func=cmd_evaluate)
     return parser
 
 

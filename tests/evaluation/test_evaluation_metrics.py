@@ -1,0 +1,94 @@
+"""Each metric on constructed cases with a known answer."""
+
+import math
+
+import numpy as np
+import pytest
+
+from facelift.evaluation import metrics as M
+
+rng = np.random.default_rng(0)
+A = rng.uniform(0, 1, (32, 32, 3)).astype(np.float32)
+MASK = np.zeros((32, 32), bool)
+MASK[8:24, 4:20] = True
+
+
+def test_masked_l1_identical_is_zero_and_constant_offset_is_the_offset():
+    assert M.masked_l1(A, A, MASK) == 0.0
+    assert M.masked_l1(A, A + 0.25, MASK) == pytest.approx(0.25, abs=1e-6)
+    b = A.copy()
+    b[~MASK] = 1 - b[~MASK]  # changes outside the mask do not count
+    assert M.masked_l1(A, b, MASK) == 0.0
+    assert math.isnan(M.masked_l1(A, A, np.zeros_like(MASK)))
+    with pytest.raises(ValueError):
+        M.masked_l1(A, A[:16], MASK)
+
+
+def test_change_ratio_ignoring_copying_and_halving():
+    occluded = A.copy()
+    occluded[MASK] = 0.05  # a dark occluder
+    albedo = np.full_like(A, 0.6)
+    assert M.change_ratio(albedo, albedo, occluded, A, MASK) == 0.0  # ignores the occluder
+    assert M.change_ratio(occluded, A, occluded, A, MASK) == pytest.approx(1.0)  # copies the texture
+    half = A + 0.5 * (occluded - A)
+    assert M.change_ratio(half, A, occluded, A, MASK) == pytest.approx(0.5)
+    assert math.isnan(M.change_ratio(A, A, A, A, MASK))  # the input did not change
+
+
+def test_mirror_error_and_self_occluded():
+    sym = A + A[:, ::-1]
+    hidden = np.zeros((32, 32), bool)
+    hidden[:, 20:] = True
+    assert M.mirror_error(sym, hidden) == pytest.approx(0.0, abs=1e-7)
+    ramp = np.broadcast_to(np.linspace(0, 1, 32, dtype=np.float32)[None, :, None], (32, 32, 3))
+    # |ramp(j) - ramp(31 - j)| = |2j - 31| / 31
+    j = np.arange(20, 32)
+    assert M.mirror_error(ramp, hidden) == pytest.approx(np.mean(np.abs(2 * j - 31) / 31), rel=1e-6)
+    visible = np.zeros((32, 32), bool)
+    visible[:, :20] = True
+    inside = np.ones((32, 32), bool)
+    occ = M.self_occluded(visible, inside)
+    assert occ[:, 20:].all() and not occ[:, :20].any()  # columns 20..31 mirror columns 11..0, all seen
+
+
+def _ibug_like_points():
+    t = np.linspace(0, 2 * np.pi, 68, endpoint=False)
+    return np.stack([200 + 80 * np.cos(t), 240 + 100 * np.sin(t)], -1)
+
+
+def test_nme_identical_translation_and_known_rotation():
+    gt = _ibug_like_points()
+    box = math.sqrt(np.ptp(gt[:, 0]) * np.ptp(gt[:, 1]))
+    assert M.nme(gt, gt) == 0.0
+    assert M.nme(gt + [3.0, 4.0], gt) == pytest.approx(5.0 / box * 100)
+    theta = math.radians(5)
+    c = gt.mean(0)
+    rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+    pred = (gt - c) @ rot.T + c
+    # a point at radius r moves by the chord 2 r sin(theta / 2)
+    expected = np.mean(2 * np.linalg.norm(gt - c, axis=1) * math.sin(theta / 2)) / box * 100
+    assert M.nme(pred, gt) == pytest.approx(expected, rel=1e-9)
+    assert M.nme(pred, gt, slice(0, 17)) == pytest.approx(
+        np.mean(2 * np.linalg.norm(gt[:17] - c, axis=1) * math.sin(theta / 2)) / box * 100)
+
+
+def test_summarise_skips_missing_values():
+    s = M.summarise([1.0, None, float("nan"), 3.0, 2.0])
+    assert s == {"mean": 2.0, "median": 2.0, "count": 3}
+    assert M.summarise([None]) == {"mean": None, "median": None, "count": 0}
+
+
+def test_lpips_identical_is_zero_and_difference_is_positive(shared_dir):
+    path = shared_dir / "weights" / "vgg16_imagenet_lpips.safetensors"
+    if not path.is_file():
+        pytest.skip(f"needs {path}")
+    lp = M.LPIPSMetric(path)
+    a = np.repeat(np.repeat(A, 2, 0), 2, 1)  # 64 x 64
+    mask = np.ones((64, 64), bool)
+    assert lp(a, a, mask) == pytest.approx(0.0, abs=1e-6)
+    assert lp(a, 1 - a, mask) > 0.1
+    b = a.copy()
+    b[:, :32] = 0.5
+    right = np.zeros_like(mask)
+    right[:, 40:] = True
+    assert lp(a, b, right) == pytest.approx(0.0, abs=1e-6)  # differences outside the mask are ignored
