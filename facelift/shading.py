@@ -136,7 +136,25 @@ def shade(albedo, normals, gamma):
     return a * e
 
 
-def estimate_sh(texture, albedo, normals, weights=None, ridge: float = 1e-4):
+def light_prior(gamma, ambient: float | None = None, ambient_weight: float = 1.0):
+    """The white-light prior of `estimate_sh`, per lighting: `(...)` from gamma `(..., 3, 9)`.
+
+    `sum_{c,b} (gamma[c,b] - mean_c gamma[c,b])^2` (colour of the light) plus, with an
+    `ambient` reference, `ambient_weight * (mean_c gamma[c,0] - ambient)^2`. Skin tone and
+    light colour are ambiguous in `albedo * shading`; this prior gives the tone to the albedo.
+    """
+    xp, g = _prepare(gamma)
+    if g.ndim < 2 or tuple(g.shape[-2:]) != (3, 9):
+        raise ValueError(f"SH lighting must have shape (..., 3, 9); got {tuple(g.shape)}.")
+    grey = g.sum(-2)[..., None, :] / 3
+    out = ((g - grey) ** 2).sum(-1).sum(-1)
+    if ambient is not None:
+        out = out + ambient_weight * (grey[..., 0, 0] - ambient) ** 2
+    return out
+
+
+def estimate_sh(texture, albedo, normals, weights=None, ridge: float = 1e-4, colour_prior: float = 0.0,
+                ambient: float | None = None, ambient_prior: float = 0.0):
     """Closed-form weighted least-squares SH lighting `(3, 9)` per colour channel.
 
     Solves `min_g sum_m w_m (texture[m,c] - albedo[m,c] * sum_b g[c,b] A_b Y_b(n_m))^2
@@ -144,6 +162,10 @@ def estimate_sh(texture, albedo, normals, weights=None, ridge: float = 1e-4):
     batch dimensions `(..., M, 3)`, giving `(..., 3, 9)`), `weights` is `(M,)` / `(..., M)`
     and non-negative. The data term is divided by `sum(w)`, so `ridge` does not depend on
     the number of samples.
+
+    `colour_prior` > 0 adds `colour_prior * sum_{c,b} (g[c,b] - mean_c g[c,b])^2` and
+    `ambient_prior` > 0 adds `ambient_prior * (mean_c g[c,0] - ambient)^2` (see
+    `light_prior`); the channels are then solved jointly.
     """
     extra = () if weights is None else (weights,)
     xp, t, a, n, *w = _prepare(texture, albedo, normals, *extra)
@@ -177,7 +199,26 @@ def estimate_sh(texture, albedo, normals, weights=None, ridge: float = 1e-4):
     lhs = xp.einsum("...mcj,...mck->...cjk", wd, design)  # (..., 3, 9, 9)
     rhs = xp.einsum("...mcj,...mc->...cj", wd, t)  # (..., 3, 9)
     eye = _const(xp, np.eye(9), t)
-    return xp.linalg.solve(lhs + ridge * eye, rhs[..., None])[..., 0]
+    if colour_prior < 0 or ambient_prior < 0:
+        raise ValueError("colour_prior and ambient_prior must be non-negative.")
+    if ambient_prior > 0 and ambient is None:
+        raise ValueError("ambient_prior needs an ambient reference value.")
+    if colour_prior == 0 and ambient_prior == 0:
+        return xp.linalg.solve(lhs + ridge * eye, rhs[..., None])[..., 0]
+    # joint 27x27 system, unknowns ordered (channel, basis function)
+    lead = tuple(lhs.shape[:-3])
+    big = _const(xp, np.zeros((*lead, 27, 27)), t)
+    for c in range(3):
+        big[..., 9 * c:9 * c + 9, 9 * c:9 * c + 9] = lhs[..., c, :, :]
+    centre = np.kron(np.eye(3) - np.full((3, 3), 1 / 3), np.eye(9))
+    u = np.zeros(27)
+    u[[0, 9, 18]] = 1 / 3
+    prior = ridge * np.eye(27) + colour_prior * centre + ambient_prior * np.outer(u, u)
+    big = big + _const(xp, prior, t)
+    rhs = rhs.reshape(*lead, 27)
+    if ambient_prior > 0:
+        rhs = rhs + _const(xp, ambient_prior * float(ambient) * u, t)
+    return xp.linalg.solve(big, rhs[..., None])[..., 0].reshape(*lead, 3, 9)
 
 
 # ---- rotation -----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from facelift.shading import (
     estimate_sh,
     irradiance,
     light_direction,
+    light_prior,
     rotate_sh,
     sh_basis,
     sh_rotation_matrix,
@@ -120,6 +121,51 @@ def test_estimate_sh_batched_matches_single():
     assert est.shape == (2, 3, 9)
     for b in range(2):
         np.testing.assert_allclose(est[b], estimate_sh(tex[b], albedo[b], n[b], weights=w[b]), atol=1e-12)
+
+
+def test_estimate_sh_with_priors_minimises_the_penalised_objective():
+    import torch
+
+    rng = np.random.default_rng(6)
+    n = sphere(800, seed=6)
+    albedo = rng.uniform(0.2, 0.9, size=(800, 3))
+    w = rng.uniform(0, 1, size=800)
+    tex = rng.uniform(0, 1, size=(800, 3))
+    kw = dict(ridge=1e-3, colour_prior=0.05, ambient=0.9, ambient_prior=0.2)
+    est = torch.tensor(estimate_sh(tex, albedo, n, weights=w, **kw), requires_grad=True)
+    t, a, nn, ww = (torch.tensor(v) for v in (tex, albedo, n, w))
+    data = ((t - a * irradiance(nn, est)) ** 2 * ww[:, None]).sum() / ww.sum()
+    obj = (data + kw["ridge"] * (est ** 2).sum() + kw["colour_prior"] * light_prior(est)
+           + kw["ambient_prior"] * (est[:, 0].mean() - 0.9) ** 2)
+    (grad,) = torch.autograd.grad(obj, est)
+    assert grad.abs().max() < 1e-10  # a stationary point of a convex objective: the minimum
+    np.testing.assert_allclose(estimate_sh(tex, albedo, n, weights=w, ridge=1e-3, colour_prior=0.0),
+                               estimate_sh(tex, albedo, n, weights=w, ridge=1e-3))
+
+
+def test_colour_prior_gives_the_tone_to_the_albedo():
+    """A tanned face under white light, explained with a neutral albedo: without the prior
+    the light turns orange; with it the light stays white (and the residual is the tone)."""
+    n = sphere(2000, seed=7)
+    g = directional_light_sh(light_direction(20, 30), intensity=0.7, ambient=0.4)
+    tex = shade(np.tile([0.7, 0.45, 0.3], (2000, 1)), n, g)
+    neutral = np.full((2000, 3), 0.5)
+    free = estimate_sh(tex, neutral, n)
+    grey = estimate_sh(tex, neutral, n, colour_prior=10.0)
+    assert light_prior(free) > 0.05 and light_prior(grey) < 1e-3 * light_prior(free)
+    pinned = estimate_sh(tex, neutral, n, colour_prior=10.0, ambient=1.0, ambient_prior=100.0)
+    assert abs(pinned[:, 0].mean() - 1.0) < 0.01
+    assert light_prior(g) < 1e-20 and light_prior(g, ambient=g[0, 0]) < 1e-20
+
+
+def test_light_prior_checks_arguments():
+    with pytest.raises(ValueError, match="3, 9"):
+        light_prior(np.zeros((3, 4)))
+    n = sphere(100)
+    with pytest.raises(ValueError, match="ambient"):
+        estimate_sh(np.ones((100, 3)), np.ones((100, 3)), n, ambient_prior=1.0)
+    with pytest.raises(ValueError, match="non-negative"):
+        estimate_sh(np.ones((100, 3)), np.ones((100, 3)), n, colour_prior=-1.0)
 
 
 def test_rotate_sh_property():
