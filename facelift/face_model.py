@@ -133,6 +133,13 @@ class FaceModel:
     def albedo_resolution(self) -> int:
         return self.albedo_mean.shape[-1]
 
+    @property
+    def light_ambient(self) -> float | None:
+        """Ambient SH coefficient of the white light the albedo model was learned under, or
+        None when it was learned with free per-channel lighting (then no light prior applies)."""
+        value = self.config.get("albedo_light_ambient")
+        return None if value is None else float(value)
+
     def validate(self) -> None:
         n = self.mean_shape.shape[0]
         checks = [
@@ -148,6 +155,9 @@ class FaceModel:
             (self.albedo_basis.ndim == 4 and self.albedo_basis.shape[1:] == self.albedo_mean.shape,
              "albedo_basis must be (K, 3, A, A)"),
         ]
+        ambient = self.config.get("albedo_light_ambient")
+        checks.append((ambient is None or (isinstance(ambient, (int, float)) and 0 < ambient < 100),
+                       "albedo_light_ambient must be a positive number"))
         for ok, msg in checks:
             if not ok:
                 raise WeightsError(f"Invalid face model: {msg}.")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from facelift.albedo import fit_albedo_and_light, pca_albedo, resize_maps
+from facelift.albedo import fit_albedo_and_light, pca_albedo, resize_maps, sample_maps
 from facelift.shading import irradiance
 from synthetic import ellipsoid_face_model
 
@@ -23,6 +23,15 @@ def test_resize_maps_shapes():
     assert resize_maps(x, 16).shape == (4, 16, 16, 3)
     assert resize_maps(x[0], 8).shape == (8, 8, 3)
     np.testing.assert_allclose(resize_maps(x[0], 8), x[0].transpose(1, 2, 0))
+
+
+@pytest.mark.parametrize("resolution", [8, 13, 16, 48])
+def test_sample_maps_matches_resizing_everything(resolution):
+    x = np.random.default_rng(0).random((5, 3, 16, 16), dtype=np.float32)
+    idx = np.random.default_rng(1).choice(resolution * resolution, 20, replace=False)
+    full = resize_maps(x, resolution).reshape(5, resolution * resolution, 3)[:, idx]
+    np.testing.assert_allclose(sample_maps(x, resolution, idx), full, atol=1e-6)
+    np.testing.assert_allclose(sample_maps(x[0], resolution, idx), full[0], atol=1e-6)
 
 
 def test_known_albedo_and_light_are_recovered():
