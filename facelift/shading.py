@@ -136,25 +136,44 @@ def shade(albedo, normals, gamma):
     return a * e
 
 
-def light_prior(gamma, ambient: float | None = None, ambient_weight: float = 1.0):
+def mean_irradiance(gamma, normals, weights=None):
+    """Grey irradiance averaged over `normals` `(..., M, 3)` (weighted by `weights` `(..., M)`)
+    under gamma `(..., 3, 9)`: `(...)`. Linear in gamma: `mean_c gamma[c] . _mean_basis`."""
+    xp, g, n, *w = _prepare(gamma, normals, *(() if weights is None else (weights,)))
+    return (g.sum(-2) / 3 * _mean_basis(xp, n, w[0] if w else None)).sum(-1)
+
+
+def _mean_basis(xp, n, w=None):
+    """`(..., 9)`: the weighted mean over M of `A_b Y_b(n_m)`."""
+    basis = sh_basis(n) * _const(xp, LAMBERT, n)  # (..., M, 9)
+    if w is None:
+        return basis.mean(-2)
+    return (basis * w[..., None]).sum(-2) / w.sum(-1)[..., None]
+
+
+def light_prior(gamma, brightness: float | None = None, normals=None, weights=None):
     """The white-light prior of `estimate_sh`, per lighting: `(...)` from gamma `(..., 3, 9)`.
 
-    `sum_{c,b} (gamma[c,b] - mean_c gamma[c,b])^2` (colour of the light) plus, with an
-    `ambient` reference, `ambient_weight * (mean_c gamma[c,0] - ambient)^2`. Skin tone and
-    light colour are ambiguous in `albedo * shading`; this prior gives the tone to the albedo.
+    `sum_{c,b} (gamma[c,b] - mean_c gamma[c,b])^2` (the colour of the light) plus, with a
+    `brightness` reference, `(mean_irradiance(gamma, normals, weights) - brightness)^2`: the
+    light falling on the face has a typical strength. Skin tone and light are ambiguous in
+    `albedo * shading`; this prior gives the skin's tone and brightness to the albedo and
+    leaves the direction of the light free.
     """
     xp, g = _prepare(gamma)
     if g.ndim < 2 or tuple(g.shape[-2:]) != (3, 9):
         raise ValueError(f"SH lighting must have shape (..., 3, 9); got {tuple(g.shape)}.")
     grey = g.sum(-2)[..., None, :] / 3
     out = ((g - grey) ** 2).sum(-1).sum(-1)
-    if ambient is not None:
-        out = out + ambient_weight * (grey[..., 0, 0] - ambient) ** 2
+    if brightness is not None:
+        if normals is None:
+            raise ValueError("a brightness prior needs the normals it is averaged over.")
+        out = out + (mean_irradiance(g, normals, weights) - brightness) ** 2
     return out
 
 
 def estimate_sh(texture, albedo, normals, weights=None, ridge: float = 1e-4, colour_prior: float = 0.0,
-                ambient: float | None = None, ambient_prior: float = 0.0):
+                brightness: float | None = None, brightness_prior: float = 0.0):
     """Closed-form weighted least-squares SH lighting `(3, 9)` per colour channel.
 
     Solves `min_g sum_m w_m (texture[m,c] - albedo[m,c] * sum_b g[c,b] A_b Y_b(n_m))^2
@@ -164,8 +183,8 @@ def estimate_sh(texture, albedo, normals, weights=None, ridge: float = 1e-4, col
     the number of samples.
 
     `colour_prior` > 0 adds `colour_prior * sum_{c,b} (g[c,b] - mean_c g[c,b])^2` and
-    `ambient_prior` > 0 adds `ambient_prior * (mean_c g[c,0] - ambient)^2` (see
-    `light_prior`); the channels are then solved jointly.
+    `brightness_prior` > 0 adds `brightness_prior * (mean_irradiance(g, normals, weights) -
+    brightness)^2` (see `light_prior`); the channels are then solved jointly.
     """
     extra = () if weights is None else (weights,)
     xp, t, a, n, *w = _prepare(texture, albedo, normals, *extra)
@@ -199,11 +218,11 @@ def estimate_sh(texture, albedo, normals, weights=None, ridge: float = 1e-4, col
     lhs = xp.einsum("...mcj,...mck->...cjk", wd, design)  # (..., 3, 9, 9)
     rhs = xp.einsum("...mcj,...mc->...cj", wd, t)  # (..., 3, 9)
     eye = _const(xp, np.eye(9), t)
-    if colour_prior < 0 or ambient_prior < 0:
-        raise ValueError("colour_prior and ambient_prior must be non-negative.")
-    if ambient_prior > 0 and ambient is None:
-        raise ValueError("ambient_prior needs an ambient reference value.")
-    if colour_prior == 0 and ambient_prior == 0:
+    if colour_prior < 0 or brightness_prior < 0:
+        raise ValueError("colour_prior and brightness_prior must be non-negative.")
+    if brightness_prior > 0 and brightness is None:
+        raise ValueError("brightness_prior needs a brightness reference value.")
+    if colour_prior == 0 and brightness_prior == 0:
         return xp.linalg.solve(lhs + ridge * eye, rhs[..., None])[..., 0]
     # joint 27x27 system, unknowns ordered (channel, basis function)
     lead = tuple(lhs.shape[:-3])
@@ -211,13 +230,13 @@ def estimate_sh(texture, albedo, normals, weights=None, ridge: float = 1e-4, col
     for c in range(3):
         big[..., 9 * c:9 * c + 9, 9 * c:9 * c + 9] = lhs[..., c, :, :]
     centre = np.kron(np.eye(3) - np.full((3, 3), 1 / 3), np.eye(9))
-    u = np.zeros(27)
-    u[[0, 9, 18]] = 1 / 3
-    prior = ridge * np.eye(27) + colour_prior * centre + ambient_prior * np.outer(u, u)
-    big = big + _const(xp, prior, t)
+    big = big + _const(xp, ridge * np.eye(27) + colour_prior * centre, t)
     rhs = rhs.reshape(*lead, 27)
-    if ambient_prior > 0:
-        rhs = rhs + _const(xp, ambient_prior * float(ambient) * u, t)
+    if brightness_prior > 0:
+        mb = _mean_basis(xp, n, w)  # (..., 9)
+        u = xp.concatenate([mb, mb, mb], -1) / 3  # mean_irradiance(g) = u . g
+        big = big + brightness_prior * u[..., :, None] * u[..., None, :]
+        rhs = rhs + brightness_prior * float(brightness) * u
     return xp.linalg.solve(big, rhs[..., None])[..., 0].reshape(*lead, 3, 9)
 
 

@@ -14,6 +14,7 @@ from facelift.shading import (
     irradiance,
     light_direction,
     light_prior,
+    mean_irradiance,
     rotate_sh,
     sh_basis,
     sh_rotation_matrix,
@@ -131,12 +132,12 @@ def test_estimate_sh_with_priors_minimises_the_penalised_objective():
     albedo = rng.uniform(0.2, 0.9, size=(800, 3))
     w = rng.uniform(0, 1, size=800)
     tex = rng.uniform(0, 1, size=(800, 3))
-    kw = dict(ridge=1e-3, colour_prior=0.05, ambient=0.9, ambient_prior=0.2)
+    kw = dict(ridge=1e-3, colour_prior=0.05, brightness=0.9, brightness_prior=0.2)
     est = torch.tensor(estimate_sh(tex, albedo, n, weights=w, **kw), requires_grad=True)
     t, a, nn, ww = (torch.tensor(v) for v in (tex, albedo, n, w))
     data = ((t - a * irradiance(nn, est)) ** 2 * ww[:, None]).sum() / ww.sum()
     obj = (data + kw["ridge"] * (est ** 2).sum() + kw["colour_prior"] * light_prior(est)
-           + kw["ambient_prior"] * (est[:, 0].mean() - 0.9) ** 2)
+           + kw["brightness_prior"] * (irradiance(nn, est).mul(ww[:, None]).sum() / ww.sum() / 3 - 0.9) ** 2)
     (grad,) = torch.autograd.grad(obj, est)
     assert grad.abs().max() < 1e-10  # a stationary point of a convex objective: the minimum
     np.testing.assert_allclose(estimate_sh(tex, albedo, n, weights=w, ridge=1e-3, colour_prior=0.0),
@@ -153,17 +154,22 @@ def test_colour_prior_gives_the_tone_to_the_albedo():
     free = estimate_sh(tex, neutral, n)
     grey = estimate_sh(tex, neutral, n, colour_prior=10.0)
     assert light_prior(free) > 0.05 and light_prior(grey) < 1e-3 * light_prior(free)
-    pinned = estimate_sh(tex, neutral, n, colour_prior=10.0, ambient=1.0, ambient_prior=100.0)
-    assert abs(pinned[:, 0].mean() - 1.0) < 0.01
-    assert light_prior(g) < 1e-20 and light_prior(g, ambient=g[0, 0]) < 1e-20
+    pinned = estimate_sh(tex, neutral, n, colour_prior=10.0, brightness=1.0, brightness_prior=100.0)
+    assert abs(mean_irradiance(pinned, n) - 1.0) < 0.01
+    assert abs(irradiance(n, pinned).mean() - 1.0) < 0.01
+    assert light_prior(g) < 1e-20 and light_prior(g, brightness=mean_irradiance(g, n), normals=n) < 1e-20
+    w = (n[:, 2] > 0).astype(float)
+    np.testing.assert_allclose(mean_irradiance(g, n, w), irradiance(n, g)[w > 0].mean())
+    with pytest.raises(ValueError, match="normals"):
+        light_prior(g, brightness=1.0)
 
 
 def test_light_prior_checks_arguments():
     with pytest.raises(ValueError, match="3, 9"):
         light_prior(np.zeros((3, 4)))
     n = sphere(100)
-    with pytest.raises(ValueError, match="ambient"):
-        estimate_sh(np.ones((100, 3)), np.ones((100, 3)), n, ambient_prior=1.0)
+    with pytest.raises(ValueError, match="brightness"):
+        estimate_sh(np.ones((100, 3)), np.ones((100, 3)), n, brightness_prior=1.0)
     with pytest.raises(ValueError, match="non-negative"):
         estimate_sh(np.ones((100, 3)), np.ones((100, 3)), n, colour_prior=-1.0)
 
