@@ -58,14 +58,14 @@ def pca_albedo(model: FaceModel, coefficients: np.ndarray | None, resolution: in
 
 
 def fit_albedo_and_light(model: FaceModel, texture: np.ndarray, normals: np.ndarray, visible: np.ndarray, *,
-                         prior_weight: float = 1e-3, light_prior: float = 1e-2, iterations: int = 3,
+                         prior_weight: float = 1e-5, light_prior: float = 1.0, iterations: int = 3,
                          stride: int = 4):
     """PCA coefficients (K,), PCA albedo map (R, R, 3) and SH (3, 9) explaining `texture`.
 
     `texture`, `normals` (R, R, 3) and `visible` (R, R) bool are UV maps. The coefficients
     minimise mean((texture - albedo * shading)^2) + prior_weight * ||p||^2 over every
     `stride`-th visible texel (plenty for a low-frequency model). When the albedo model was
-    learned under white light (`model.light_ambient`), the lighting carries the same prior
+    learned under white light (`model.light_brightness`), the lighting carries the same prior
     with weight `light_prior` (`shading.light_prior`), so skin tone goes to the albedo.
     """
     R = texture.shape[0]
@@ -74,8 +74,8 @@ def fit_albedo_and_light(model: FaceModel, texture: np.ndarray, normals: np.ndar
         raise ValueError("Too few visible texels to estimate the lighting.")
     K = model.n_albedo
     prior = {}
-    if model.light_ambient is not None and light_prior > 0:
-        prior = {"colour_prior": light_prior, "ambient": model.light_ambient, "ambient_prior": light_prior}
+    if model.light_brightness is not None and light_prior > 0:
+        prior = {"colour_prior": light_prior, "brightness": model.light_brightness, "brightness_prior": light_prior}
     sub = np.flatnonzero(vis.reshape(-1))[::stride]
     tex_s, nrm_s = texture.reshape(-1, 3)[sub], normals.reshape(-1, 3)[sub]
     mean = np.clip(sample_maps(model.albedo_mean, R, sub), 0, 1)
@@ -94,7 +94,8 @@ def fit_albedo_and_light(model: FaceModel, texture: np.ndarray, normals: np.ndar
                 rhs += a.T @ (tex_s[:, c] - mean[:, c] * shading[:, c])
             n = 3 * len(sub)
             coeffs = np.linalg.solve(lhs / n + prior_weight * np.eye(K), rhs / n).astype(np.float32)
-            sh = estimate_sh(tex_s, np.clip(mean + np.einsum("nkc,k->nc", basis, coeffs), 0, 1), nrm_s, **prior)
+            albedo_s = np.clip(mean + np.einsum("nkc,k->nc", basis, coeffs), 0, 1)
+            sh = estimate_sh(tex_s, albedo_s, nrm_s, **prior)
         albedo = pca_albedo(model, coeffs, R)
         sh = estimate_sh(texture[vis], albedo[vis], normals[vis], **prior)  # the final light from every visible texel
     return coeffs, albedo, sh.astype(np.float32)

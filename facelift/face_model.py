@@ -134,10 +134,11 @@ class FaceModel:
         return self.albedo_mean.shape[-1]
 
     @property
-    def light_ambient(self) -> float | None:
-        """Ambient SH coefficient of the white light the albedo model was learned under, or
-        None when it was learned with free per-channel lighting (then no light prior applies)."""
-        value = self.config.get("albedo_light_ambient")
+    def light_brightness(self) -> float | None:
+        """Mean irradiance on the visible face of the white light the albedo model was learned
+        under (`shading.light_prior`), or None when it was learned with free per-channel lighting
+        (then no light prior applies)."""
+        value = self.config.get("albedo_light_brightness")
         return None if value is None else float(value)
 
     def validate(self) -> None:
@@ -155,9 +156,9 @@ class FaceModel:
             (self.albedo_basis.ndim == 4 and self.albedo_basis.shape[1:] == self.albedo_mean.shape,
              "albedo_basis must be (K, 3, A, A)"),
         ]
-        ambient = self.config.get("albedo_light_ambient")
-        checks.append((ambient is None or (isinstance(ambient, (int, float)) and 0 < ambient < 100),
-                       "albedo_light_ambient must be a positive number"))
+        brightness = self.config.get("albedo_light_brightness")
+        checks.append((brightness is None or (isinstance(brightness, (int, float)) and 0 < brightness < 100),
+                       "albedo_light_brightness must be a positive number"))
         for ok, msg in checks:
             if not ok:
                 raise WeightsError(f"Invalid face model: {msg}.")

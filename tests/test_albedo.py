@@ -76,3 +76,25 @@ def test_too_few_visible_texels():
     texture, normals, visible = _scene(model, None, np.eye(3, 9, dtype=np.float32))
     with pytest.raises(ValueError, match="visible"):
         fit_albedo_and_light(model, texture, normals, np.zeros_like(visible))
+
+
+def test_light_prior_gives_a_darker_skin_to_the_albedo():
+    """The same face with a uniformly darker skin under the same light: a model learned under
+    white light (light_brightness) explains it by the albedo; without that, the light dims."""
+    import dataclasses
+
+    base = ellipsoid_face_model(n_albedo=4, albedo_resolution=16)
+    tone = np.full((1, 3, 16, 16), 0.2, np.float32)  # a component that darkens or lightens the skin
+    model = dataclasses.replace(base, albedo_basis=np.concatenate([tone, base.albedo_basis]))
+    sh = np.zeros((3, 9), np.float32)
+    sh[:, 0] = 2 / np.sqrt(np.pi)  # white ambient light of irradiance 1
+    coeffs = np.array([-1.5, 0, 0, 0, 0], np.float32)  # 0.3 darker than the mean
+    texture, normals, visible = _scene(model, coeffs, sh)
+    white = dataclasses.replace(model, config={**model.config, "albedo_light_brightness": 1.0})
+    assert white.light_brightness == 1.0 and model.light_brightness is None
+    c_white, albedo_white, sh_white = fit_albedo_and_light(white, texture, normals, visible, iterations=8)
+    c_free, albedo_free, sh_free = fit_albedo_and_light(model, texture, normals, visible, iterations=8)
+    true_albedo = pca_albedo(model, coeffs, 64)[visible].mean()
+    assert abs(albedo_white[visible].mean() - true_albedo) < 0.02
+    assert abs(irradiance(normals, sh_white)[visible].mean() - 1.0) < 0.03
+    assert albedo_free[visible].mean() > true_albedo + 0.1  # the light took the darkness instead
