@@ -1,0 +1,132 @@
+"""Training configs. Defaults are the paper's settings (section 4.1): Adam, lr 2e-5,
+w_a = 1, w_pixel = 0.005, w_percep = 0.3, w_grad = 0.5, w_const = 1, w_smooth = 20.
+
+Every script accepts ``--config file.(json|yaml)`` and ``--set key=value`` overrides and
+records the resolved config as ``train_config.json`` next to its checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    data: str = "/work/data/uv128/train"  # shard folder (index.json)
+    out: str = "runs/run"  # run folder: state/, final/, losses.csv, loss_curve.png
+    resolution: int = 256  # network resolution (128 | 256); the paper uses 256
+    batch_size: int = 16
+    lr: float = 2e-5  # paper
+    betas: tuple = (0.9, 0.999)
+    max_steps: int = 100_000
+    max_minutes: float | None = None  # wall-clock budget: checkpoint and stop gracefully
+    checkpoint_every: int = 200  # steps
+    log_every: int = 1
+    seed: int = 0
+    limit: int | None = None  # use only the first N samples
+    num_workers: int = 0
+    threads: int | None = None  # torch.set_num_threads per process
+    face_model: str = "checkpoints/face_model.safetensors"
+
+
+@dataclass
+class BNetConfig(TrainConfig):
+    w_a: float = 1.0  # eq. 4 prior weight
+    n_albedo: int | None = None  # None: all components of the face model
+    # White-light prior on the predicted SH (shading.light_prior); not in the paper, so 0 by
+    # default. With a free per-channel light, skin tone goes into the light's colour.
+    w_light: float = 0.0
+    light_brightness: float | None = None  # None: the face model's albedo_light_brightness
+
+
+@dataclass
+class FANConfig(TrainConfig):
+    bnet: str = "runs/bnet/final"  # trained B-Net: lighting + real albedo samples for D
+    w_pixel: float = 0.005
+    w_percep: float = 0.3
+    w_gan: float = 1.0
+    vgg: str = "../shared/weights/vgg16_imagenet_lpips.safetensors"
+    percep_resolution: int | None = None  # None: the network resolution
+    ngf: int = 16
+    ndf: int = 64
+    lr_d: float | None = None  # None: same as lr
+    flip_features: bool = True  # False: the ablation without the flipped-feature concatenation
+
+
+@dataclass
+class DRNConfig(TrainConfig):
+    bnet: str = "runs/bnet/final"
+    fan: str = "runs/fan/final"
+    w_grad: float = 0.5
+    w_const: float = 1.0
+    w_smooth: float = 20.0
+    ngf: int = 16
+    flip_features: bool = True
+    detail_loss: str = "grad"  # "grad": E_grad of eq. 9; "pixel": |I_t - I_syn| instead (the ablation)
+    max_rate: float = 0.004  # metres, DRN output bound
+    # Delta d enters E_const / E_smooth in metres * displacement_unit_scale (100 = cm);
+    # the paper does not state its unit, see the model card.
+    displacement_unit_scale: float = 100.0
+
+
+def _coerce(value: str, current: Any):
+    if isinstance(current, bool):
+        return value.lower() in ("1", "true", "yes")
+    if value.lower() in ("none", "null"):
+        return None
+    if isinstance(current, int) and not isinstance(current, bool):
+        return int(value)
+    if isinstance(current, float):
+        return float(value)
+    if isinstance(current, tuple):
+        return tuple(float(v) for v in value.split(","))
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def load_config(cls, path: str | None = None, overrides: list[str] | None = None, **kwargs):
+    """Defaults <- file (JSON or YAML) <- kwargs <- ``key=value`` overrides."""
+    values: dict[str, Any] = {}
+    if path:
+        text = Path(path).read_text()
+        if str(path).endswith((".yaml", ".yml")):
+            import yaml
+
+            values.update(yaml.safe_load(text) or {})
+        else:
+            values.update(json.loads(text))
+    values.update({k: v for k, v in kwargs.items() if v is not None})
+    names = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise ValueError(f"unknown config key(s) for {cls.__name__}: {unknown}")
+    cfg = cls(**values)
+    for item in overrides or []:
+        key, _, value = item.partition("=")
+        if key not in names:
+            raise ValueError(f"unknown config key {key!r} for {cls.__name__}")
+        setattr(cfg, key, _coerce(value, getattr(cfg, key)))
+    if isinstance(cfg.betas, list):
+        cfg.betas = tuple(cfg.betas)
+    return cfg
+
+
+def config_dict(cfg) -> dict:
+    d = asdict(cfg)
+    d["_class"] = type(cfg).__name__
+    return d
+
+
+def save_config(cfg, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(config_dict(cfg), indent=2) + "\n")
+
+
+__all__ = ["TrainConfig", "BNetConfig", "FANConfig", "DRNConfig", "load_config", "save_config", "config_dict",
+           "dataclasses", "field"]

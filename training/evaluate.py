@@ -1,0 +1,126 @@
+"""Validation figures on the held-out UV samples (val/): mean L1 of the re-rendered texture
+(albedo x SH shading, eq. 3) against I_t(UV) over visible texels, for
+
+  (a) the PCA albedo predicted by B-Net (eq. 2), lit by B-Net's SH;
+  (b) the FAN albedo, lit by the same SH;
+  (c) the FAN albedo on the DRN-displaced normals (FAN + DRN);
+  (d) what the shipped pipeline does without a B-Net: PCA albedo and SH by least squares
+      (facelift.albedo.fit_albedo_and_light), and the FAN albedo lit by that SH.
+
+    python training/evaluate.py --data /work/data/uv128/val --bnet /work/data/runs/bnet/final \
+        --bundle checkpoints --out docs/val_metrics.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from facelift.albedo import fit_albedo_and_light  # noqa: E402
+from facelift.face_model import FaceModel  # noqa: E402
+from facelift.models import DRN, FAN, BNet  # noqa: E402
+from facelift.training.data import UVDataset  # noqa: E402
+from facelift.training.loop import load_pca  # noqa: E402
+from facelift.training.losses import displaced_normals, gradient_loss, masked_l1, render_texture  # noqa: E402
+
+
+@torch.no_grad()
+def evaluate(data, bnet_dir, fan_dir, drn_dir, face_model, batch_size=32, limit=None):
+    bnet = BNet.from_pretrained(bnet_dir).float().eval()
+    fan = FAN.from_pretrained(fan_dir).float().eval()
+    drn = DRN.from_pretrained(drn_dir).float().eval() if drn_dir else None
+    res = fan.config["resolution"]
+    ds = UVDataset(data, resolution=res, limit=limit, with_position=drn is not None)
+    pca = load_pca(face_model, res, bnet.n_albedo)
+    loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)
+    colour_means = {"texture": [], "pca": [], "fan": [], "pca_ls": []}
+    model = FaceModel.load(face_model)
+    out = {"pca": [], "fan": [], "fan_drn": [], "grad_fan": [], "grad_fan_drn": [], "pca_ls": [], "fan_ls": []}
+    for b in loader:
+        tex, vis, nrm, mask = b["texture"], b["visibility"], b["normal"], b["mask"]
+        bt = tex if bnet.resolution == res else torch.nn.functional.interpolate(
+            tex, size=(bnet.resolution,) * 2, mode="bilinear", align_corners=False, antialias=True)
+        coeffs, sh = bnet(bt)
+        out["pca"] += masked_l1(tex, render_texture(pca(coeffs), nrm, sh), vis).tolist()
+        alb = fan(tex)
+        syn = render_texture(alb, nrm, sh)
+        for name, maps in (("texture", tex), ("pca", pca(coeffs)), ("fan", alb)):
+            colour_means[name].append(((maps * vis).sum((2, 3)) / vis.sum((2, 3)).clamp_min(1)).numpy())
+        out["fan"] += masked_l1(tex, syn, vis).tolist()
+        for i in range(len(tex)):
+            out["grad_fan"].append(float(gradient_loss(tex[i:i + 1], syn[i:i + 1], vis[i:i + 1])))
+        for i in range(len(tex)):  # least squares, per image, as in FaceLift._low_frequency
+            hwc = [x[i].permute(1, 2, 0).numpy() for x in (tex, nrm)]
+            _, alb_ls, sh_ls = fit_albedo_and_light(model, hwc[0], hwc[1], vis[i, 0].numpy() > 0.5)
+            sh_ls = torch.from_numpy(sh_ls)[None]
+            alb_ls = torch.from_numpy(alb_ls).permute(2, 0, 1)[None]
+            sl = slice(i, i + 1)
+            out["pca_ls"] += masked_l1(tex[sl], render_texture(alb_ls, nrm[sl], sh_ls), vis[sl]).tolist()
+            out["fan_ls"] += masked_l1(tex[sl], render_texture(alb[sl], nrm[sl], sh_ls), vis[sl]).tolist()
+            colour_means["pca_ls"].append(((alb_ls * vis[sl]).sum((2, 3)) / vis[sl].sum((2, 3)).clamp_min(1)).numpy())
+        if drn is not None:
+            n2 = displaced_normals(nrm, b["position"], drn(tex), mask)
+            syn2 = render_texture(alb, n2, sh)
+            out["fan_drn"] += masked_l1(tex, syn2, vis).tolist()
+            for i in range(len(tex)):
+                out["grad_fan_drn"].append(float(gradient_loss(tex[i:i + 1], syn2[i:i + 1], vis[i:i + 1])))
+    diversity = {k: np.concatenate(v).std(0).round(4).tolist() for k, v in colour_means.items()}
+    summary = {"samples": len(ds), "resolution": res, "data": str(data)}
+    for k, v in out.items():
+        if v:
+            a = np.asarray(v)
+            summary[k] = {"mean": round(float(a.mean()), 5), "median": round(float(np.median(a)), 5),
+                          "std": round(float(a.std()), 5)}
+    pca_a, fan_a = np.asarray(out["pca"]), np.asarray(out["fan"])
+    summary["fan_better_fraction"] = round(float((fan_a < pca_a).mean()), 4)
+    summary["fan_over_pca_ratio"] = round(float(fan_a.mean() / pca_a.mean()), 4)
+    ls_p, ls_f = np.asarray(out["pca_ls"]), np.asarray(out["fan_ls"])
+    summary["fan_better_fraction_ls"] = round(float((ls_f < ls_p).mean()), 4)
+    summary["fan_over_pca_ratio_ls"] = round(float(ls_f.mean() / ls_p.mean()), 4)
+    # spread of the mean albedo colour across faces (skin tone diversity), against the textures'
+    summary["albedo_diversity"] = diversity
+    return summary
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="/work/data/uv128/val")
+    ap.add_argument("--bundle", default=str(REPO / "checkpoints"), help="FAN, DRN and face model from here")
+    ap.add_argument("--bnet", default="/work/data/runs/bnet/final",
+                    help="trained B-Net (default: BUNDLE/bnet if the bundle ships one)")
+    ap.add_argument("--fan", default=None)
+    ap.add_argument("--drn", default=None)
+    ap.add_argument("--face-model", default=None)
+    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=str(REPO / "docs/val_metrics.json"))
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    bundle = Path(args.bundle)
+    bnet = args.bnet
+    if (bundle / "bnet" / "model.safetensors").is_file() and not Path(bnet).is_dir():
+        bnet = str(bundle / "bnet")
+    t0 = time.time()
+    summary = evaluate(args.data, bnet, args.fan or bundle / "fan", args.drn or bundle / "drn",
+                       args.face_model or bundle / "face_model.safetensors", limit=args.limit)
+    summary.update({"bnet": str(bnet), "bundle": str(bundle), "wall_seconds": round(time.time() - t0, 1),
+                    "metric": "mean over images of mean |I_t - albedo * shading(n, SH_bnet)| per visible texel "
+                              "and RGB channel, values in [0, 1]; *_ls: lit by the least-squares SH instead; "
+                              "grad_*: E_grad (mean |grad I_t - grad I_syn|); albedo_diversity: RGB std over "
+                              "faces of each face's mean colour on visible texels"})
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
