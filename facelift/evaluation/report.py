@@ -83,12 +83,24 @@ through the model's UV layout (the model's vertices are the 468 MediaPipe points
    without the jaw (51 points) and the jaw alone.
 6. **Failures**: photos without a face, unreadable files and any error are listed with the
    message and counted; they never stop the run.
+"""
 
-**PCA rows with the current checkpoints**: the shipped face model has no albedo PCA components
-(`n_albedo = 0`) and the bundle no B-Net, so its "PCA albedo" is the model's mean albedo, the
-same for every input: its occlusion, lighting and completion figures are 0 by construction (a
-constant albedo ignores everything), and only its fidelity rows are informative. They become a
-real baseline with a B-Net or an albedo PCA in the face model."""
+
+def _pca_note(runs) -> str:
+    """What the PCA rows measure for the weights of these runs."""
+    cfgs = [r.get("config", {}) for _, r in runs]
+    k = {c.get("albedo_pca_components") for c in cfgs}
+    bnet = {bool(c.get("bnet")) for c in cfgs}
+    if k == {0} and bnet == {False}:
+        return ("**PCA rows**: the face model of these weights has no albedo PCA components and the bundle "
+                "no B-Net, so the PCA albedo is the model's mean albedo, the same for every input: its "
+                "occlusion, lighting and completion figures are 0 by construction and only its fidelity "
+                "rows are informative.")
+    source = "the B-Net" if bnet == {True} else "least squares (`facelift.albedo.fit_albedo_and_light`)"
+    return (f"**PCA rows**: the low-frequency albedo of the face model's albedo PCA "
+            f"(K = {', '.join(str(v) for v in sorted(x for x in k if x is not None))} components), "
+            f"its coefficients and the SH lighting from {source}: the paper's low-frequency baseline, "
+            "smooth by construction, against which the FAN is compared.")
 
 
 def _trained_note(runs) -> str:
@@ -130,7 +142,7 @@ def build(runs, figure: str | None = "comparison.png") -> str:
         nme = _nme_table(r)
         if nme:
             L += ["Landmarks, per photo with ground truth:", ""] + nme + [""]
-    L += ["## Metrics", "", DEFINITIONS, ""]
+    L += ["## Metrics", "", DEFINITIONS, "", _pca_note(runs), ""]
     L += ["## 68-point correspondence", "",
           "`facelift/evaluation/landmarks68.py`, MediaPipe vertex per iBUG point 1..68:", "",
           "```", ", ".join(str(i) for i in IBUG68_FROM_MEDIAPIPE), "```", "",

@@ -31,9 +31,19 @@ def test_a_fan_that_ignores_its_input_scores_ratio_zero(monkeypatch, pipeline, r
     _with_fan(monkeypatch, pipeline, lambda t: np.full_like(t, 0.5))
     m = evaluate_reconstruction(pipeline, rec, rng=np.random.default_rng(0))
     assert m["occlusion_fan"] == 0.0 and m["lighting_fan"] == 0.0
-    # the shipped model has no albedo PCA components: its PCA albedo is the mean, whatever the input
-    if pipeline.face_model.n_albedo == 0 and pipeline.bnet is None:
-        assert m["occlusion_pca"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_pca_albedo_that_ignores_its_input_scores_ratio_zero(monkeypatch, pipeline, rec):
+    real = pipeline._low_frequency
+
+    def constant_albedo(maps):
+        albedo, sh, source = real(maps)
+        return np.full_like(albedo, 0.5), sh, source
+
+    monkeypatch.setattr(pipeline, "_low_frequency", constant_albedo)
+    m = evaluate_reconstruction(pipeline, rec, rng=np.random.default_rng(0))
+    assert m["occlusion_pca"] == pytest.approx(0.0, abs=1e-6)
+    assert m["lighting_pca"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_fidelity_is_zero_when_the_render_reproduces_the_photo(monkeypatch, pipeline, rec):
