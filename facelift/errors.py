@@ -25,6 +25,22 @@ class FaceIndexError(FaceLiftError):
     """`face_index` does not name one of the faces found."""
 
 
+class FaceCutOffError(FaceLiftError):
+    """Too much of the face lies outside the photo (cut off by the image border)."""
+
+
+class ExtremePoseError(FaceLiftError):
+    """The face is turned too far from the camera (a profile) to reconstruct."""
+
+
+class OutputError(FaceLiftError, OSError):
+    """The output folder cannot be written (permissions, disk full, a file in the way)."""
+
+
+class OutputExistsError(OutputError, FileExistsError):
+    """An export would replace a folder (or file) that is not a previous FaceLift export."""
+
+
 class WeightsError(FaceLiftError):
     """A weights bundle or file is missing, corrupted or incompatible."""
 

@@ -71,10 +71,13 @@ def _solutions():
 
 @dataclass
 class Face:
-    """One detected face: `points` (478, 3) float32 and `box` (x0, y0, x1, y1) of the 468 mesh points."""
+    """One detected face: `points` (478, 3) float32 and `box` (x0, y0, x1, y1) of the 468 mesh points;
+    `score` is the face detector's confidence where known (faces found by the full-range
+    detector; FaceMesh does not report one)."""
 
     points: np.ndarray
     box: tuple[float, float, float, float]
+    score: float | None = None
 
     @property
     def area(self) -> float:
@@ -159,7 +162,7 @@ class LandmarkDetector:
     photos. Portraits and selfies do not pay for it.
     """
 
-    def __init__(self, max_faces: int = 5, min_confidence: float = 0.5, pad_fraction: float = 0.3,
+    def __init__(self, max_faces: int = 20, min_confidence: float = 0.5, pad_fraction: float = 0.3,
                  max_detect_side: int = 1280, find_small_faces: bool = True):
         if max_faces < 1:
             raise ValueError("max_faces must be at least 1")
@@ -226,8 +229,9 @@ class LandmarkDetector:
             out += self._detect_small(image, out)
         if not out:
             raise NoFaceError(
-                f"No face was found in the {w}x{h} image. Use a photo where a face is clearly visible, "
-                "roughly frontal and not too small."
+                f"No face was found in the {w}x{h} image. Use a photo where a face is clearly visible: "
+                "whole (not cut off by the border), turned less than about 60 degrees from the camera "
+                "(not a profile) and not too small."
             )
         out.sort(key=lambda f: f.area, reverse=True)
         return out
@@ -253,7 +257,7 @@ class LandmarkDetector:
         """Faces the full-range detector finds that are not in `known` (FaceMesh on a crop
         around each), up to `max_faces` in all."""
         found: list[Face] = []
-        for box in self._full_range_boxes(image):
+        for score, box in self._full_range_boxes(image):
             if len(known) + len(found) >= self.max_faces:
                 break
             cx, cy = _centre(box)
@@ -261,11 +265,12 @@ class LandmarkDetector:
                 continue
             face = self._mesh_in_crop(image, box)
             if face is not None and all(_iou(face.box, f.box) <= _SAME_FACE_IOU for f in known + found):
+                face.score = score
                 found.append(face)
         return found
 
-    def _full_range_boxes(self, image: np.ndarray) -> list[Box]:
-        """Full-range detector boxes in `image` pixels, best first, overlaps merged."""
+    def _full_range_boxes(self, image: np.ndarray) -> list[tuple[float, Box]]:
+        """Full-range detector (score, box in `image` pixels), best first, overlaps merged."""
         small, scale = self._downscaled(image)
         sh, sw = small.shape[:2]
         scored = []
@@ -277,10 +282,10 @@ class LandmarkDetector:
                        (x0 + bx1 * tw) / scale, (y0 + by1 * th) / scale)
                 scored.append((score, box))
         scored.sort(key=lambda sb: sb[0], reverse=True)
-        boxes: list[Box] = []
-        for _, box in scored:  # the same face seen in two overlapping tiles
-            if all(_iou(box, b) <= _SAME_FACE_IOU for b in boxes):
-                boxes.append(box)
+        boxes: list[tuple[float, Box]] = []
+        for score, box in scored:  # the same face seen in two overlapping tiles
+            if all(_iou(box, b) <= _SAME_FACE_IOU for _, b in boxes):
+                boxes.append((score, box))
         return boxes
 
     def _mesh_in_crop(self, image: np.ndarray, box: Box) -> Face | None:

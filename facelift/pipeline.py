@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -17,7 +18,8 @@ import torch
 
 from . import __version__, _hub
 from .albedo import fit_albedo_and_light, pca_albedo
-from .errors import FaceIndexError, ImageTooSmallError, WeightsError
+from .errors import (ExtremePoseError, FaceCutOffError, FaceIndexError, FaceLiftError, ImageTooSmallError,
+                     OutputError, OutputExistsError, WeightsError)
 from .face_model import FaceModel
 from .fitting import FitResult, fit_shape
 from .image import load_image
@@ -34,6 +36,24 @@ _NETWORK_INTERFACE = {"bnet": {"in_channels": 3}, "fan": {"in_channels": 3, "out
                       "drn": {"in_channels": 3, "out_channels": 1}}
 _MAX_CONFIG_BYTES = 1 << 20
 MIN_FACE_SIZE = 40  # pixels across the face box
+#: Faces looked for in a photo (largest first); `FaceLift(max_faces=...)` changes it.
+DEFAULT_MAX_FACES = 20
+#: Share of the face's landmarks that may lie outside the photo (a face cut off by the
+#: border): beyond this the face is refused with FaceCutOffError; up to it, it is
+#: reconstructed, the parts outside marked invisible, and a warning recorded.
+MAX_OUTSIDE_FRACTION = 0.35
+#: |yaw| in degrees beyond which a face is refused as a profile (ExtremePoseError), and
+#: beyond which a warning is recorded. MediaPipe's landmarks flatten strong turns: a face
+#: turned ~70 degrees fits at ~60, and beyond ~70 degrees MediaPipe usually finds no face.
+MAX_YAW_DEG = 75.0
+WARN_YAW_DEG = 45.0
+WARN_PITCH_DEG = 45.0
+#: What `Reconstruction.export` writes. A folder holding nothing but these (with a
+#: params.json FaceLift wrote) is a previous export, which a new export may replace.
+EXPORT_FILES = frozenset({"mesh.glb", "mesh.obj", "mesh.mtl", "albedo.png", "texture.png", "visibility.png",
+                          "albedo_pca.png", "displacement.png", "normal_map.png", "render.png", "params.json"})
+_OS_CLUTTER = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})  # a file browser's, not the user's
+TMP_MARK = ".facelift-tmp-"  # in the names of export's temporary folders: .<name>.facelift-tmp-<pid>-...
 RENDER_MODES = ("albedo", "shaded", "shaded_details", "normals")
 
 DEFAULT_BUNDLE_CONFIG = {
@@ -64,7 +84,7 @@ class FaceLift:
     """Photo -> relightable 3D face. Create with `FaceLift.from_pretrained()`."""
 
     def __init__(self, face_model: FaceModel, bnet=None, fan=None, drn=None, config: dict | None = None,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", max_faces: int = DEFAULT_MAX_FACES):
         self.config = {**DEFAULT_BUNDLE_CONFIG, **(config or {})}
         self.face_model = face_model
         self.device = torch.device(device)
@@ -72,7 +92,10 @@ class FaceLift:
             None if net is None else net.to(self.device).eval() for net in (bnet, fan, drn)
         )
         self.uv_resolution = int(self.config["uv_resolution"])
-        self.detector = LandmarkDetector()
+        if isinstance(max_faces, bool) or not isinstance(max_faces, int) or not 1 <= max_faces <= 100:
+            raise ValueError(f"max_faces must be an integer from 1 to 100, got {max_faces!r}")
+        self.max_faces = max_faces
+        self.detector = LandmarkDetector(max_faces=max_faces)
         self.mesh_builder = DenseMeshBuilder(
             face_model, resolution=int(self.config["mesh_resolution"]),
             subdivisions=int(self.config["mesh_subdivisions"]))
@@ -86,7 +109,7 @@ class FaceLift:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, *, revision: str | None = None,
                         cache_dir: str | os.PathLike | None = None, local_files_only: bool | None = None,
-                        device: str | torch.device = "cpu") -> "FaceLift":
+                        device: str | torch.device = "cpu", max_faces: int = DEFAULT_MAX_FACES) -> "FaceLift":
         """Load a bundle: a local directory, or a Hugging Face Hub model repo id.
 
         `name_or_path=None` loads `default_weights()`. A repo id is fetched with
@@ -94,6 +117,7 @@ class FaceLift:
         (`cache_dir`, else HF_HUB_CACHE) at `revision` (branch, tag or commit; default "main").
         `local_files_only=None` follows HF_HUB_OFFLINE; HF_ENDPOINT and HF_TOKEN are honoured.
         Only safetensors are read. Networks load as float32 on `device` ("cpu" by default).
+        `max_faces` caps the faces looked for in a photo (DEFAULT_MAX_FACES).
         Raises WeightsError, naming the file, when anything is missing, corrupted or incompatible.
         """
         try:
@@ -112,7 +136,8 @@ class FaceLift:
         components = config["components"]
         face_model = FaceModel.load(path / components["face_model"])
         nets = {key: _load_network(path, key, components.get(key), face_model) for key in NETWORKS}
-        pipe = cls(face_model, nets["bnet"], nets["fan"], nets["drn"], config=config, device=device)
+        pipe = cls(face_model, nets["bnet"], nets["fan"], nets["drn"], config=config, device=device,
+                   max_faces=max_faces)
         pipe.source = str(name)
         pipe.bundle_path = path
         return pipe
@@ -184,6 +209,18 @@ class FaceLift:
 
     @torch.inference_mode()
     def reconstruct(self, image, face_index: int = 0) -> "Reconstruction":
+        """Reconstruct face `face_index` (0 = the largest) of `image` (a path, file bytes, PIL
+        image or array; see `facelift.image.load_image`).
+
+        Refuses, with a FaceLiftError saying why, what cannot be reconstructed: no face, a face
+        smaller than MIN_FACE_SIZE pixels, more than MAX_OUTSIDE_FRACTION of the face outside the
+        photo (FaceCutOffError), or turned beyond MAX_YAW_DEG (ExtremePoseError). A face partly
+        outside the photo or strongly turned is reconstructed from what is visible (the rest is
+        marked invisible in `visibility`) and the reason is added to `Reconstruction.warnings`.
+        """
+        if isinstance(face_index, bool) or not isinstance(face_index, (int, np.integer)):
+            raise FaceIndexError(f"face_index must be a whole number (0 = the largest face), got {face_index!r}.")
+        face_index = int(face_index)
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         with _timed(timings, "decode"):
@@ -191,17 +228,21 @@ class FaceLift:
         with _timed(timings, "landmarks"):
             faces = self.detector.detect(rgb)
         if not 0 <= face_index < len(faces):
+            listed = "; ".join(f"{i}: {_box_text(f.box)}" for i, f in enumerate(faces))
             raise FaceIndexError(
-                f"face_index={face_index}, but {len(faces)} face(s) were found (valid: 0..{len(faces) - 1}).")
+                f"face_index={face_index}, but {len(faces)} face(s) were found (valid: 0..{len(faces) - 1}, "
+                f"largest first; boxes x0,y0-x1,y1 in pixels: {listed}).")
         face = faces[face_index]
         x0, y0, x1, y1 = face.box
         if min(x1 - x0, y1 - y0) < MIN_FACE_SIZE:
             raise ImageTooSmallError(
                 f"The face is only {x1 - x0:.0f}x{y1 - y0:.0f} pixels; FaceLift needs at least "
                 f"{MIN_FACE_SIZE} pixels across the face. Use a larger or closer photo.")
+        warnings = check_face_in_image(face, rgb.shape[1], rgb.shape[0])
         model = self.face_model
         with _timed(timings, "fit"):
             fit = fit_shape(model, face.points[: model.n_vertices, :2])
+        warnings += check_pose(fit)
         with _timed(timings, "unwrap"):
             verts_model = fit.vertices_model(model)
             verts_cam = verts_model @ fit.rotation.T
@@ -224,7 +265,7 @@ class FaceLift:
             pipeline=self, image=rgb, faces=faces, face_index=face_index, fit=fit, maps=maps,
             albedo=albedo, albedo_pca=albedo_pca, displacement=displacement,
             displacement_scale=displacement_scale, sh=sh, albedo_source="fan" if self.fan is not None else pca_source,
-            albedo_pca_source=pca_source, vertices_model=verts_model, timings=timings)
+            albedo_pca_source=pca_source, vertices_model=verts_model, timings=timings, warnings=warnings)
         with _timed(timings, "mesh"):
             rec.dense_mesh(details=True)
         timings["total"] = round((time.perf_counter() - t0) * 1000.0, 2)
@@ -345,6 +386,64 @@ def _load_network(path: Path, key: str, sub: str | None, face_model: FaceModel):
     return net.float()
 
 
+def _face_entry(index: int, face: Face) -> dict:
+    """A detected face as listed in params.json: index (for face_index), box, size, and the
+    detector's score where there is one (faces found by the full-range detector)."""
+    x0, y0, x1, y1 = (float(v) for v in face.box)
+    entry = {"index": index, "box": [round(v, 2) for v in (x0, y0, x1, y1)],
+             "size_px": round(max(x1 - x0, y1 - y0), 1)}
+    score = getattr(face, "score", None)
+    if score is not None:
+        entry["score"] = round(float(score), 4)
+    return entry
+
+
+def _box_text(box) -> str:
+    x0, y0, x1, y1 = (round(float(v)) for v in box)
+    return f"{x0},{y0}-{x1},{y1}"
+
+
+def face_outside_fraction(face: Face, width: int, height: int) -> float:
+    """Share of the face's mesh landmarks that lie outside a `width` x `height` image
+    (MediaPipe places the landmarks of a face cut off by the border beyond it)."""
+    pts = np.asarray(face.points)[:, :2][:468]
+    inside = (pts[:, 0] >= 0) & (pts[:, 0] <= width) & (pts[:, 1] >= 0) & (pts[:, 1] <= height)
+    return float(1.0 - inside.mean()) if len(pts) else 1.0
+
+
+def check_face_in_image(face: Face, width: int, height: int) -> list[str]:
+    """Raise FaceCutOffError when more than MAX_OUTSIDE_FRACTION of the face lies outside
+    the image; return a warning (a list of one) when a noticeable part of it does."""
+    outside = face_outside_fraction(face, width, height)
+    if outside > MAX_OUTSIDE_FRACTION:
+        raise FaceCutOffError(
+            f"The face is cut off by the image border: about {outside * 100:.0f}% of it lies outside the photo, "
+            f"and FaceLift needs at least {(1 - MAX_OUTSIDE_FRACTION) * 100:.0f}% of the face inside. "
+            "Use a photo that shows the whole face.")
+    if outside >= 0.01:
+        return [f"About {outside * 100:.0f}% of the face is outside the photo (cut off by the border): "
+                "its shape there is extrapolated and its texture is marked invisible (visibility.png)."]
+    return []
+
+
+def check_pose(fit: FitResult) -> list[str]:
+    """Raise ExtremePoseError beyond MAX_YAW_DEG of yaw (a profile); warnings for strong turns."""
+    yaw, pitch, _ = fit.yaw_pitch_roll()
+    if abs(yaw) > MAX_YAW_DEG:
+        raise ExtremePoseError(
+            f"The face is turned {abs(yaw):.0f} degrees to the side (a profile). FaceLift reconstructs faces "
+            f"turned up to {MAX_YAW_DEG:.0f} degrees: a profile shows too little of the face to unwrap its "
+            "texture. Use a photo where both eyes can be seen.")
+    out = []
+    if abs(yaw) > WARN_YAW_DEG:
+        out.append(f"The face is turned about {abs(yaw):.0f} degrees to the side: its far side is hidden in the "
+                   "photo, so its texture there is marked invisible (visibility.png) and filled in by the model.")
+    if abs(pitch) > WARN_PITCH_DEG:
+        out.append(f"The face is tilted about {abs(pitch):.0f} degrees up or down: parts of it are hidden in the "
+                   "photo and marked invisible (visibility.png).")
+    return out
+
+
 def _is_bundle_relative(name) -> bool:
     if not isinstance(name, str) or not name or "\\" in name or name.startswith("/"):
         return False
@@ -392,6 +491,9 @@ class Reconstruction:
     albedo_pca_source: str
     vertices_model: np.ndarray
     timings: dict = field(default_factory=dict)
+    #: what the user should know about this reconstruction (part of the face cut off,
+    #: strong turn); also in params.json
+    warnings: list = field(default_factory=list)
     _meshes: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -451,7 +553,10 @@ class Reconstruction:
             "image_size": [int(w), int(h)],
             "face_index": self.face_index,
             "n_faces": len(self.faces),
+            "max_faces": int(getattr(self.pipeline, "max_faces", len(self.faces))),
+            "faces": [_face_entry(i, f) for i, f in enumerate(self.faces)],
             "face_box": [round(float(v), 2) for v in self.face.box],
+            "warnings": list(self.warnings),
             "pose": {
                 "scale": float(fit.scale),
                 "rotation": np.asarray(fit.rotation, float).round(6).tolist(),
@@ -472,12 +577,25 @@ class Reconstruction:
         }
 
     def export(self, directory: str | os.PathLike, render_size: int = 512) -> Path:
-        """Write meshes, maps, a preview and params.json into `directory` (atomically)."""
+        """Write meshes, maps, a preview and params.json (EXPORT_FILES) into `directory`.
+
+        The files are written into a temporary folder next to `directory` (named
+        `.<name>.facelift-tmp-<pid>-...`) that is renamed to `directory` when complete, so
+        `directory` is never half-written; on any error or Ctrl-C the temporary folder is
+        removed. An existing `directory` is replaced only when it is empty or a previous FaceLift
+        export (only EXPORT_FILES, with a params.json FaceLift wrote); anything else, e.g. a
+        folder of the user's own files, raises OutputExistsError and is left untouched.
+        Returns the folder's path.
+        """
         from . import export as ex
 
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        directory = Path(os.path.abspath(os.fspath(directory)))  # "." and "out/" have a usable name
+        check_export_target(directory)
+        try:
+            directory.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}{TMP_MARK}{os.getpid()}-", dir=directory.parent))
+        except OSError as exc:
+            raise OutputError(f"Cannot create the output folder {directory}: {exc.strerror or exc}.") from exc
         try:
             t = time.perf_counter()
             mesh = self.dense_mesh(details=True)
@@ -495,10 +613,108 @@ class Reconstruction:
             params["displacement_scale"] = float(scale)
             params["timings_ms"]["export"] = round((time.perf_counter() - t) * 1000.0, 2)
             (tmp / "params.json").write_text(json.dumps(params, indent=2) + "\n")
-            if directory.exists():
-                shutil.rmtree(directory)
-            os.replace(tmp, directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            with _interrupts_held():
+                _move_into_place(tmp, directory)
+        except BaseException as exc:
+            with _interrupts_held():
+                shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, OSError) and not isinstance(exc, FaceLiftError):  # disk full, permissions
+                raise OutputError(f"Could not write the reconstruction to {directory}: {exc.strerror or exc}.") \
+                    from exc
             raise
         return directory
+
+
+def check_export_target(directory: Path) -> None:
+    """Raise OutputExistsError unless `directory` is absent, an empty folder or a previous
+    FaceLift export (see `Reconstruction.export`)."""
+    directory = Path(os.path.abspath(os.fspath(directory)))
+    cwd = Path(os.path.abspath(os.getcwd()))
+    if directory == cwd or directory in cwd.parents:
+        raise OutputExistsError(
+            f"Will not write the reconstruction over {directory}: it is the current folder or contains it. "
+            "Give a new sub-folder, e.g. out/photo.")
+    if not os.path.lexists(directory):
+        return
+    if directory.is_symlink():
+        raise OutputExistsError(
+            f"{directory} is a symbolic link; FaceLift does not replace links. Choose another output folder.")
+    if not directory.is_dir():
+        raise OutputExistsError(
+            f"{directory} exists and is a file, not a folder; FaceLift will not replace it. "
+            "Choose another output folder.")
+    try:
+        entries = list(directory.iterdir())
+    except OSError as exc:
+        raise OutputExistsError(f"Cannot look inside {directory} ({exc.strerror}); choose another output folder.") \
+            from exc
+    kept = [p for p in entries if p.name not in _OS_CLUTTER]
+    if not kept:
+        return  # empty: nothing to lose
+    foreign = sorted(p.name for p in kept if p.name not in EXPORT_FILES or p.is_symlink() or not p.is_file())
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        why = f"it holds {', '.join(repr(n) for n in foreign[:3])}{more}, which FaceLift did not write"
+    elif not _written_by_facelift(directory / "params.json"):
+        why = "it has no params.json written by FaceLift"
+    else:
+        return  # a previous FaceLift export
+    raise OutputExistsError(
+        f"{directory} already exists and is not a FaceLift export ({why}). FaceLift only replaces an empty "
+        "folder or its own earlier output, so nothing was changed: choose another output folder, or move "
+        "those files away.")
+
+
+def _written_by_facelift(params: Path) -> bool:
+    """Whether `params` is a params.json that `Reconstruction.export` wrote."""
+    try:
+        if params.stat().st_size > _MAX_CONFIG_BYTES * 4:
+            return False
+        data = json.loads(params.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and {"library_version", "pose", "sh_coefficients", "face_box"} <= set(data)
+
+
+def _move_into_place(tmp: Path, directory: Path) -> None:
+    """Rename the finished `tmp` to `directory`, replacing an existing (checked) one: the old
+    folder is renamed aside first and put back if the rename fails, then removed."""
+    if not os.path.lexists(directory):
+        os.replace(tmp, directory)  # fails, changing nothing, if someone created it meanwhile
+        return
+    check_export_target(directory)  # again, right before replacing it
+    old = tmp.with_name(tmp.name + "-old")
+    os.replace(directory, old)
+    try:
+        os.replace(tmp, directory)
+    except BaseException:
+        os.replace(old, directory)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextmanager
+def _interrupts_held():
+    """Hold Ctrl-C (SIGINT) until the block has finished, then deliver it: a file-system step
+    that must not stop half-way (renames, clean-up). Python runs signal handlers in the main
+    thread only, so elsewhere nothing needs holding."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(frame))
+    except (ValueError, OSError):  # no signals here (e.g. a sub-interpreter)
+        yield
+        return
+    if previous is None:  # installed outside Python: the closest is Python's default
+        previous = signal.default_int_handler
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            if callable(previous):
+                previous(signal.SIGINT, received[0])
+            elif previous == signal.SIG_DFL:
+                os.kill(os.getpid(), signal.SIGINT)

@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from facelift import FaceLift
-from facelift.errors import FaceIndexError, FaceLiftError, NoFaceError, WeightsError
+from facelift.errors import (FaceIndexError, FaceLiftError, NoFaceError, OutputError, OutputExistsError,
+                             WeightsError)
 from facelift.pipeline import CHECKPOINTS_DIR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,11 +114,81 @@ def test_export_writes_every_file(rec, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["astronaut"]
 
 
-def test_export_replaces_an_existing_folder(rec, tmp_path):
-    (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "stale.txt").write_text("old")
+def test_export_replaces_an_earlier_export_and_an_empty_folder(rec, tmp_path):
+    first = rec.export(tmp_path / "a")
+    (first / "render.png").write_bytes(b"stale")  # an earlier export, one file changed since
+    (first / ".DS_Store").write_bytes(b"finder")  # a file browser's clutter does not count
     out = rec.export(tmp_path / "a")
-    assert not (out / "stale.txt").exists() and (out / "mesh.glb").is_file()
+    assert {p.name for p in out.iterdir()} == EXPORTED_FILES
+    assert Image.open(out / "render.png").size == (512, 512)
+    (tmp_path / "empty").mkdir()
+    assert {p.name for p in rec.export(tmp_path / "empty").iterdir()} == EXPORTED_FILES
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "empty"]  # nothing left aside
+
+
+def _tree(root: Path) -> dict:
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize("case", ["own_files", "only_mesh_obj", "foreign_params", "file", "subfolder"])
+def test_export_never_replaces_a_users_folder(rec, tmp_path, case):
+    """rec.export("out/") on a folder of the user's own must not delete anything."""
+    target = tmp_path / "out"
+    if case == "file":
+        target.write_text("my notes")
+    else:
+        target.mkdir()
+        if case == "own_files":
+            (target / "holiday.jpg").write_bytes(b"precious")
+            (target / "params.json").write_text('{"library_version": "0.1.0"}')
+        elif case == "only_mesh_obj":  # a name FaceLift uses, but no params.json of FaceLift's
+            (target / "mesh.obj").write_text("v 0 0 0\n")
+        elif case == "foreign_params":
+            (target / "params.json").write_text('{"learning_rate": 0.1}')
+        else:
+            (target / "photos").mkdir()
+            (target / "photos" / "a.jpg").write_bytes(b"x")
+    before = _tree(tmp_path)
+    with pytest.raises(OutputExistsError) as info:
+        rec.export(target)
+    assert isinstance(info.value, FaceLiftError) and isinstance(info.value, FileExistsError)
+    msg = str(info.value)
+    assert str(target) in msg and ("not a FaceLift export" in msg or "is a file" in msg), msg
+    assert _tree(tmp_path) == before  # untouched, and no temporary folder left
+
+
+def test_export_refuses_the_current_folder_and_links(rec, tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    (work / "sub").mkdir(parents=True)
+    monkeypatch.chdir(work / "sub")
+    for target in (".", "..", str(work / "sub")):
+        with pytest.raises(OutputExistsError, match="current folder"):
+            rec.export(target)
+    assert sorted(p.name for p in work.iterdir()) == ["sub"] and not any((work / "sub").iterdir())
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(OutputExistsError, match="symbolic link"):
+        rec.export(tmp_path / "link")
+    out = rec.export("out/")  # a relative path with a trailing slash
+    assert out == tmp_path / "out" and (out / "params.json").is_file()
+
+
+def test_export_failure_leaves_the_earlier_export_and_no_temporary_folder(rec, tmp_path, monkeypatch):
+    first = rec.export(tmp_path / "a")
+    before = _tree(tmp_path)
+    from facelift import export as ex
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ex, "save_png16", disk_full)
+    with pytest.raises(OutputError, match="No space left on device"):
+        rec.export(first)
+    monkeypatch.setattr(ex, "save_png16", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        rec.export(tmp_path / "b")
+    assert _tree(tmp_path) == before
 
 
 def test_no_face_and_bad_face_index(fl):
