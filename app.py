@@ -23,10 +23,13 @@ import tempfile
 import threading
 import time
 import traceback
+import unicodedata
+from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import PIL.Image
 
 from facelift import FaceLiftError, visualize as vis
@@ -41,6 +44,13 @@ TURNTABLE_SIZE = 320       # the turntable GIF, pixels
 TURNTABLE_FRAMES = 24
 TURNTABLE_AMPLITUDE = 35.0  # degrees of yaw either side
 STATE_TTL_S = 3600          # a session's reconstruction (and its files) is dropped after an hour
+# ... and at most this many reconstructions are kept in memory across all sessions (about 8 MB
+# each): beyond it the least recently used one is dropped and its visitor asked to reconstruct again
+MAX_KEPT = int(os.environ.get("FACELIFT_APP_MAX_SESSIONS", "64"))
+TURNTABLES_KEPT = 2         # turntable folders kept per session (older ones are deleted; one export folder)
+SMALL_FACE_PX = 80          # below this many pixels across the face, warn: blurry texture and details
+TURNED_YAW_DEG = 40.0       # beyond this yaw (or TURNED_PITCH_DEG pitch), warn: the far side is guessed
+TURNED_PITCH_DEG = 30.0
 CONCURRENCY = 2             # reconstructions at a time (the machine's cores are shared)
 GENERIC_ERROR = "Something went wrong on the server while processing this photo. Please try again or use another photo."
 MODES = [("Albedo", "albedo"), ("Shaded", "shaded"), ("Shaded + details", "shaded_details"), ("Normals", "normals")]
@@ -80,24 +90,111 @@ def warm_up() -> None:
 
 # ---- per-session state ---------------------------------------------------------------------------
 
+class SessionExpired(Exception):
+    """The session's reconstruction was dropped (replaced, expired or evicted)."""
+
+
 class Session:
-    """What a browser tab (or API client session) keeps: its reconstruction and its files."""
+    """What a browser tab (or API client session) keeps: its reconstruction and its files.
+
+    Files go to folders under _WORK_ROOT, one per export or turntable; gradio copies what a
+    handler returns into its own cache, so only the newest export folder and the newest
+    TURNTABLES_KEPT turntable folders are kept. `cleanup()` (a newer reconstruction, gr.State expiry, or eviction from KEPT)
+    drops the reconstruction and deletes the folders; a folder still being written is deleted
+    when its handler finishes."""
 
     def __init__(self, rec, name: str):
         self.rec = rec
         self.name = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")[:40] or "face"
-        self.dirs: list[Path] = []
+        self.dirs: list[tuple[str, Path]] = []
         self.closed = False
+        self._busy: set[Path] = set()
+        self._lock = threading.Lock()
 
-    def new_dir(self) -> Path:
-        path = Path(tempfile.mkdtemp(dir=_WORK_ROOT))
-        self.dirs.append(path)
-        return path
+    def reconstruction(self):
+        rec = self.rec
+        if rec is None:
+            raise SessionExpired
+        KEPT.touch(self)
+        return rec
+
+    def new_dir(self, kind: str = "export") -> Path:
+        with self._lock:
+            if self.closed:
+                raise SessionExpired
+            path = Path(tempfile.mkdtemp(dir=_WORK_ROOT))
+            self.dirs.append((kind, path))
+            return path
+
+    @contextmanager
+    def workdir(self, kind: str, keep: int | None = None):
+        """A new folder for one handler's files; afterwards only the newest `keep` finished
+        folders of this kind are kept (all are deleted if the session closed meanwhile)."""
+        path = self.new_dir(kind)
+        with self._lock:
+            self._busy.add(path)
+        try:
+            yield path
+        finally:
+            with self._lock:
+                self._busy.discard(path)
+                done = [p for k, p in self.dirs if (k == kind or self.closed) and p not in self._busy]
+                stale = done if self.closed else done[:-keep] if keep else []
+                self._remove(stale)
+
+    def _remove(self, paths) -> None:  # with self._lock held
+        gone = set(paths)
+        for path in gone:
+            shutil.rmtree(path, ignore_errors=True)
+        self.dirs = [(k, p) for k, p in self.dirs if p not in gone]
+
+    def folders(self) -> list[Path]:
+        return [p for _, p in self.dirs]
 
     def cleanup(self) -> None:
-        self.closed = True
-        while self.dirs:
-            shutil.rmtree(self.dirs.pop(), ignore_errors=True)
+        with self._lock:
+            self.closed = True
+            self.rec = None  # the memory goes now, even if gradio keeps this object a while
+            self._remove([p for _, p in self.dirs if p not in self._busy])
+        KEPT.discard(self)
+
+
+class KeptReconstructions:
+    """The sessions holding a reconstruction, least recently used first, at most `limit`:
+    adding one more drops the oldest (its visitor is asked to reconstruct again). This bounds
+    memory whatever gradio does with sessions (its state lives an hour, or an hour after the
+    tab closes, and gradio keeps up to 10,000 sessions)."""
+
+    def __init__(self, limit: int):
+        self.limit = max(1, int(limit))
+        self._sessions: OrderedDict[int, Session] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, session: Session) -> None:
+        with self._lock:
+            self._sessions[id(session)] = session
+            evicted = []
+            while len(self._sessions) > self.limit:
+                evicted.append(self._sessions.popitem(last=False)[1])
+        for old in evicted:
+            log.info("dropping the least recently used reconstruction (%d kept at most)", self.limit)
+            old.cleanup()
+
+    def touch(self, session: Session) -> None:
+        with self._lock:
+            if id(session) in self._sessions:
+                self._sessions.move_to_end(id(session))
+
+    def discard(self, session: Session) -> None:
+        with self._lock:
+            if self._sessions.get(id(session)) is session:
+                del self._sessions[id(session)]
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+
+KEPT = KeptReconstructions(MAX_KEPT)
 
 
 def _drop_session(value) -> None:
@@ -105,16 +202,45 @@ def _drop_session(value) -> None:
         value.cleanup()
 
 
+def _lighten(rec):
+    """Drop what a kept reconstruction no longer needs once its pictures are made: the
+    full-resolution photo (up to 50 Mpx, 150 MB). Its shape stays (params.json reports it)
+    through a zero-stride stand-in of 3 bytes."""
+    rec.image = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), rec.image.shape)
+    return rec
+
+
+_UNSAFE_NAME = re.compile(r"[^\w .,()+\-]+")
+
+
+def display_name(name, fallback: str = "The uploaded file") -> str:
+    """A client-supplied file name made safe to show: its last path part, letters, digits
+    and ` ._,()+-` only (no markup, control or bidi characters), at most 48 characters."""
+    text = unicodedata.normalize("NFKC", str(name or "")).replace("\\", "/").rsplit("/", 1)[-1]
+    text = _UNSAFE_NAME.sub("_", re.sub(r"\s+", " ", text)).strip(" ._")
+    if len(text) > 48:
+        text = text[:30].rstrip() + "…" + text[-15:].lstrip()
+    return text or fallback
+
+
 @contextmanager
-def _user_errors(what: str):
+def _user_errors(what: str, upload=None):
     """FaceLift's own errors -> their message in the page; anything else -> a friendly one
-    (the traceback goes to the server log)."""
+    (the traceback goes to the server log). The uploaded file's server path and name, which
+    FaceLift's messages may quote, are replaced by a sanitised display name."""
     try:
         yield
     except gr.Error:
         raise
+    except SessionExpired:
+        raise gr.Error(EXPIRED) from None
     except FaceLiftError as exc:
-        raise gr.Error(str(exc), title="FaceLift") from None
+        message = str(exc)
+        if upload:
+            path = Path(str(upload))
+            for text in (repr(str(path)), str(path), path.name):
+                message = message.replace(text, display_name(path.name))
+        raise gr.Error(message, title="FaceLift") from None
     except Exception:
         log.error("%s failed:\n%s", what, traceback.format_exc())
         raise gr.Error(GENERIC_ERROR) from None
@@ -134,11 +260,11 @@ def photo_input(**kwargs) -> gr.Image:
         except gr.Error:
             raise
         except PIL.Image.DecompressionBombError:
-            name = getattr(payload, "orig_name", None) or "The uploaded image"
+            name = display_name(getattr(payload, "orig_name", None), "The uploaded image")
             raise gr.Error(f"{name} is far too large (too many pixels); downscale it first.",
                            title="Image too large") from None
         except Exception:
-            name = getattr(payload, "orig_name", None) or "The uploaded file"
+            name = display_name(getattr(payload, "orig_name", None))
             raise gr.Error(f"{name} is not an image FaceLift can read, or it is damaged; "
                            "use a JPEG, PNG, WebP, BMP, TIFF, GIF or PPM photo.", title="Unreadable file") from None
 
@@ -160,10 +286,37 @@ def _face_choices(n: int) -> list[tuple[str, int]]:
     return [(f"Face {i + 1}" + (" (largest)" if i == 0 and n > 1 else ""), i) for i in range(n)]
 
 
-def _require(state) -> Session:
+EXPIRED = "Upload a photo and press Reconstruct first (or your session expired: reconstruct again)."
+
+
+def _require(state):
+    """The session's Session and its reconstruction, or a message saying to reconstruct."""
     if not isinstance(state, Session):
-        raise gr.Error("Upload a photo and press Reconstruct first (or your session expired: reconstruct again).")
-    return state
+        raise gr.Error(EXPIRED)
+    try:
+        return state, state.reconstruction()
+    except SessionExpired:
+        raise gr.Error(EXPIRED) from None
+
+
+def reconstruction_warnings(rec, index: int) -> list[str]:
+    """What a visitor should know about a reconstruction that did work: several faces (which
+    one was used, how to pick another), a small face, a strongly turned head."""
+    notes = []
+    n = len(rec.faces)
+    if n > 1 and index == 0:
+        notes.append(f"{n} faces found: face 1 (the largest, box 1 in the photo) was reconstructed. "
+                     f"Pick another one in the Face selector (API: face_index 0 to {n - 1}).")
+    x0, y0, x1, y1 = rec.faces[index].box
+    if min(x1 - x0, y1 - y0) < SMALL_FACE_PX:
+        notes.append(f"The face is only {x1 - x0:.0f}x{y1 - y0:.0f} pixels: its texture and details will be "
+                     f"blurry. A closer or larger photo (at least {SMALL_FACE_PX} pixels across the face) "
+                     "gives a sharper result.")
+    yaw, pitch, _ = rec.fit.yaw_pitch_roll()
+    if abs(yaw) > TURNED_YAW_DEG or abs(pitch) > TURNED_PITCH_DEG:
+        notes.append(f"The head is strongly turned (yaw {yaw:+.0f}°, pitch {pitch:+.0f}°): the side of the face "
+                     "the photo does not see is filled in and less faithful. A more frontal photo works best.")
+    return notes
 
 
 # ---- event handlers ----------------------------------------------------------------------------
@@ -174,7 +327,7 @@ def reconstruct(image, face_index, state):
         raise gr.Error("Upload a photo first, take one with the webcam, or pick an example.")
     index = _face_index(face_index)
     start = time.perf_counter()
-    with _user_errors("reconstruct"):
+    with _user_errors("reconstruct", upload=image):
         rec = get_pipeline().reconstruct(image, index)
         seconds = time.perf_counter() - start
         mask = rec.maps.mask
@@ -187,37 +340,39 @@ def reconstruct(image, face_index, state):
             vis.normal_map_image(rec.normal_map, mask),
             render_sh_sphere(rec.sh, 256, background=vis.BACKGROUND),
         )
+    for note in reconstruction_warnings(rec, index):
+        gr.Warning(note)
     n = len(rec.faces)
-    if n > 1 and index == 0:
-        gr.Info(f"{n} faces found: showing face 1 (the largest). Pick another one in the Face selector.")
     yaw, pitch, roll = rec.fit.yaw_pitch_roll()
     info = (f"**Face {index + 1} of {n}** · reconstructed in {seconds:.2f} s · head pose yaw {yaw:+.0f}°, "
             f"pitch {pitch:+.0f}°, roll {roll:+.0f}° · albedo: {rec.albedo_source}, "
             f"lighting: {rec.albedo_pca_source.replace('_', ' ')}")
     log.info("reconstruct: %.0f ms (%s)", seconds * 1000, rec.timings)
     _drop_session(state)
-    return (*outputs, gr.Dropdown(choices=_face_choices(n), value=index), info, Session(rec, Path(str(image)).stem))
+    session = Session(_lighten(rec), Path(str(image)).stem)
+    KEPT.add(session)
+    return (*outputs, gr.Dropdown(choices=_face_choices(n), value=index), info, session)
 
 
 def render(state, yaw, pitch, light_azimuth, light_elevation, light_intensity, details, mode, lighting, albedo):
     """The kept reconstruction seen from (yaw, pitch) degrees, lit by a directional light
     (azimuth, elevation, intensity) or by the lighting estimated from the photo."""
-    session = _require(state)
+    _, rec = _require(state)
     light = None if lighting == "photo" else (float(light_azimuth), float(light_elevation))
     with _user_errors("render"):
         start = time.perf_counter()
-        image = session.rec.render(yaw=float(yaw), pitch=float(pitch), light=light, details=bool(details),
-                                   mode=mode, light_intensity=float(light_intensity), albedo=albedo,
-                                   size=RENDER_SIZE)
+        image = rec.render(yaw=float(yaw), pitch=float(pitch), light=light, details=bool(details),
+                           mode=mode, light_intensity=float(light_intensity), albedo=albedo,
+                           size=RENDER_SIZE)
         log.debug("render: %.0f ms", (time.perf_counter() - start) * 1000)
     return image
 
 
-def _turntable(session: Session, folder: Path, yaw, pitch, light_azimuth, light_elevation, light_intensity,
+def _turntable(session: Session, rec, folder: Path, yaw, pitch, light_azimuth, light_elevation, light_intensity,
                details, mode, lighting, albedo) -> str:
     light = None if lighting == "photo" else (float(light_azimuth), float(light_elevation))
     frames = vis.turntable_frames(
-        session.rec.render, TURNTABLE_FRAMES, TURNTABLE_AMPLITUDE, pitch=float(pitch), light=light,
+        rec.render, TURNTABLE_FRAMES, TURNTABLE_AMPLITUDE, pitch=float(pitch), light=light,
         details=bool(details), mode=mode, light_intensity=float(light_intensity), albedo=albedo,
         size=TURNTABLE_SIZE)
     return str(vis.save_gif(folder / f"{session.name}_turntable.gif", frames, fps=12))
@@ -226,14 +381,13 @@ def _turntable(session: Session, folder: Path, yaw, pitch, light_azimuth, light_
 def downloads(state, yaw, pitch, light_azimuth, light_elevation, light_intensity, details, mode, lighting, albedo):
     """Exports of the kept reconstruction: the GLB (for the 3D viewer), the files to
     download (GLB, OBJ zip, maps as PNG, params.json, turntable GIF) and the turntable."""
-    session = _require(state)
-    if session.closed:  # replaced by a newer reconstruction meanwhile
+    if isinstance(state, Session) and state.closed:  # replaced by a newer reconstruction meanwhile
         return gr.skip(), gr.skip(), gr.skip()
-    with _user_errors("downloads"):
-        folder = session.new_dir()
-        out = session.rec.export(folder / session.name)
+    session, rec = _require(state)
+    with _user_errors("downloads"), session.workdir("export", keep=1) as folder:
+        out = rec.export(folder / session.name)
         obj_zip = vis.obj_zip(out / "mesh.obj", folder / f"{session.name}_obj.zip")
-        gif = _turntable(session, folder, yaw, pitch, light_azimuth, light_elevation, light_intensity, details,
+        gif = _turntable(session, rec, folder, yaw, pitch, light_azimuth, light_elevation, light_intensity, details,
                          mode, lighting, albedo)
         maps = ["texture.png", "visibility.png", "albedo.png", "albedo_pca.png", "displacement.png",
                 "normal_map.png"]
@@ -243,9 +397,9 @@ def downloads(state, yaw, pitch, light_azimuth, light_elevation, light_intensity
 
 def turntable(state, yaw, pitch, light_azimuth, light_elevation, light_intensity, details, mode, lighting, albedo):
     """A turntable GIF of the kept reconstruction with the current view settings."""
-    session = _require(state)
-    with _user_errors("turntable"):
-        return _turntable(session, session.new_dir(), yaw, pitch, light_azimuth, light_elevation,
+    session, rec = _require(state)
+    with _user_errors("turntable"), session.workdir("turntable", keep=TURNTABLES_KEPT) as folder:
+        return _turntable(session, rec, folder, yaw, pitch, light_azimuth, light_elevation,
                           light_intensity, details, mode, lighting, albedo)
 
 

@@ -220,3 +220,184 @@ def test_unexpected_errors_become_a_friendly_message(monkeypatch, caplog):
         app.reconstruct(None, 0, None)
     with pytest.raises(gr.Error, match="face number"):
         app.reconstruct(str(EXAMPLE), "second", None)
+
+
+# ---- bounded memory and files with many sessions (in-process) ------------------------------
+
+def test_turntable_and_export_folders_are_bounded_per_session():
+    import app
+
+    session = app.Session(rec=None, name="x")
+    made = []
+    for _ in range(5):  # five clicks on "Redo turntable"
+        with session.workdir("turntable", keep=app.TURNTABLES_KEPT) as folder:
+            (folder / "x_turntable.gif").write_bytes(b"GIF89a")
+            made.append(folder)
+    for _ in range(3):  # /downloads called three times
+        with session.workdir("export", keep=1) as folder:
+            made.append(folder)
+    kept = session.folders()
+    assert kept == made[3:5] + made[7:8]  # the newest two turntables and the newest export
+    assert [f for f in made if f.exists()] == kept
+    # a folder still being written when the session closes goes when its handler finishes
+    with session.workdir("turntable", keep=app.TURNTABLES_KEPT) as busy:
+        app._drop_session(session)
+        assert busy.is_dir() and not any(f.exists() for f in kept)
+    assert not busy.exists() and session.folders() == []
+    with pytest.raises(app.SessionExpired):
+        session.new_dir()
+
+
+def test_kept_reconstructions_are_bounded_least_recently_used_first(monkeypatch):
+    import gradio as gr
+
+    import app
+
+    kept = app.KeptReconstructions(limit=3)
+    monkeypatch.setattr(app, "KEPT", kept)
+    sessions = []
+    for i in range(3):
+        sessions.append(app.Session(rec=f"rec{i}", name=f"s{i}"))
+        kept.add(sessions[-1])
+        sessions[-1].new_dir()
+    assert app._require(sessions[0])[1] == "rec0"  # used: now the most recent
+    for i in (3, 4):
+        sessions.append(app.Session(rec=f"rec{i}", name=f"s{i}"))
+        kept.add(sessions[-1])
+    assert len(kept) == 3
+    assert [s.rec for s in sessions] == ["rec0", None, None, "rec3", "rec4"]
+    assert sessions[1].folders() == [] and sessions[1].closed
+    with pytest.raises(gr.Error, match="session expired: reconstruct again"):
+        app._require(sessions[1])
+    app._drop_session(sessions[3])  # gradio's delete_callback (state expiry)
+    assert len(kept) == 2
+
+
+def test_many_sessions_keep_bounded_memory(monkeypatch):
+    """Twelve visitors reconstruct in turn (gradio keeps every session's state): only the
+    last KEPT reconstructions stay alive, and none keeps its full-resolution photo."""
+    import gc
+    import weakref
+
+    import app
+
+    monkeypatch.setattr(app, "KEPT", app.KeptReconstructions(limit=4))
+    # loaded first, as app.main() does: importing mediapipe keeps a traceback (sounddevice's
+    # PortAudio OSError) whose frames pin the locals of whoever first loads the pipeline
+    app.get_pipeline()
+    states, alive = [], []
+    with Image.open(EXAMPLE) as im:
+        photo = np.asarray(im.convert("RGB"))
+    for i in range(12):
+        out = app.reconstruct(str(EXAMPLE), 0, None)
+        session = out[-1]
+        assert out[0].shape[:2] == photo.shape[:2]  # the annotated photo is made before the photo is dropped
+        assert session.rec.image.shape == photo.shape and session.rec.image.strides[:2] == (0, 0)  # 3 bytes
+        states.append(session)
+        alive.append(weakref.ref(session.rec))
+    gc.collect()
+    assert sum(r() is not None for r in alive) == 4
+    assert [s.rec is not None for s in states] == [False] * 8 + [True] * 4
+    # the kept ones still render and export (params.json reports the photo's size)
+    newest = states[-1]
+    assert app.render(newest, 20, 0, 30, 20, 1.0, True, "shaded", "directional", "fan").shape == (512, 512, 3)
+    glb, files, gif = app.downloads(newest, 0, 0, 30, 20, 1.0, True, "shaded", "directional", "fan")
+    params = json.loads(Path(next(f for f in files if f.endswith("params.json"))).read_text())
+    assert params["image_size"] == [photo.shape[1], photo.shape[0]]
+    for s in states:
+        app._drop_session(s)
+
+
+# ---- warnings and file names --------------------------------------------------------------------
+
+def _stub_rec(boxes, yaw=0.0, pitch=0.0):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(faces=[SimpleNamespace(box=b) for b in boxes],
+                           fit=SimpleNamespace(yaw_pitch_roll=lambda: (yaw, pitch, 0.0)))
+
+
+def test_reconstruction_warnings():
+    import app
+
+    assert app.reconstruction_warnings(_stub_rec([(0, 0, 120, 140)]), 0) == []
+    several = app.reconstruction_warnings(_stub_rec([(0, 0, 120, 140), (200, 0, 300, 100)]), 0)
+    assert len(several) == 1 and "2 faces found" in several[0] and "Face selector" in several[0]
+    assert app.reconstruction_warnings(_stub_rec([(0, 0, 120, 140), (200, 0, 300, 100)]), 1) == []
+    small = app.reconstruction_warnings(_stub_rec([(0, 0, 60, 70)]), 0)
+    assert len(small) == 1 and "60x70 pixels" in small[0]
+    turned = app.reconstruction_warnings(_stub_rec([(0, 0, 120, 140)], yaw=-55), 0)
+    assert len(turned) == 1 and "yaw -55°" in turned[0]
+    assert len(app.reconstruction_warnings(_stub_rec([(0, 0, 120, 140)], pitch=35), 0)) == 1
+
+
+def test_several_faces_warn_which_face_was_used(monkeypatch, tmp_path):
+    import gradio as gr
+
+    import app
+
+    warned = []
+    monkeypatch.setattr(gr, "Warning", lambda message, *a, **k: warned.append(message))
+    monkeypatch.setattr(app, "KEPT", app.KeptReconstructions(limit=2))
+    out = app.reconstruct(str(two_faces(tmp_path / "two.png")), 0, None)
+    assert len(warned) == 1 and warned[0].startswith("2 faces found: face 1 (the largest")
+    warned.clear()
+    app.reconstruct(str(EXAMPLE), 0, out[-1])  # one frontal, large enough face: no warning
+    assert warned == []
+
+
+@pytest.mark.parametrize("raw, shown", [
+    ("<img src=x onerror=alert(1)>.png", "img src_x onerror_alert(1)_.png"),
+    ("/tmp/gradio/0123abcd/holiday photo (2).png", "holiday photo (2).png"),
+    ("C:\\Users\\me\\x.png", "x.png"),
+    ("evil\u202egnp.exe", "evil_gnp.exe"),
+    ("a\nb\tc.png", "a b c.png"),
+    ("", "The uploaded file"),
+    (None, "The uploaded file"),
+])
+def test_display_name(raw, shown):
+    import app
+
+    assert app.display_name(raw) == shown
+    assert len(app.display_name("x" * 500 + ".png")) <= 48
+
+
+# ---- against the running app: usable after an error, names shown safely ------------------------
+
+def test_a_good_upload_works_after_a_bad_one_in_the_same_session(server, tmp_path):
+    c = Client(server.url, verbose=False)
+    bogus = tmp_path / "holiday.png"
+    bogus.write_text("these bytes are not a picture\n")
+    with pytest.raises(Exception, match="not an image FaceLift can read"):
+        c.predict(handle_file(str(bogus)), 0, api_name="/reconstruct")
+    with pytest.raises(Exception, match="Reconstruct first"):
+        c.predict(api_name="/render")  # nothing was kept from the failed upload
+    out = c.predict(handle_file(str(EXAMPLE)), 0, api_name="/reconstruct")
+    assert "Face 1 of 1" in out[8] and _image(out[0]).shape == (512, 512, 3)
+    assert _image(c.predict(yaw=20, api_name="/render")).shape == (512, 512, 3)
+    # and after a failure once a face is kept, the kept one still renders
+    with pytest.raises(Exception, match="not an image FaceLift can read"):
+        c.predict(handle_file(str(bogus)), 0, api_name="/reconstruct")
+    assert _image(c.predict(yaw=-20, api_name="/render")).shape == (512, 512, 3)
+
+
+@pytest.mark.parametrize("kind", ["text", "tiny_image"])
+def test_uploaded_file_names_are_shown_sanitised(server, tmp_path, kind):
+    """The client-supplied name reaches the message only as letters, digits and ` ._,()+-`."""
+    c = Client(server.url, verbose=False)
+    name = "<img src=x onerror=alert(1)>\u202eevil " + "long" * 40 + ".png"
+    path = tmp_path / name
+    if kind == "text":
+        path.write_text("not a picture\n")
+        expected = "is not an image FaceLift can read"
+    else:
+        Image.fromarray(np.full((20, 20, 3), 128, np.uint8)).save(path, format="PNG")
+        expected = "20x20 pixels"
+    with pytest.raises(Exception) as excinfo:
+        c.predict(handle_file(str(path)), 0, api_name="/reconstruct")
+    message = _error_message(excinfo)
+    assert expected in message
+    shown = message.split(" is ")[0].split(": ")[-1]
+    for bad in ("<", ">", "=", "\u202e", "/tmp", "gradio"):
+        assert bad not in message, (bad, message)
+    assert len(shown) <= 48 and shown.startswith("img src_x onerror_alert(1)"), shown
