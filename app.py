@@ -49,8 +49,6 @@ STATE_TTL_S = 3600          # a session's reconstruction (and its files) is drop
 MAX_KEPT = int(os.environ.get("FACELIFT_APP_MAX_SESSIONS", "64"))
 TURNTABLES_KEPT = 2         # turntable folders kept per session (older ones are deleted; one export folder)
 SMALL_FACE_PX = 80          # below this many pixels across the face, warn: blurry texture and details
-TURNED_YAW_DEG = 40.0       # beyond this yaw (or TURNED_PITCH_DEG pitch), warn: the far side is guessed
-TURNED_PITCH_DEG = 30.0
 CONCURRENCY = 2             # reconstructions at a time (the machine's cores are shared)
 GENERIC_ERROR = "Something went wrong on the server while processing this photo. Please try again or use another photo."
 MODES = [("Albedo", "albedo"), ("Shaded", "shaded"), ("Shaded + details", "shaded_details"), ("Normals", "normals")]
@@ -301,7 +299,8 @@ def _require(state):
 
 def reconstruction_warnings(rec, index: int) -> list[str]:
     """What a visitor should know about a reconstruction that did work: several faces (which
-    one was used, how to pick another), a small face, a strongly turned head."""
+    one was used, how to pick another), a small face, and FaceLift's own warnings (a strongly
+    turned head, a face partly cut off by the border)."""
     notes = []
     n = len(rec.faces)
     if n > 1 and index == 0:
@@ -312,11 +311,7 @@ def reconstruction_warnings(rec, index: int) -> list[str]:
         notes.append(f"The face is only {x1 - x0:.0f}x{y1 - y0:.0f} pixels: its texture and details will be "
                      f"blurry. A closer or larger photo (at least {SMALL_FACE_PX} pixels across the face) "
                      "gives a sharper result.")
-    yaw, pitch, _ = rec.fit.yaw_pitch_roll()
-    if abs(yaw) > TURNED_YAW_DEG or abs(pitch) > TURNED_PITCH_DEG:
-        notes.append(f"The head is strongly turned (yaw {yaw:+.0f}°, pitch {pitch:+.0f}°): the side of the face "
-                     "the photo does not see is filled in and less faithful. A more frontal photo works best.")
-    return notes
+    return notes + [str(w) for w in getattr(rec, "warnings", ())]
 
 
 # ---- event handlers ----------------------------------------------------------------------------

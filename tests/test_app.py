@@ -310,11 +310,10 @@ def test_many_sessions_keep_bounded_memory(monkeypatch):
 
 # ---- warnings and file names --------------------------------------------------------------------
 
-def _stub_rec(boxes, yaw=0.0, pitch=0.0):
+def _stub_rec(boxes, warnings=()):
     from types import SimpleNamespace
 
-    return SimpleNamespace(faces=[SimpleNamespace(box=b) for b in boxes],
-                           fit=SimpleNamespace(yaw_pitch_roll=lambda: (yaw, pitch, 0.0)))
+    return SimpleNamespace(faces=[SimpleNamespace(box=b) for b in boxes], warnings=list(warnings))
 
 
 def test_reconstruction_warnings():
@@ -326,9 +325,8 @@ def test_reconstruction_warnings():
     assert app.reconstruction_warnings(_stub_rec([(0, 0, 120, 140), (200, 0, 300, 100)]), 1) == []
     small = app.reconstruction_warnings(_stub_rec([(0, 0, 60, 70)]), 0)
     assert len(small) == 1 and "60x70 pixels" in small[0]
-    turned = app.reconstruction_warnings(_stub_rec([(0, 0, 120, 140)], yaw=-55), 0)
-    assert len(turned) == 1 and "yaw -55°" in turned[0]
-    assert len(app.reconstruction_warnings(_stub_rec([(0, 0, 120, 140)], pitch=35), 0)) == 1
+    turned = "The face is turned about 55 degrees to the side: ..."  # FaceLift's own (Reconstruction.warnings)
+    assert app.reconstruction_warnings(_stub_rec([(0, 0, 120, 140)], [turned]), 0) == [turned]
 
 
 def test_several_faces_warn_which_face_was_used(monkeypatch, tmp_path):
