@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import FaceLiftError
@@ -35,7 +38,73 @@ def output_names(paths: list[Path]) -> list[str]:
     return names
 
 
+def one_line(text, *, escape_whitespace: bool = False) -> str:
+    """`text` on a single line: runs of whitespace (newlines in a message) become one space,
+    or with `escape_whitespace` (a file name) every control character is shown escaped."""
+    text = str(text)
+    if not escape_whitespace:
+        text = " ".join(text.split())
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], text)
+
+
+def _face_list(rec) -> str:
+    boxes = ", ".join(f"{i} at {x0:.0f},{y0:.0f}-{x1:.0f},{y1:.0f}"
+                      for i, (x0, y0, x1, y1) in enumerate(f.box for f in rec.faces))
+    return (f"{len(rec.faces)} faces found (largest first; boxes x0,y0-x1,y1): {boxes}; "
+            f"reconstructed face {rec.face_index}, --face-index N picks another")
+
+
+def _remove_temporaries(out: Path, names: list[str]) -> None:
+    """Temporary export folders of this process (`Reconstruction.export` normally removes its
+    own; this catches one a second Ctrl-C or a kill in the middle of the clean-up left)."""
+    import glob
+    import shutil
+
+    from .pipeline import TMP_MARK
+
+    for name in set(names):
+        for tmp in out.glob(f".{glob.escape(name)}{TMP_MARK}{os.getpid()}-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def _ctrl_c_noted():
+    """Ctrl-C raises KeyboardInterrupt as usual and also sets `state["hit"]`, so that an
+    interrupt is not lost where Python ignores the exception (raised inside a weakref callback
+    or `__del__`, e.g. during an import) or a library turns it into another error."""
+    state = {"hit": False}
+
+    def handler(signum, frame):
+        state["hit"] = True
+        raise KeyboardInterrupt
+
+    def unraisable(info):  # the ignored KeyboardInterrupt: noted above, no "Exception ignored" traceback
+        if not (state["hit"] and isinstance(info.exc_value, KeyboardInterrupt)):
+            previous_hook(info)
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        yield state
+        return
+    previous_hook, sys.unraisablehook = sys.unraisablehook, unraisable
+    try:
+        yield state
+    finally:
+        sys.unraisablehook = previous_hook
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+
+
 def cmd_reconstruct(args) -> int:
+    """Reconstruct every input into OUT/<name>/. One `FAILED path: message` line (stderr) per
+    file that fails, as it fails; the batch goes on. Exit 0 when all succeed, 1 when any
+    failed, 2 when there is nothing to do or no weights, 130 on Ctrl-C (finished folders are
+    kept, no half-written one is left)."""
+    with _ctrl_c_noted() as ctrl_c:
+        return _reconstruct(args, ctrl_c)
+
+
+def _reconstruct(args, ctrl_c: dict) -> int:
     from tqdm import tqdm
 
     from .pipeline import FaceLift
@@ -44,35 +113,63 @@ def cmd_reconstruct(args) -> int:
     if not paths:
         print("facelift: no images found in " + ", ".join(args.inputs), file=sys.stderr)
         return 2
-    try:
-        fl = FaceLift.from_pretrained(args.weights)
-    except FaceLiftError as exc:
-        print(f"facelift: {exc}", file=sys.stderr)
-        return 2
     out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        print(f"facelift: the output {out} is a file; give a folder (-o DIR)", file=sys.stderr)
+        return 2
+    try:
+        fl = FaceLift.from_pretrained(args.weights, max_faces=args.max_faces)
+    except FaceLiftError as exc:
+        if ctrl_c["hit"]:
+            raise KeyboardInterrupt from exc
+        print(f"facelift: {one_line(exc)}", file=sys.stderr)
+        return 2
+    names = output_names(paths)
     failures: list[tuple[Path, str]] = []
-    written = 0
-    bar = tqdm(list(zip(paths, output_names(paths))), unit="image", disable=len(paths) < 2 or args.quiet)
+    written = done = 0
+    bar = tqdm(list(zip(paths, names)), unit="image", disable=len(paths) < 2 or args.quiet)
     try:
         for path, name in bar:
+            if ctrl_c["hit"]:  # an interrupt that something swallowed
+                raise KeyboardInterrupt
             bar.set_postfix_str(path.name[-30:])
+            shown = one_line(path, escape_whitespace=True)
+            error = None
             try:
                 rec = fl.reconstruct(path, face_index=args.face_index)
                 rec.export(out / name, render_size=args.size)
-                written += 1
             except FaceLiftError as exc:
-                failures.append((path, str(exc)))
+                error = one_line(exc)
             except Exception as exc:  # a batch must survive one bad file; report it, keep going
-                failures.append((path, f"unexpected {type(exc).__name__}: {exc}"))
+                error = one_line(f"unexpected {type(exc).__name__}: {exc}")
+            if error is not None and ctrl_c["hit"]:  # the interrupt, turned into an error by a library
+                raise KeyboardInterrupt
+            done += 1
+            if error is not None:
+                failures.append((path, error))
+                tqdm.write(f"FAILED {shown}: {error}", file=sys.stderr)
+                continue
+            written += 1
+            if not args.quiet:
+                if len(rec.faces) > 1:
+                    tqdm.write(f"{shown}: {_face_list(rec)}", file=sys.stdout)
+                for warning in rec.warnings:
+                    tqdm.write(f"WARNING {shown}: {one_line(warning)}", file=sys.stderr)
+        if ctrl_c["hit"]:
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
-        print(f"\nfacelift: interrupted; {written} finished reconstruction(s) kept in {out}", file=sys.stderr)
+        bar.close()
+        _remove_temporaries(out, names)
+        failed = f", {len(failures)} failed (listed above)" if failures else ""
+        print(f"\nfacelift: interrupted after {done} of {len(paths)} file(s): {written} reconstructed into {out}"
+              f"{failed}; no half-written output folder was left.", file=sys.stderr)
         return 130
     finally:
+        bar.close()
         fl.close()
-    for path, msg in failures:
-        print(f"FAILED {path}: {msg}", file=sys.stderr)
     if not args.quiet:
-        print(f"{written} of {len(paths)} reconstructed into {out}" + (f", {len(failures)} failed" if failures else ""))
+        failed = f", {len(failures)} failed" if failures else ""
+        print(f"{written} of {len(paths)} reconstructed into {out}{failed}")
     return 1 if failures else 0
 
 
@@ -157,7 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("inputs", nargs="+", help="image files and/or folders of images")
     rec.add_argument("-o", "--output", required=True, help="output folder (one sub-folder per image)")
     rec.add_argument("--weights", default=None, help="bundle directory or Hub repo id (default: checkpoints/)")
-    rec.add_argument("--face-index", type=int, default=0, help="which face, largest first (default 0)")
+    rec.add_argument("--face-index", type=int, default=0,
+                     help="which face, largest first (default 0); photos with several faces list them")
+    rec.add_argument("--max-faces", type=_max_faces, default=20,
+                     help="look for at most this many faces per photo (default 20, at most 100)")
     rec.add_argument("--size", type=int, default=512, help="size of render.png (default 512)")
     rec.add_argument("-q", "--quiet", action="store_true")
     rec.set_defaults(func=cmd_reconstruct)
@@ -186,9 +286,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _max_faces(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 100, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C while loading (imports, weights): no traceback
+        print("\nfacelift: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

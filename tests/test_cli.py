@@ -1,11 +1,14 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from facelift.cli import collect_inputs, main, output_names
@@ -23,6 +26,7 @@ def test_console_script_on_the_shipped_example(tmp_path):
     proc = subprocess.run(cmd + ["reconstruct", str(ASTRONAUT), "-o", str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == f"1 of 1 reconstructed into {tmp_path / 'out'}"
     out = tmp_path / "out" / "astronaut"
     assert {p.name for p in out.iterdir()} == EXPORTED_FILES
     assert json.loads((out / "params.json").read_text())["n_faces"] == 1
@@ -111,3 +115,224 @@ def test_benchmark_prints_every_stage_and_writes_json(tmp_path, capsys):
         assert key in result and result[key]
     assert result["end_to_end_ms"]["p90"] >= result["end_to_end_ms"]["median"] > 0
     assert "photos/s" in text and "end to end" in text
+
+
+# ----------------------------------------------------------------------------- failures, summary, Ctrl-C
+
+def _copy_astronauts(folder: Path, names) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        shutil.copy(ASTRONAUT, folder / n)
+
+
+def _assert_only_complete_outputs(out: Path, expected=None) -> list[str]:
+    """Every entry of `out` is a complete output folder (no temporary or half-written one)."""
+    names = sorted(p.name for p in out.iterdir()) if out.exists() else []
+    for n in names:
+        assert not n.startswith("."), f"temporary folder left behind: {n}"
+        assert {p.name for p in (out / n).iterdir()} == EXPORTED_FILES, n
+    if expected is not None:
+        assert names == expected
+    return names
+
+
+def test_each_failure_is_reported_as_it_happens_on_one_line(tmp_path, capsys, monkeypatch):
+    from facelift import FaceLift
+    from facelift.errors import FaceLiftError
+
+    src = tmp_path / "photos"
+    _copy_astronauts(src, ["a_good.png", "d_good.png"])
+    (src / "b_not_an_image.jpg").write_text("this is text, not a JPEG")
+    (src / "c_bad\nname.png").write_text("a newline in the name")
+    (src / "e_two_lines.png").write_bytes(ASTRONAUT.read_bytes())
+    original = FaceLift.reconstruct
+    seen = {}  # what stderr held when each file started
+
+    def spy(self, image, face_index=0):
+        seen[Path(image).name] = capsys.readouterr().err
+        if Path(image).name == "e_two_lines.png":
+            raise FaceLiftError("first line\nsecond   line")
+        return original(self, image, face_index=face_index)
+
+    monkeypatch.setattr(FaceLift, "reconstruct", spy)
+    out = tmp_path / "out"
+    code = main(["reconstruct", str(src), "-o", str(out)])
+    captured = capsys.readouterr()
+    err = "".join(seen.values()) + captured.err
+    assert code == 1
+    # b's failure was printed before c started, c's before d started
+    assert "FAILED " in seen["c_bad\nname.png"] and "b_not_an_image.jpg" in seen["c_bad\nname.png"]
+    assert "c_bad\\nname.png" in seen["d_good.png"]
+    failed = [line for line in err.splitlines() if line.startswith("FAILED ")]
+    assert len(failed) == 3, err
+    assert failed[0].startswith(f"FAILED {src / 'b_not_an_image.jpg'}: ") and "not an image" in failed[0]
+    assert failed[1].startswith(f"FAILED {src}/c_bad\\nname.png: ")  # the name's newline shown escaped
+    assert failed[2] == f"FAILED {src / 'e_two_lines.png'}: first line second line"
+    assert captured.out.strip().splitlines()[-1] == f"2 of 5 reconstructed into {out}, 3 failed"
+    _assert_only_complete_outputs(out, ["a_good", "d_good"])
+
+
+def test_summary_line_and_exit_code_when_all_succeed(tmp_path, capsys):
+    _copy_astronauts(tmp_path / "in", ["x.png", "y.png"])
+    assert main(["reconstruct", str(tmp_path / "in"), "-o", str(tmp_path / "out")]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip().splitlines()[-1] == f"2 of 2 reconstructed into {tmp_path / 'out'}"
+    assert "FAILED" not in captured.err
+    assert main(["reconstruct", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "-q"]) == 0  # replaces its own
+    assert capsys.readouterr().out == ""
+
+
+def test_existing_user_folder_is_a_failure_not_a_loss(tmp_path, capsys):
+    _copy_astronauts(tmp_path / "in", ["photo.png"])
+    (tmp_path / "out" / "photo").mkdir(parents=True)
+    (tmp_path / "out" / "photo" / "mine.txt").write_text("keep me")
+    assert main(["reconstruct", str(tmp_path / "in"), "-o", str(tmp_path / "out")]) == 1
+    assert "not a FaceLift export" in capsys.readouterr().err
+    assert (tmp_path / "out" / "photo" / "mine.txt").read_text() == "keep me"
+    (tmp_path / "file").write_text("x")
+    assert main(["reconstruct", str(tmp_path / "in"), "-o", str(tmp_path / "file")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["reconstruct", "export"])
+def test_ctrl_c_mid_batch_keeps_finished_folders_only(tmp_path, capsys, monkeypatch, where):
+    """Ctrl-C during the third photo (inside reconstruct, or half-way through writing its
+    files): exit 130, the two finished folders kept, no half-written one, failures and summary."""
+    from facelift import FaceLift
+    from facelift import export as ex
+
+    src = tmp_path / "photos"
+    _copy_astronauts(src, ["a.png", "c.png", "d.png", "e.png"])
+    (src / "b_broken.png").write_bytes(ASTRONAUT.read_bytes()[:5000])  # truncated
+    calls = {"n": 0}
+    if where == "reconstruct":
+        original = FaceLift.reconstruct
+
+        def interrupt(self, image, face_index=0):
+            calls["n"] += 1
+            if calls["n"] == 4:  # a, b (fails), c, then d
+                raise KeyboardInterrupt
+            return original(self, image, face_index=face_index)
+
+        monkeypatch.setattr(FaceLift, "reconstruct", interrupt)
+    else:
+        original = ex.save_png
+
+        def interrupt(path, *args, **kwargs):
+            if Path(path).parent.name.startswith(".d" + ".facelift-tmp-"):
+                calls["n"] += 1
+                if calls["n"] == 3:  # some of d's files are written by now
+                    assert len(list(Path(path).parent.iterdir())) >= 3
+                    raise KeyboardInterrupt
+            return original(path, *args, **kwargs)
+
+        monkeypatch.setattr(ex, "save_png", interrupt)
+    out = tmp_path / "out"
+    code = main(["reconstruct", str(src), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 130
+    _assert_only_complete_outputs(out, ["a", "c"])
+    assert [line for line in err.splitlines() if line.startswith("FAILED ")] == \
+        [f"FAILED {src / 'b_broken.png'}: b_broken.png is damaged or incomplete (truncated) and cannot be read."]
+    assert f"interrupted after 3 of 5 file(s): 2 reconstructed into {out}, 1 failed (listed above)" in err
+    assert "Traceback" not in err
+
+
+def test_ctrl_c_while_loading_exits_130_without_traceback(tmp_path, capsys, monkeypatch):
+    from facelift import FaceLift
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(FaceLift, "from_pretrained", interrupted)
+    assert main(["reconstruct", str(ASTRONAUT), "-o", str(tmp_path / "out")]) == 130
+    assert capsys.readouterr().err.strip() == "facelift: interrupted"
+    assert not (tmp_path / "out").exists()
+
+
+def _console_script() -> list[str]:
+    exe = Path(sys.executable).with_name("facelift")
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "facelift.cli"]
+
+
+def _wait_for(predicate, proc, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            pytest.fail(f"facelift ended (rc {proc.returncode}) before {what}: {proc.stderr.read()[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")
+def test_real_sigint_to_a_running_batch(tmp_path):
+    """`facelift reconstruct folder/` in a subprocess, SIGINT as soon as an export's temporary
+    folder appears (i.e. in the middle of writing one): exit 130, no traceback, only complete
+    output folders, a summary."""
+    src = tmp_path / "photos"
+    _copy_astronauts(src, [f"p{i:02d}.png" for i in range(12)])
+    out = tmp_path / "out"
+    proc = subprocess.Popen(_console_script() + ["reconstruct", str(src), "-o", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        def writing() -> bool:
+            return out.is_dir() and any(".facelift-tmp-" in p.name for p in out.iterdir())
+
+        _wait_for(writing, proc, 240, "the first export started")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "interrupted after" in err, err[-2000:]
+    names = _assert_only_complete_outputs(out)
+    assert len(names) < 12
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
+def test_real_sigint_while_loading(tmp_path):
+    """SIGINT while the process is importing torch / loading the weights: exit 130, no traceback."""
+    proc = subprocess.Popen(_console_script() + ["reconstruct", str(ASTRONAUT), "-o", str(tmp_path / "out")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def loading() -> bool:
+            try:
+                return "libtorch" in Path(f"/proc/{proc.pid}/maps").read_text()
+            except OSError:
+                return False
+
+        _wait_for(loading, proc, 120, "torch started loading")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "interrupted" in err, err[-2000:]
+    assert not (tmp_path / "out").exists()
+
+
+# ----------------------------------------------------------------------------- several faces
+
+def test_several_faces_are_listed(tmp_path, capsys, shared_dir):
+    photo = shared_dir / "data/faces/eval/3ddfa_v2/trump_hillary.jpg"
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(photo), "-o", str(out), "--face-index", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "2 faces found" in text and "reconstructed face 1" in text and "--face-index" in text
+    params = json.loads((out / "trump_hillary" / "params.json").read_text())
+    assert params["n_faces"] == 2 and params["face_index"] == 1 and params["max_faces"] == 20
+    assert [f["index"] for f in params["faces"]] == [0, 1]
+    assert params["faces"][1]["box"] == params["face_box"]
+    area = [(x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in (f["box"] for f in params["faces"])]
+    assert area[0] >= area[1]  # largest first
+    assert main(["reconstruct", str(photo), "-o", str(out), "--face-index", "5"]) == 1
+    err = capsys.readouterr().err
+    assert "face_index=5, but 2 face(s) were found" in err and "1: " in err
+    assert main(["reconstruct", str(photo), "-o", str(tmp_path / "one"), "--max-faces", "1", "-q"]) == 0
+    assert json.loads((tmp_path / "one" / "trump_hillary" / "params.json").read_text())["n_faces"] == 1
