@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, TiffImagePlugin, UnidentifiedImageError
 
 from .errors import ImageTooLargeError, ImageTooSmallError, InvalidImageError
 
@@ -29,8 +29,12 @@ def load_image(source, *, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE
     """Return an HxWx3 uint8 RGB array with EXIF orientation applied.
 
     Accepts a file path, the bytes of a file, a PIL image (its first frame) or an
-    HxW / HxWx{1,3,4} array: uint8, uint16, bool, other integers, or float in [0, 1]
-    (float data above 1 is HDR and is scaled so its 99.5th percentile becomes white).
+    HxW / HxWx{1,3,4} array: uint8, uint16, bool, other integers, or float in [0, 1].
+    Float data (arrays, and float TIFFs of 1, 3 or 4 channels at 32 or 64 bits) is
+    taken as display values in [0, 1]: data above 1 is HDR and is scaled linearly so its
+    99.5th percentile becomes white (brighter highlights clip; no gamma curve is applied,
+    since a file does not say whether its floats are linear); negatives clip to black and
+    NaN to black, +inf to the brightest finite value.
     Transparency is composited on white. Raises `InvalidImageError` (or its subclasses
     `ImageTooLargeError`, `ImageTooSmallError`) for anything that is not a usable image;
     the size limits are checked before any pixel data is decoded.
@@ -75,8 +79,59 @@ def _open_file(path: Path):
 
 def _decode(fh, name: str, max_pixels: int, min_side: int) -> np.ndarray:
     with _pil_errors(name, max_pixels):
-        img = Image.open(fh, formats=FORMATS)
+        try:
+            img = Image.open(fh, formats=FORMATS)
+        except UnidentifiedImageError:
+            rgb = _float_tiff(fh, name, max_pixels, min_side)
+            if rgb is None:
+                raise
+            return rgb
         return pil_to_rgb(img, max_pixels, min_side, name)
+
+
+def _float_tiff(fh, name: str, max_pixels: int, min_side: int) -> np.ndarray | None:
+    """A floating-point TIFF that PIL cannot open (PIL reads one-channel float32 only: RGB or
+    RGBA float, float16, float64 are HDR exports of photo tools), or None if `fh` is not one.
+
+    The first directory's tags are read with PIL's TIFF parser and the size is checked
+    before OpenCV (libtiff) decodes the pixels (OpenCV applies the orientation tag).
+    """
+    fh.seek(0)
+    header = fh.read(8)
+    if len(header) < 8 or header[:4] not in (b"II*\x00", b"MM\x00*"):
+        return None
+    ifd = TiffImagePlugin.ImageFileDirectory_v2(header)
+    fh.seek(ifd.next)
+    ifd.load(fh)
+    formats = ifd.get(339, ())  # SampleFormat: 3 = IEEE floating point
+    if 3 not in (formats if isinstance(formats, tuple) else (formats,)):
+        return None
+    width, height = ifd.get(256), ifd.get(257)
+    if not isinstance(width, int) or not isinstance(height, int):
+        raise ValueError("a float TIFF without a valid size")
+    _check_size(width, height, max_pixels, min_side, name)
+    bits = ifd.get(258, ())
+    if 16 in (bits if isinstance(bits, tuple) else (bits,)):  # libtiff in OpenCV reads 32/64-bit floats only
+        raise InvalidImageError(
+            f"{name} is a 16-bit (half-precision) floating-point TIFF, which FaceLift cannot read; "
+            "save it as 32-bit float, or as 8- or 16-bit integer TIFF or PNG.")
+    fh.seek(0)
+    data = np.frombuffer(fh.read(), np.uint8)
+    import cv2
+
+    level = cv2.getLogLevel()
+    cv2.setLogLevel(0)  # silent: a damaged file is reported by the error below, not on stderr
+    try:
+        arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise ValueError("OpenCV could not decode the float TIFF") from exc
+    finally:
+        cv2.setLogLevel(level)
+    if arr is None or sorted(arr.shape[:2]) != sorted((height, width)) or arr.dtype.kind != "f":
+        raise ValueError("OpenCV could not decode the float TIFF")
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):  # OpenCV's BGR(A) -> RGB(A)
+        arr = np.ascontiguousarray(arr[..., [2, 1, 0, 3][: arr.shape[2]]])
+    return array_to_rgb(arr, max_pixels, min_side, name)
 
 
 @contextmanager

@@ -2,7 +2,6 @@
 
 import io
 import os
-import signal
 import struct
 import subprocess
 import sys
@@ -10,7 +9,6 @@ import time
 import warnings
 import zipfile
 import zlib
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -20,6 +18,7 @@ from PIL import Image
 
 from facelift.errors import FaceLiftError, ImageTooLargeError, ImageTooSmallError, InvalidImageError
 from facelift.image import MIN_SIDE, load_image
+from limits import time_limit
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -89,18 +88,38 @@ def is_rgb(arr, shape=None) -> bool:
     return ok and arr.flags.c_contiguous and (shape is None or arr.shape[:2] == shape)
 
 
-@contextmanager
-def time_limit(seconds: float):
-    def fail(*_):
-        raise AssertionError(f"load_image took more than {seconds} s (a hang?)")
-
-    old = signal.signal(signal.SIGALRM, fail)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+def tiff_float(arr: np.ndarray, big_endian: bool = False, orientation: int | None = None) -> bytes:
+    """An uncompressed floating-point TIFF (SampleFormat 3) of a HxW or HxWx{3,4} float16/32/64
+    array, as HDR tools write them (PIL can write only one-channel float32)."""
+    arr = np.asarray(arr)
+    h, w = arr.shape[:2]
+    spp = 1 if arr.ndim == 2 else arr.shape[2]
+    e = ">" if big_endian else "<"
+    pixels = arr.astype(arr.dtype.newbyteorder(e)).tobytes()
+    tags = {256: (4, [w]), 257: (4, [h]), 258: (3, [arr.dtype.itemsize * 8] * spp), 259: (3, [1]),
+            262: (3, [2 if spp >= 3 else 1]), 273: (4, [0]), 277: (3, [spp]), 278: (4, [h]),
+            279: (4, [len(pixels)]), 284: (3, [1]), 339: (3, [3] * spp)}
+    if orientation is not None:
+        tags[274] = (3, [orientation])
+    if spp == 4:
+        tags[338] = (3, [2])  # unassociated alpha
+    fmt = {3: "H", 4: "I"}
+    n = len(tags)
+    extra_at = 8 + 2 + 12 * n + 4
+    sizes = {t: len(v) * (2 if typ == 3 else 4) for t, (typ, v) in tags.items()}
+    extra_len = sum(sz for sz in sizes.values() if sz > 4)
+    tags[273] = (4, [extra_at + extra_len])
+    entries, extra = b"", b""
+    for tag in sorted(tags):
+        typ, values = tags[tag]
+        payload = struct.pack(e + fmt[typ] * len(values), *values)
+        if len(payload) > 4:
+            entries += struct.pack(e + "HHII", tag, typ, len(values), extra_at + len(extra))
+            extra += payload
+        else:
+            entries += struct.pack(e + "HHI", tag, typ, len(values)) + payload.ljust(4, b"\x00")
+    magic = b"MM\x00*" if big_endian else b"II*\x00"
+    return magic + struct.pack(e + "I", 8) + struct.pack(e + "H", n) + entries + struct.pack(e + "I", 0) + extra + pixels
 
 
 RGB = Image.fromarray(upright())
@@ -422,6 +441,70 @@ def test_float_tiff_plain_and_hdr():
     assert 100 < out[20] < 160  # the middle of the range stays in the middle, not blown out
 
 
+def hdr_scene(h=48, w=64) -> np.ndarray:
+    """Linear HDR radiance: the asymmetric test image in [0, 1], a highlight up to 8."""
+    img = upright(h, w).astype(np.float32) / 255
+    img[h // 2:, w // 2:] *= 8
+    return img
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+@pytest.mark.parametrize("channels", [3, 4, 1])
+@pytest.mark.parametrize("big_endian", [False, True])
+def test_float_tiff_rgb_rgba_and_other_depths(dtype, channels, big_endian):
+    """HDR float TIFFs from photo tools (RGB/RGBA/gray float32 and float64) load like the same
+    array would: scaled so the 99.5th percentile is white, brighter highlights clipped.
+    Half floats (float16) are refused with a message saying what to save instead."""
+    scene = hdr_scene()
+    arr = scene if channels == 3 else scene[..., 0] if channels == 1 else \
+        np.dstack([scene, np.ones(scene.shape[:2], np.float32)])
+    arr = arr.astype(dtype)
+    if dtype == np.float16:
+        msg = expect(InvalidImageError, tiff_float(arr, big_endian=big_endian))
+        assert "16-bit (half-precision) floating-point TIFF" in msg and "32-bit float" in msg
+        return
+    out = load_image(tiff_float(arr, big_endian=big_endian))
+    assert is_rgb(out, (48, 64))
+    np.testing.assert_array_equal(out, load_image(arr))  # one tone mapping for files and arrays
+    assert out.max() == 255 and out[:24, :32].max() < 200  # the highlight sets white, the rest stays mid
+
+
+def test_float_rgb_tiff_tone_mapping_and_orientation():
+    scene = hdr_scene()
+    out = load_image(tiff_float(scene)).astype(int)
+    white = np.percentile(scene, 99.5)
+    expected = np.round(np.clip(scene / white, 0, 1) * 255)
+    assert np.abs(out - expected).max() <= 1
+    assert out[0, -1, 0] > out[0, -1, 1] and out[-1, 0, 1] > out[-1, 0, 0]  # RGB, not BGR: R right, G down
+    stored = np.rot90(scene, 1)  # what a camera stores for orientation 6
+    np.testing.assert_array_equal(load_image(tiff_float(stored, orientation=6)), out)
+    rgba = np.dstack([scene, np.zeros(scene.shape[:2], np.float32)])  # fully transparent -> white
+    assert (load_image(tiff_float(rgba)) == 255).all()
+
+
+def test_float_rgb_tiff_limits_and_damage():
+    header = tiff_float(np.zeros((40, 40, 3), np.float32))
+    # the same header declaring 30000x30000 pixels, with 40x40 pixels of data: refused from the tags
+    big = header.replace(struct.pack("<HHII", 256, 4, 1, 40), struct.pack("<HHII", 256, 4, 1, 30000)) \
+                .replace(struct.pack("<HHII", 257, 4, 1, 40), struct.pack("<HHII", 257, 4, 1, 30000))
+    assert big != header
+    with time_limit(2, "load_image"):
+        assert "30000x30000" in expect(ImageTooLargeError, big)
+    assert "at least" in expect(ImageTooSmallError, tiff_float(np.zeros((10, 40, 3), np.float32)))
+    data = tiff_float(hdr_scene())
+    assert "damaged" in expect(InvalidImageError, data[: len(data) // 2])
+    assert "damaged" in expect(InvalidImageError, data[:200])
+
+
+def test_radiance_hdr_is_refused_with_the_formats_that_work():
+    import cv2
+
+    ok, buf = cv2.imencode(".hdr", hdr_scene())
+    assert ok and buf.tobytes().startswith(b"#?RADIANCE")
+    msg = expect(InvalidImageError, buf.tobytes())
+    assert "not an image FaceLift can read" in msg and "TIFF" in msg
+
+
 def test_float_nan_and_inf():
     px = np.full((40, 40), 0.5, np.float32)
     px[0, :3] = (np.nan, np.inf, -np.inf)
@@ -566,6 +649,7 @@ def _seed_files() -> dict:
         "webp-anim": encode(FRAMES[0], "WEBP", save_all=True, append_images=FRAMES[1:], lossless=True),
         "tiff": encode(img, "TIFF", compression="tiff_lzw", exif=exif),
         "tiff-float": encode(Image.fromarray(upright(40, 40)[..., 0].astype(np.float32)), "TIFF"),
+        "tiff-float-rgb": tiff_float(upright(40, 40).astype(np.float32) / 64, orientation=6),
         "bmp": encode(img.convert("P"), "BMP"),
     }
 
@@ -575,7 +659,7 @@ SEEDS = _seed_files()
 
 def check_outcome(data: bytes) -> None:
     """Success means an RGB uint8 array; failure means a FaceLiftError; nothing else, no warnings."""
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), time_limit(2, "load_image"):
         warnings.simplefilter("error")
         try:
             out = load_image(data)
