@@ -30,7 +30,7 @@ def load_image(source, *, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE
 
     Accepts a file path, the bytes of a file, a PIL image (its first frame) or an
     HxW / HxWx{1,3,4} array: uint8, uint16, bool, other integers, or float in [0, 1].
-    Float data (arrays, and float TIFFs of 1, 3 or 4 channels at 32 or 64 bits) is
+    Float data (arrays, and HDR TIFFs: IEEE float with 1, 3 or 4 channels at 32 or 64 bits, or LogLuv) is
     taken as display values in [0, 1]: data above 1 is HDR and is scaled linearly so its
     99.5th percentile becomes white (brighter highlights clip; no gamma curve is applied,
     since a file does not say whether its floats are linear); negatives clip to black and
@@ -91,7 +91,8 @@ def _decode(fh, name: str, max_pixels: int, min_side: int) -> np.ndarray:
 
 def _float_tiff(fh, name: str, max_pixels: int, min_side: int) -> np.ndarray | None:
     """A floating-point TIFF that PIL cannot open (PIL reads one-channel float32 only: RGB or
-    RGBA float, float16, float64 are HDR exports of photo tools), or None if `fh` is not one.
+    RGBA float32, float64 and LogLuv are HDR exports of photo tools; OpenCV writes LogLuv),
+    or None if `fh` is not one.
 
     The first directory's tags are read with PIL's TIFF parser and the size is checked
     before OpenCV (libtiff) decodes the pixels (OpenCV applies the orientation tag).
@@ -104,14 +105,15 @@ def _float_tiff(fh, name: str, max_pixels: int, min_side: int) -> np.ndarray | N
     fh.seek(ifd.next)
     ifd.load(fh)
     formats = ifd.get(339, ())  # SampleFormat: 3 = IEEE floating point
-    if 3 not in (formats if isinstance(formats, tuple) else (formats,)):
+    is_float = 3 in (formats if isinstance(formats, tuple) else (formats,))
+    if not is_float and ifd.get(262) not in (32844, 32845):  # Photometric LogL / LogLuv: HDR, what OpenCV writes
         return None
     width, height = ifd.get(256), ifd.get(257)
     if not isinstance(width, int) or not isinstance(height, int):
         raise ValueError("a float TIFF without a valid size")
     _check_size(width, height, max_pixels, min_side, name)
     bits = ifd.get(258, ())
-    if 16 in (bits if isinstance(bits, tuple) else (bits,)):  # libtiff in OpenCV reads 32/64-bit floats only
+    if is_float and 16 in (bits if isinstance(bits, tuple) else (bits,)):  # OpenCV reads 32/64-bit floats only
         raise InvalidImageError(
             f"{name} is a 16-bit (half-precision) floating-point TIFF, which FaceLift cannot read; "
             "save it as 32-bit float, or as 8- or 16-bit integer TIFF or PNG.")

@@ -236,7 +236,7 @@ class FaceLift:
         x0, y0, x1, y1 = face.box
         if min(x1 - x0, y1 - y0) < MIN_FACE_SIZE:
             raise ImageTooSmallError(
-                f"The face is only {x1 - x0:.0f}x{y1 - y0:.0f} pixels; FaceLift needs at least "
+                f"The face is only {int(x1 - x0)}x{int(y1 - y0)} pixels; FaceLift needs at least "
                 f"{MIN_FACE_SIZE} pixels across the face. Use a larger or closer photo.")
         warnings = check_face_in_image(face, rgb.shape[1], rgb.shape[0])
         model = self.face_model

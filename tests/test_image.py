@@ -496,6 +496,20 @@ def test_float_rgb_tiff_limits_and_damage():
     assert "damaged" in expect(InvalidImageError, data[:200])
 
 
+def test_logluv_tiff_from_opencv():
+    """OpenCV writes float RGB TIFFs as LogLuv (compressed HDR, ~1% precision): read too."""
+    import cv2
+
+    scene = hdr_scene()
+    ok, buf = cv2.imencode(".tiff", np.ascontiguousarray(scene[..., ::-1]))  # OpenCV is BGR
+    assert ok
+    out = load_image(buf.tobytes())
+    assert is_rgb(out, (48, 64))
+    assert np.abs(out.astype(int) - load_image(scene)).max() <= 6
+    with pytest.raises(InvalidImageError, match="damaged"):
+        load_image(buf.tobytes()[: len(buf) // 2])
+
+
 def test_radiance_hdr_is_refused_with_the_formats_that_work():
     import cv2
 
