@@ -44,7 +44,8 @@ def evaluate(data, bnet_dir, fan_dir, drn_dir, face_model, batch_size=32, limit=
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False)
     colour_means = {"texture": [], "pca": [], "fan": [], "pca_ls": []}
     model = FaceModel.load(face_model)
-    out = {"pca": [], "fan": [], "fan_drn": [], "grad_fan": [], "grad_fan_drn": [], "pca_ls": [], "fan_ls": []}
+    out = {k: [] for k in ("pca", "fan", "fan_drn", "grad_fan", "grad_fan_drn", "pca_ls", "fan_ls", "fan_drn_ls",
+                           "grad_fan_ls", "grad_fan_drn_ls")}
     for b in loader:
         tex, vis, nrm, mask = b["texture"], b["visibility"], b["normal"], b["mask"]
         bt = tex if bnet.resolution == res else torch.nn.functional.interpolate(
@@ -58,6 +59,12 @@ def evaluate(data, bnet_dir, fan_dir, drn_dir, face_model, batch_size=32, limit=
         out["fan"] += masked_l1(tex, syn, vis).tolist()
         for i in range(len(tex)):
             out["grad_fan"].append(float(gradient_loss(tex[i:i + 1], syn[i:i + 1], vis[i:i + 1])))
+        n2 = displaced_normals(nrm, b["position"], drn(tex), mask) if drn is not None else None
+        if n2 is not None:
+            syn2 = render_texture(alb, n2, sh)
+            out["fan_drn"] += masked_l1(tex, syn2, vis).tolist()
+            for i in range(len(tex)):
+                out["grad_fan_drn"].append(float(gradient_loss(tex[i:i + 1], syn2[i:i + 1], vis[i:i + 1])))
         for i in range(len(tex)):  # least squares, per image, as in FaceLift._low_frequency
             hwc = [x[i].permute(1, 2, 0).numpy() for x in (tex, nrm)]
             _, alb_ls, sh_ls = fit_albedo_and_light(model, hwc[0], hwc[1], vis[i, 0].numpy() > 0.5)
@@ -65,14 +72,14 @@ def evaluate(data, bnet_dir, fan_dir, drn_dir, face_model, batch_size=32, limit=
             alb_ls = torch.from_numpy(alb_ls).permute(2, 0, 1)[None]
             sl = slice(i, i + 1)
             out["pca_ls"] += masked_l1(tex[sl], render_texture(alb_ls, nrm[sl], sh_ls), vis[sl]).tolist()
-            out["fan_ls"] += masked_l1(tex[sl], render_texture(alb[sl], nrm[sl], sh_ls), vis[sl]).tolist()
+            syn_ls = render_texture(alb[sl], nrm[sl], sh_ls)
+            out["fan_ls"] += masked_l1(tex[sl], syn_ls, vis[sl]).tolist()
+            out["grad_fan_ls"].append(float(gradient_loss(tex[sl], syn_ls, vis[sl])))
+            if n2 is not None:
+                syn2_ls = render_texture(alb[sl], n2[sl], sh_ls)
+                out["fan_drn_ls"] += masked_l1(tex[sl], syn2_ls, vis[sl]).tolist()
+                out["grad_fan_drn_ls"].append(float(gradient_loss(tex[sl], syn2_ls, vis[sl])))
             colour_means["pca_ls"].append(((alb_ls * vis[sl]).sum((2, 3)) / vis[sl].sum((2, 3)).clamp_min(1)).numpy())
-        if drn is not None:
-            n2 = displaced_normals(nrm, b["position"], drn(tex), mask)
-            syn2 = render_texture(alb, n2, sh)
-            out["fan_drn"] += masked_l1(tex, syn2, vis).tolist()
-            for i in range(len(tex)):
-                out["grad_fan_drn"].append(float(gradient_loss(tex[i:i + 1], syn2[i:i + 1], vis[i:i + 1])))
     diversity = {k: np.concatenate(v).std(0).round(4).tolist() for k, v in colour_means.items()}
     summary = {"samples": len(ds), "resolution": res, "data": str(data)}
     for k, v in out.items():

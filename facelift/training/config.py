@@ -43,9 +43,15 @@ class BNetConfig(TrainConfig):
     light_brightness: float | None = None  # None: the face model's albedo_light_brightness
 
 
+LIGHTING_SOURCES = ("bnet", "least_squares")
+
+
 @dataclass
 class FANConfig(TrainConfig):
     bnet: str = "runs/bnet/final"  # trained B-Net: lighting + real albedo samples for D
+    # SH lighting of the re-rendered texture (eq. 7): the B-Net's (paper) or the per-sample
+    # least-squares fit of training/fit_lighting.py, which is what the pipeline uses without a B-Net
+    lighting: str = "bnet"
     w_pixel: float = 0.005
     w_percep: float = 0.3
     w_gan: float = 1.0
@@ -61,6 +67,7 @@ class FANConfig(TrainConfig):
 class DRNConfig(TrainConfig):
     bnet: str = "runs/bnet/final"
     fan: str = "runs/fan/final"
+    lighting: str = "bnet"  # as FANConfig.lighting
     w_grad: float = 0.5
     w_const: float = 1.0
     w_smooth: float = 20.0
@@ -114,6 +121,8 @@ def load_config(cls, path: str | None = None, overrides: list[str] | None = None
         setattr(cfg, key, _coerce(value, getattr(cfg, key)))
     if isinstance(cfg.betas, list):
         cfg.betas = tuple(cfg.betas)
+    if hasattr(cfg, "lighting") and cfg.lighting not in LIGHTING_SOURCES:
+        raise ValueError(f"lighting must be one of {LIGHTING_SOURCES}, got {cfg.lighting!r}")
     return cfg
 
 

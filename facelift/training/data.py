@@ -10,7 +10,9 @@ A *sample* holds the maps of one photo at one resolution R (docs/ARCHITECTURE.md
 
 A *shard* is one uncompressed ``.npz`` holding N samples stacked on the first axis plus
 ``names`` (photo paths relative to the data root). ``index.json`` next to the shards lists
-them; ``failures.json`` lists the photos that gave no sample and why.
+them; ``failures.json`` lists the photos that gave no sample and why. An optional
+``lighting_ls.npz`` (``training/fit_lighting.py``) holds each sample's SH lighting fitted by
+least squares with the face model's albedo PCA, as the pipeline does without a B-Net.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch
 from ..face_model import FaceModel
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+LIGHTING_FILE = "lighting_ls.npz"
 FIELDS = ("texture", "visibility", "normal", "position")
 
 
@@ -114,11 +117,12 @@ class UVDataset(torch.utils.data.Dataset):
 
     item: {"texture" (3,R,R) in [0,1], "visibility" (1,R,R), "normal" (3,R,R),
     "mask" (1,R,R)}. ``resolution`` resamples (bilinear; visibility/mask by nearest).
-    ``limit`` keeps the first N samples.
+    ``limit`` keeps the first N samples. ``with_lighting`` adds "sh_ls" (3, 9) from
+    ``lighting_ls.npz`` (an error if that file is missing or does not match the shards).
     """
 
     def __init__(self, root: str | os.PathLike, resolution: int | None = None, limit: int | None = None,
-                 with_position: bool = False):
+                 with_position: bool = False, with_lighting: bool = False):
         index = ShardIndex.load(root)
         fields = FIELDS if with_position else FIELDS[:3]
         parts = {k: [] for k in fields}
@@ -144,6 +148,16 @@ class UVDataset(torch.utils.data.Dataset):
         self.mask = (self.normal.float().pow(2).sum(1, keepdim=True) > 0.5).any(0, keepdim=True)
         self.source_resolution = index.resolution
         self.resolution = int(resolution or index.resolution)
+        self.sh_ls = None
+        if with_lighting:
+            path = Path(root) / LIGHTING_FILE
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} not found: run training/fit_lighting.py --data {root}")
+            with np.load(path) as z:
+                names_ls, sh = list(z["names"]), z["sh"]
+            if names_ls[:n] != self.names:
+                raise ValueError(f"{path} does not match the shards in {root}; run training/fit_lighting.py again")
+            self.sh_ls = torch.from_numpy(sh[:n].astype(np.float32))
 
     def __len__(self) -> int:
         return len(self.names)
@@ -163,6 +177,8 @@ class UVDataset(torch.utils.data.Dataset):
             mask = f(mask[None], size=size, mode="nearest")[0]
             nrm = nrm * mask
         item = {"texture": tex, "visibility": vis, "normal": nrm, "mask": mask, "index": i}
+        if self.sh_ls is not None:
+            item["sh_ls"] = self.sh_ls[i]
         if self.position is not None:
             pos = self.position[i].float()
             if self.resolution != self.source_resolution:

@@ -35,6 +35,7 @@ class Run:
     """Accelerator, data, logging, checkpoints and the wall-clock budget of one training run."""
 
     def __init__(self, cfg, with_position: bool = False):
+        with_lighting = getattr(cfg, "lighting", "bnet") == "least_squares"
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
@@ -48,7 +49,8 @@ class Run:
         if self.acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.out / "train_config.json")
-        self.dataset = UVDataset(cfg.data, resolution=cfg.resolution, limit=cfg.limit, with_position=with_position)
+        self.dataset = UVDataset(cfg.data, resolution=cfg.resolution, limit=cfg.limit, with_position=with_position,
+                                 with_lighting=with_lighting)
         bs = min(cfg.batch_size, len(self.dataset))
         self.loader = torch.utils.data.DataLoader(self.dataset, batch_size=bs, shuffle=True,
                                                   drop_last=len(self.dataset) >= bs * self.acc.num_processes,
@@ -267,6 +269,8 @@ def train_fan(cfg: FANConfig, resume: bool = True) -> Path:
         with torch.no_grad():
             coeffs, sh = bnet(tex)
             real = pca(coeffs) * mask  # x of eq. 6: albedos from the trained B-Net
+        if cfg.lighting == "least_squares":
+            sh = batch["sh_ls"]
         fake = fan(tex)
         # discriminator step: max_D E_GAN
         disc_plain.requires_grad_(True)
@@ -309,7 +313,7 @@ def train_drn(cfg: DRNConfig, resume: bool = True) -> Path:
             break
         tex, vis, nrm, mask = batch["texture"], batch["visibility"], batch["normal"], batch["mask"]
         with torch.no_grad():
-            _, sh = bnet(tex)
+            sh = batch["sh_ls"] if cfg.lighting == "least_squares" else bnet(tex)[1]
             albedo = fan(tex)
         rate = drn(tex)
         loss, parts, _ = drn_loss(tex, vis, nrm, batch["position"], mask, rate, albedo, sh, cfg.w_grad,

@@ -18,6 +18,7 @@ from conftest import FACE_MODEL, REPO
 
 import build_albedo_model  # noqa: F401  (training/ is on sys.path via conftest)
 import evaluate
+import fit_lighting
 import init_bundle
 import prepare_data
 import train_bnet  # noqa: F401
@@ -159,6 +160,25 @@ def test_fan_refuses_missing_vgg_weights(tiny, bnet_run, tmp_path):
     with pytest.raises(WeightsError, match="VGG"):
         _train("fan", tiny, tmp_path / "fan", 1, "--set", f"bnet={bnet_run / 'final'}",
                "--set", f"vgg={tmp_path / 'missing.safetensors'}")
+
+
+def test_fan_and_drn_can_be_lit_by_the_least_squares_fit(tiny, bnet_run, fan_run, vgg_path, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(tiny["data"], data)
+    with pytest.raises(FileNotFoundError, match="fit_lighting"):
+        _train("fan", {**tiny, "data": data}, tmp_path / "fan_ls", 1, "--set", f"bnet={bnet_run / 'final'}",
+               "--set", f"vgg={vgg_path}", "--set", "lighting=least_squares", *SMALL_FAN)
+    fit_lighting.main(["--data", str(data), "--face-model", str(tiny["face_model"])])
+    with np.load(data / "lighting_ls.npz") as z:
+        assert z["sh"].shape == (8, 3, 9) and np.isfinite(z["sh"]).all() and z["coefficients"].shape == (8, 4)
+    _train("fan", {**tiny, "data": data}, tmp_path / "fan_ls", 2, "--set", f"bnet={bnet_run / 'final'}",
+           "--set", f"vgg={vgg_path}", "--set", "lighting=least_squares", *SMALL_FAN)
+    _train("drn", {**tiny, "data": data}, tmp_path / "drn_ls", 2, "--set", f"bnet={bnet_run / 'final'}",
+           "--set", f"fan={fan_run / 'final'}", "--set", "lighting=least_squares")
+    for run, column in ((tmp_path / "fan_ls", "loss_g"), (tmp_path / "drn_ls", "loss")):
+        assert all(math.isfinite(v) for v in _losses(run, column))
+    with pytest.raises(ValueError, match="lighting"):
+        _train("fan", tiny, tmp_path / "bad", 1, "--set", "lighting=sunshine")
 
 
 def test_train_drn_overfits(drn_run):
