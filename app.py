@@ -14,11 +14,13 @@ API endpoints (see README "The app"), per client session:
 from __future__ import annotations
 
 import atexit
+import ctypes
 import logging
 import os
 import re
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -506,6 +508,20 @@ demo = build_demo()
 demo.queue(default_concurrency_limit=CONCURRENCY, max_size=64)
 
 
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Like MALLOC_ARENA_MAX=2 (which, when set, wins): glibc gives threads that allocate at
+    once their own malloc arena, up to 8 per core, and with gradio's worker threads the memory
+    freed by each reconstruction's large arrays stays scattered over them: the server's RSS
+    crept up by 170 MB over 100 reconstructions in the load test, 50 MB with 2 arenas, at the
+    same latency. Call before the worker threads start; True if applied."""
+    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
+        return False
+    try:
+        return ctypes.CDLL("libc.so.6").mallopt(-8, int(arenas)) == 1  # -8: M_ARENA_MAX
+    except (OSError, AttributeError):  # not glibc (musl, ...)
+        return False
+
+
 def _stop(signum, frame):
     raise KeyboardInterrupt  # gradio then closes the server, its cache and our temp files (atexit)
 
@@ -514,6 +530,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     signal.signal(signal.SIGTERM, _stop)
+    limit_malloc_arenas()
     if os.environ.get("FACELIFT_APP_WARMUP", "1") != "0":
         warm_up()
     else:

@@ -399,3 +399,17 @@ def test_uploaded_file_names_are_shown_sanitised(server, tmp_path, kind):
     for bad in ("<", ">", "=", "\u202e", "/tmp", "gradio"):
         assert bad not in message, (bad, message)
     assert len(shown) <= 48 and shown.startswith("img src_x onerror_alert(1)"), shown
+
+
+def test_malloc_arenas_are_limited_on_glibc(monkeypatch):
+    """What keeps the server's RSS from creeping up under load (tests/test_load.py measures it)."""
+    import platform
+
+    import app
+
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert app.limit_malloc_arenas() is False  # the environment variable wins
+    monkeypatch.delenv("MALLOC_ARENA_MAX")
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc only")
+    assert app.limit_malloc_arenas() is True
