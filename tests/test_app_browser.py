@@ -156,6 +156,9 @@ def test_face_selector(page, tmp_path):
     page.wait_for_selector("#photo img")
     page.click("#reconstruct")
     page.wait_for_function("() => document.querySelector('#info').innerText.includes('Face 1 of 2')")
+    # a warning says which face was used and how to pick another
+    page.get_by_text("2 faces found: face 1 (the largest").first.wait_for(state="visible")
+    assert "Face selector" in page.get_by_text("2 faces found").first.inner_text()
     page.wait_for_selector("#view img")
     before = _src(page, "detected")
     page.click("#face input")
@@ -178,3 +181,16 @@ def test_unreadable_upload_shows_a_message(page, tmp_path):
     # nothing is left spinning
     page.wait_for_function("() => !document.querySelector('#detected .wrap.pending, #view .wrap.pending')",
                            timeout=15_000)
+
+    # the page stays usable: a good photo now reconstructs in the same page (same session)
+    _upload(page, EXAMPLE)
+    page.wait_for_function("() => { const i = document.querySelector('#photo img'); return i && i.naturalWidth > 0; }")
+    page.click("#reconstruct")
+    for elem_id in OUTPUT_IMAGES:
+        page.wait_for_selector(f"#{elem_id} img")
+    page.wait_for_function("() => document.querySelector('#info').innerText.includes('Face 1 of 1')")
+    before = _src(page, "view")
+    page.locator("#view").scroll_into_view_if_needed()
+    _drag_slider(page, "yaw", 0.75)
+    _wait_src_change(page, "view", before)
+    _shot(page, "browser_8_after_error")
