@@ -8,7 +8,7 @@ Without --url it starts `python app.py` on a free loopback port (tests/app_serve
 it at the end. Each client is its own gradio session with its own photo (a variant of
 examples/astronaut.png: its own crop, so its own size, colours and mirroring) and, per
 reconstruction, sends /reconstruct, a reference /render and a random /render (and /downloads
-every --downloads-every reconstructions). It checks:
+every --downloads-every reconstructions, and once in the warm-up). It checks:
 
 * no failed request (each one has --request-timeout seconds);
 * no crossed results: the annotated photo /reconstruct returns has the client's photo size;
@@ -232,7 +232,8 @@ class LoadClient(threading.Thread):
         rendered = self._call("/render", phase, **view)
         if rendered is not None and _rgb(rendered).shape != (512, 512, 3):
             self._crossed("/render", f"random view has shape {_rgb(rendered).shape}")
-        if phase == "measured" and self.downloads_every and (i + 1) % self.downloads_every == 0:
+        # /downloads once in the warm-up too, so the baseline has its code paths (GLB, GIF) warm
+        if self.downloads_every and ((i + 1) % self.downloads_every == 0 if phase == "measured" else i == 0):
             out = self._call("/downloads", phase)
             if out is not None:
                 self._check_downloads(out)
