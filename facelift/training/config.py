@@ -52,6 +52,9 @@ class FANConfig(TrainConfig):
     # SH lighting of the re-rendered texture (eq. 7): the B-Net's (paper) or the per-sample
     # least-squares fit of training/fit_lighting.py, which is what the pipeline uses without a B-Net
     lighting: str = "bnet"
+    # the GAN's real samples x (eq. 6): the B-Net's PCA albedos (paper) or the PCA albedos of the
+    # per-sample least-squares fit, the closed-form optimum of the same eq.-4-style objective
+    real_samples: str = "bnet"
     w_pixel: float = 0.005
     w_percep: float = 0.3
     w_gan: float = 1.0
@@ -121,8 +124,9 @@ def load_config(cls, path: str | None = None, overrides: list[str] | None = None
         setattr(cfg, key, _coerce(value, getattr(cfg, key)))
     if isinstance(cfg.betas, list):
         cfg.betas = tuple(cfg.betas)
-    if hasattr(cfg, "lighting") and cfg.lighting not in LIGHTING_SOURCES:
-        raise ValueError(f"lighting must be one of {LIGHTING_SOURCES}, got {cfg.lighting!r}")
+    for key in ("lighting", "real_samples"):
+        if hasattr(cfg, key) and getattr(cfg, key) not in LIGHTING_SOURCES:
+            raise ValueError(f"{key} must be one of {LIGHTING_SOURCES}, got {getattr(cfg, key)!r}")
     return cfg
 
 

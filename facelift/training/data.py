@@ -117,7 +117,8 @@ class UVDataset(torch.utils.data.Dataset):
 
     item: {"texture" (3,R,R) in [0,1], "visibility" (1,R,R), "normal" (3,R,R),
     "mask" (1,R,R)}. ``resolution`` resamples (bilinear; visibility/mask by nearest).
-    ``limit`` keeps the first N samples. ``with_lighting`` adds "sh_ls" (3, 9) from
+    ``limit`` keeps the first N samples. ``with_lighting`` adds "sh_ls" (3, 9) and
+    "coefficients_ls" (K,) from
     ``lighting_ls.npz`` (an error if that file is missing or does not match the shards).
     """
 
@@ -154,10 +155,11 @@ class UVDataset(torch.utils.data.Dataset):
             if not path.is_file():
                 raise FileNotFoundError(f"{path} not found: run training/fit_lighting.py --data {root}")
             with np.load(path) as z:
-                names_ls, sh = list(z["names"]), z["sh"]
+                names_ls, sh, coefficients = list(z["names"]), z["sh"], z["coefficients"]
             if names_ls[:n] != self.names:
                 raise ValueError(f"{path} does not match the shards in {root}; run training/fit_lighting.py again")
             self.sh_ls = torch.from_numpy(sh[:n].astype(np.float32))
+            self.coefficients_ls = torch.from_numpy(coefficients[:n].astype(np.float32))
 
     def __len__(self) -> int:
         return len(self.names)
@@ -179,6 +181,7 @@ class UVDataset(torch.utils.data.Dataset):
         item = {"texture": tex, "visibility": vis, "normal": nrm, "mask": mask, "index": i}
         if self.sh_ls is not None:
             item["sh_ls"] = self.sh_ls[i]
+            item["coefficients_ls"] = self.coefficients_ls[i]
         if self.position is not None:
             pos = self.position[i].float()
             if self.resolution != self.source_resolution:

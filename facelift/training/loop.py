@@ -35,7 +35,7 @@ class Run:
     """Accelerator, data, logging, checkpoints and the wall-clock budget of one training run."""
 
     def __init__(self, cfg, with_position: bool = False):
-        with_lighting = getattr(cfg, "lighting", "bnet") == "least_squares"
+        with_lighting = "least_squares" in (getattr(cfg, "lighting", "bnet"), getattr(cfg, "real_samples", "bnet"))
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
@@ -269,6 +269,8 @@ def train_fan(cfg: FANConfig, resume: bool = True) -> Path:
         with torch.no_grad():
             coeffs, sh = bnet(tex)
             real = pca(coeffs) * mask  # x of eq. 6: albedos from the trained B-Net
+            if cfg.real_samples == "least_squares":
+                real = pca(batch["coefficients_ls"][:, :pca.n_components]) * mask
         if cfg.lighting == "least_squares":
             sh = batch["sh_ls"]
         fake = fan(tex)

@@ -172,7 +172,8 @@ def test_fan_and_drn_can_be_lit_by_the_least_squares_fit(tiny, bnet_run, fan_run
     with np.load(data / "lighting_ls.npz") as z:
         assert z["sh"].shape == (8, 3, 9) and np.isfinite(z["sh"]).all() and z["coefficients"].shape == (8, 4)
     _train("fan", {**tiny, "data": data}, tmp_path / "fan_ls", 2, "--set", f"bnet={bnet_run / 'final'}",
-           "--set", f"vgg={vgg_path}", "--set", "lighting=least_squares", *SMALL_FAN)
+           "--set", f"vgg={vgg_path}", "--set", "lighting=least_squares", "--set", "real_samples=least_squares",
+           *SMALL_FAN)
     _train("drn", {**tiny, "data": data}, tmp_path / "drn_ls", 2, "--set", f"bnet={bnet_run / 'final'}",
            "--set", f"fan={fan_run / 'final'}", "--set", "lighting=least_squares")
     for run, column in ((tmp_path / "fan_ls", "loss_g"), (tmp_path / "drn_ls", "loss")):
