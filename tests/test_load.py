@@ -37,3 +37,41 @@ def test_app_under_load(request):
     assert report["passed"], text
     assert report["reconstructions_done"] == size["clients"] * size["reconstructions"]
     assert set(report["latency"]) == {"/reconstruct", "/render", "/downloads"}
+
+
+def test_the_load_test_notices_crossed_results(tmp_path):
+    """The checks bite: another client's face, photo size or file names count as crossed."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from load_test import LoadClient, Shared, make_photos
+
+    photos = make_photos(3, tmp_path)
+    assert len({size for _, size in photos}) == 3  # each client's photo has its own size
+    shared = Shared(deadline=0.0, request_timeout=1.0, n_clients=3, reference_margin=1.0)
+    refs = [np.full((8, 8, 3), v, np.float32) for v in (10, 60, 110)]
+    shared.references = dict(enumerate(refs))
+    client = LoadClient(1, "http://127.0.0.1:9/", photos[1][0], photos[1][1], shared, warmup=1, reconstructions=1,
+                        downloads_every=1, download_dir=tmp_path, seed=0)
+
+    def png(name, array):
+        Image.fromarray(np.asarray(array, np.uint8)).save(tmp_path / name)
+        return str(tmp_path / name)
+
+    client._check_reference(png("own.png", refs[1]))
+    assert shared.crossed == []
+    client._check_reference(png("other.png", refs[2]))
+    assert shared.crossed[-1][1] == "/render"
+    w, h = photos[1][1]
+    assert client._check_reconstruct([png("d.png", np.zeros((h, w, 3))), *[None] * 7, "**Face 1 of 1**"])
+    assert not client._check_reconstruct([png("d0.png", np.zeros((h + 1, w, 3))), *[None] * 7, "Face 1 of 1"])
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"image_size": [w, h]}))
+    files = [str(tmp_path / n) for n in ("client1_obj.zip", "client1_turntable.gif")] + [str(params)]
+    n_crossed = len(shared.crossed)
+    client._check_downloads((None, files, None))
+    assert len(shared.crossed) == n_crossed
+    client._check_downloads((None, [f.replace("client1", "client2") for f in files[:2]] + [str(params)], None))
+    assert len(shared.crossed) == n_crossed + 1
