@@ -44,6 +44,14 @@ def test_corrupted_file_names_it(synthetic_model, tmp_path):
         FaceModel.load(tmp_path / "missing.safetensors")
 
 
+@pytest.mark.parametrize("value", [-1.0, 0, "bright", float("inf")])
+def test_bad_light_brightness_is_refused(synthetic_model, value):
+    import dataclasses
+
+    with pytest.raises(WeightsError, match="albedo_light_brightness"):
+        dataclasses.replace(synthetic_model, config={"albedo_light_brightness": value})
+
+
 def test_wrong_format_version(synthetic_model, tmp_path):
     from safetensors.numpy import save_file
 
@@ -107,6 +115,13 @@ def test_shipped_model_conventions(shipped):
     assert np.all(np.diff(norms) <= 1e-6) and 1e-4 < norms[0] < 0.05
     ev = m.config["shape_explained_variance"]
     assert len(ev) == m.n_shape and 0.5 < m.config["shape_explained_variance_total"] <= 1
-    assert m.albedo_basis.shape[0] == 0 and m.albedo_mean.shape == (3, 64, 64)
+    # the learned albedo PCA (training/build_albedo_model.py): K components, ordered, skin-like mean
+    k = m.n_albedo
+    assert k == m.config["n_albedo"] >= 20 and m.albedo_basis.shape == (k, 3, 64, 64)
+    assert m.albedo_mean.shape == (3, 64, 64) and 0.2 < float(m.albedo_mean[:, 16:48, 16:48].mean()) < 0.9
+    assert 0.3 < m.light_brightness < 3  # learned under the white-light prior
+    aev = m.config["albedo_explained_variance"]
+    assert len(aev) == k and np.all(np.diff(aev) <= 0) and 0.5 < m.config["albedo_explained_variance_total"] <= 1
+    assert np.isfinite(m.albedo_basis).all() and np.linalg.norm(m.albedo_basis[0]) > 0
     assert m.config["n_images_used"] > 9000
     assert SHIPPED.stat().st_size < 20e6

@@ -103,6 +103,9 @@ def _training_record(folder: Path) -> dict | None:
     record = {k: s[k] for k in keep if k in s}
     record.update({k: c[k] for k in ("batch_size", "lr", "resolution") if k in c})
     record["loss_weights"] = {k: v for k, v in c.items() if k.startswith("w_")}
+    settings = ("lighting", "real_samples", "percep_resolution", "displacement_unit_scale", "max_rate", "ngf", "ndf",
+                "flip_features", "detail_loss")
+    record["settings"] = {k: c[k] for k in settings if k in c}
     record["final_losses"] = {k: round(float(v), 6) for k, v in s.get("final_losses", {}).items()}
     log = folder.parent / "losses.csv"
     if log.is_file():  # the last step alone is noisy: the mean of the last 100 steps

@@ -1,8 +1,9 @@
 """A grid of 12 validation faces through the shipped bundle: input photo, texture I_t(UV),
-PCA albedo (B-Net), FAN albedo, DRN displacement and a relit render.
+PCA albedo (as the bundle computes it: B-Net, or least squares without one), FAN albedo,
+DRN displacement (*: contrast-stretched per face to +-its 99th percentile, which is printed)
+and a relit render.
 
-    python training/make_val_grid.py --bundle checkpoints --bnet /work/data/runs/bnet/final \
-        --out docs/val_grid.png
+    python training/make_val_grid.py --bundle checkpoints --out docs/val_grid.png
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ sys.path.insert(0, str(REPO))
 from facelift.shading import directional_light_sh, irradiance  # noqa: E402
 from facelift.training.data import list_images  # noqa: E402
 
-COLUMNS = ("input", "texture I_t(UV)", "PCA albedo (B-Net)", "FAN albedo", "DRN displacement", "relit")
+COLUMNS = ("input", "texture I_t(UV)", "PCA albedo", "FAN albedo", "DRN displacement*", "relit")
 
 
 def _u8(x):
@@ -42,7 +43,8 @@ def relit_uv(rec, light=(40.0, 20.0)) -> np.ndarray:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bundle", default=str(REPO / "checkpoints"))
-    ap.add_argument("--bnet", default="/work/data/runs/bnet/final", help="trained B-Net for the PCA column")
+    ap.add_argument("--bnet", default=None,
+                    help="a trained B-Net for the PCA column (default: what the bundle does, B-Net or least squares)")
     ap.add_argument("--images", default=str(REPO.parent / "shared/data/faces/utkface/val"))
     ap.add_argument("--n", type=int, default=12)
     ap.add_argument("--size", type=int, default=160)
@@ -70,8 +72,9 @@ def main(argv=None):
         except Exception as exc:  # noqa: BLE001 - skip faces the pipeline rejects
             print(f"skip {p.name}: {exc}")
             continue
-        disp = rec.displacement / max(rec.displacement_scale, 1e-9)
-        disp_img = np.stack([0.5 + disp * 4, 0.5 + disp * 4, 0.5 + disp * 4], -1) * rec.maps.mask[..., None]
+        disp = rec.displacement  # metres; stretched per face to +-its 99th percentile (*)
+        lim = max(float(np.percentile(np.abs(disp[rec.maps.mask]), 99)), 1e-9)
+        disp_img = np.repeat(np.clip(0.5 + 0.5 * disp / lim, 0, 1)[..., None], 3, -1) * rec.maps.mask[..., None]
         try:
             relit = rec.render(light=(40.0, 20.0), size=S, mode="shaded_details")
         except Exception as exc:  # noqa: BLE001 - no OpenGL: relight in UV space
@@ -80,7 +83,7 @@ def main(argv=None):
         tiles = [rec.image, _u8(rec.texture), _u8(rec.albedo_pca), _u8(rec.albedo), _u8(disp_img), relit]
         rows.append(np.concatenate([_fit(np.asarray(t), S) for t in tiles], 1))
         picks_used = p.name
-        print(f"{picks_used}: albedo_pca_source={rec.albedo_pca_source}")
+        print(f"{picks_used}: albedo_pca_source={rec.albedo_pca_source}, displacement p99 {lim * 1e3:.3f} mm")
     header = Image.new("RGB", (S * len(COLUMNS), 16), "white")
     d = ImageDraw.Draw(header)
     for i, name in enumerate(COLUMNS):
