@@ -59,7 +59,7 @@ def pca_albedo(model: FaceModel, coefficients: np.ndarray | None, resolution: in
 
 def fit_albedo_and_light(model: FaceModel, texture: np.ndarray, normals: np.ndarray, visible: np.ndarray, *,
                          prior_weight: float = 1e-5, light_prior: float = 1.0, iterations: int = 3,
-                         stride: int = 4):
+                         stride: int = 8):
     """PCA coefficients (K,), PCA albedo map (R, R, 3) and SH (3, 9) explaining `texture`.
 
     `texture`, `normals` (R, R, 3) and `visible` (R, R) bool are UV maps. The coefficients
@@ -80,22 +80,23 @@ def fit_albedo_and_light(model: FaceModel, texture: np.ndarray, normals: np.ndar
     tex_s, nrm_s = texture.reshape(-1, 3)[sub], normals.reshape(-1, 3)[sub]
     mean = np.clip(sample_maps(model.albedo_mean, R, sub), 0, 1)
     coeffs = np.zeros(K, np.float32)
-    albedo = pca_albedo(model, coeffs, R)
-    sh = estimate_sh(texture[vis], albedo[vis], normals[vis], **prior)
-    if K:
-        basis = _sample_texels(model.albedo_basis, R, sub).reshape(len(sub), K, 3)
-        for _ in range(iterations):
-            shading = irradiance(nrm_s, sh)
-            lhs = np.zeros((K, K))
-            rhs = np.zeros(K)
-            for c in range(3):  # normal equations channel by channel: no (3N, K) copy
-                a = basis[:, :, c] * shading[:, c:c + 1]
-                lhs += a.T @ a
-                rhs += a.T @ (tex_s[:, c] - mean[:, c] * shading[:, c])
-            n = 3 * len(sub)
-            coeffs = np.linalg.solve(lhs / n + prior_weight * np.eye(K), rhs / n).astype(np.float32)
-            albedo_s = np.clip(mean + np.einsum("nkc,k->nc", basis, coeffs), 0, 1)
-            sh = estimate_sh(tex_s, albedo_s, nrm_s, **prior)
+    if not K:
         albedo = pca_albedo(model, coeffs, R)
-        sh = estimate_sh(texture[vis], albedo[vis], normals[vis], **prior)  # the final light from every visible texel
+        return coeffs, albedo, estimate_sh(texture[vis], albedo[vis], normals[vis], **prior).astype(np.float32)
+    sh = estimate_sh(tex_s, mean, nrm_s, **prior)
+    basis = _sample_texels(model.albedo_basis, R, sub).reshape(len(sub), K, 3)
+    for _ in range(iterations):
+        shading = irradiance(nrm_s, sh)
+        lhs = np.zeros((K, K))
+        rhs = np.zeros(K)
+        for c in range(3):  # normal equations channel by channel: no (3N, K) copy
+            a = basis[:, :, c] * shading[:, c:c + 1]
+            lhs += a.T @ a
+            rhs += a.T @ (tex_s[:, c] - mean[:, c] * shading[:, c])
+        n = 3 * len(sub)
+        coeffs = np.linalg.solve(lhs / n + prior_weight * np.eye(K), rhs / n).astype(np.float32)
+        albedo_s = np.clip(mean + np.einsum("nkc,k->nc", basis, coeffs), 0, 1)
+        sh = estimate_sh(tex_s, albedo_s, nrm_s, **prior)
+    albedo = pca_albedo(model, coeffs, R)
+    sh = estimate_sh(texture[vis], albedo[vis], normals[vis], **prior)  # the final light from every visible texel
     return coeffs, albedo, sh.astype(np.float32)

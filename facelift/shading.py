@@ -213,10 +213,13 @@ def estimate_sh(texture, albedo, normals, weights=None, ridge: float = 1e-4, col
         raise ValueError("weights sum to zero: nothing to estimate the lighting from.")
 
     basis = sh_basis(n) * _const(xp, LAMBERT, n)  # (..., M, 9)
-    design = a[..., :, :, None] * basis[..., :, None, :]  # (..., M, 3, 9)
-    wd = design * (w / wsum[..., None])[..., :, None, None]
-    lhs = xp.einsum("...mcj,...mck->...cjk", wd, design)  # (..., 3, 9, 9)
-    rhs = xp.einsum("...mcj,...mc->...cj", wd, t)  # (..., 3, 9)
+    # normal equations per channel c: sum_m w_m a_mc^2 B_m B_m^T and sum_m w_m a_mc t_mc B_m, as matmuls
+    wa = (w / wsum[..., None])[..., :, None] * a  # (..., M, 3)
+    bt = xp.swapaxes(basis, -1, -2)[..., None, :, :]  # (..., 1, 9, M)
+    wa2 = xp.swapaxes(wa * a, -1, -2)[..., :, None, :]  # (..., 3, 1, M)
+    lhs = (bt * wa2) @ basis[..., None, :, :]  # (..., 3, 9, 9)
+    rhs = (bt[..., 0, :, :] @ (wa * t))  # (..., 9, 3)
+    rhs = xp.swapaxes(rhs, -1, -2)  # (..., 3, 9)
     eye = _const(xp, np.eye(9), t)
     if colour_prior < 0 or brightness_prior < 0:
         raise ValueError("colour_prior and brightness_prior must be non-negative.")
