@@ -13,11 +13,11 @@ import zlib
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from PIL import Image
 
 from facelift.errors import FaceLiftError, ImageTooLargeError, ImageTooSmallError, InvalidImageError
 from facelift.image import MIN_SIDE, load_image
+from fuzzing import mutated
 from limits import time_limit
 
 
@@ -683,29 +683,8 @@ def check_outcome(data: bytes) -> None:
     assert is_rgb(out) and min(out.shape[:2]) >= MIN_SIDE
 
 
-@st.composite
-def mutated_files(draw):
-    if draw(st.integers(0, 9)) == 0:
-        return draw(st.binary(max_size=600))
-    data = bytearray(SEEDS[draw(st.sampled_from(sorted(SEEDS)))])
-    for _ in range(draw(st.integers(1, 12))):
-        if not data:
-            break
-        i = draw(st.integers(0, len(data) - 1))
-        op = draw(st.sampled_from(["set", "flip", "delete", "insert", "max", "truncate"]))
-        if op == "set":
-            data[i] = draw(st.integers(0, 255))
-        elif op == "flip":
-            data[i] ^= 1 << draw(st.integers(0, 7))
-        elif op == "delete":
-            del data[i: i + draw(st.integers(1, 16))]
-        elif op == "insert":
-            data[i:i] = draw(st.binary(min_size=1, max_size=16))
-        elif op == "max":  # lengths, sizes and offsets pushed to their extremes
-            data[i: i + 4] = b"\xff\xff\xff\x7f"[: len(data[i: i + 4])]
-        else:
-            del data[i:]
-    return bytes(data)
+def mutated_files():
+    return mutated(SEEDS)
 
 
 def test_seed_files_decode():

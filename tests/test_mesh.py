@@ -6,7 +6,6 @@ from scipy import ndimage
 
 from facelift.face_model import FaceModel, rasterize_uv
 from facelift.mesh import DenseMesh, DenseMeshBuilder, loop_subdivision_matrix, rasterize_uv_vectorized
-from facelift.unwrap import vertex_normals
 
 REAL_MODEL = Path(__file__).resolve().parents[1] / "checkpoints" / "face_model.safetensors"
 

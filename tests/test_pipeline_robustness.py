@@ -10,13 +10,13 @@ import cv2
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, given, settings
-from hypothesis import strategies as st
 from PIL import Image
 
 from facelift import FaceLift
 from facelift.errors import (ExtremePoseError, FaceCutOffError, FaceLiftError, ImageTooSmallError, NoFaceError)
 from facelift.fitting import FitResult, rotation_from_yaw_pitch_roll
 from facelift.pipeline import MAX_OUTSIDE_FRACTION, MAX_YAW_DEG, MIN_FACE_SIZE, check_pose
+from fuzzing import mutated
 from limits import time_limit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -284,29 +284,8 @@ def _fuzz_seeds() -> dict:
 FUZZ_SEEDS = _fuzz_seeds()
 
 
-@st.composite
-def mutated_photos(draw):
-    if draw(st.integers(0, 9)) == 0:
-        return draw(st.binary(max_size=2000))
-    data = bytearray(FUZZ_SEEDS[draw(st.sampled_from(sorted(FUZZ_SEEDS)))])
-    for _ in range(draw(st.integers(0, 6))):
-        if not data:
-            break
-        i = draw(st.integers(0, len(data) - 1))
-        op = draw(st.sampled_from(["set", "flip", "delete", "insert", "max", "truncate"]))
-        if op == "set":
-            data[i] = draw(st.integers(0, 255))
-        elif op == "flip":
-            data[i] ^= 1 << draw(st.integers(0, 7))
-        elif op == "delete":
-            del data[i: i + draw(st.integers(1, 64))]
-        elif op == "insert":
-            data[i:i] = draw(st.binary(min_size=1, max_size=64))
-        elif op == "max":
-            data[i: i + 4] = b"\xff\xff\xff\x7f"[: len(data[i: i + 4])]
-        else:
-            del data[i:]
-    return bytes(data)
+def mutated_photos():
+    return mutated(FUZZ_SEEDS, min_ops=0, max_ops=6, max_chunk=64, max_random=2000)
 
 
 def test_fuzz_seeds_reconstruct(fl):
