@@ -8,7 +8,7 @@
       (facelift.albedo.fit_albedo_and_light), and the FAN albedo lit by that SH.
 
     python training/evaluate.py --data /work/data/uv128/val --bnet /work/data/runs/bnet/final \
-        --bundle checkpoints --out docs/val_metrics.json
+        --bundle checkpoints --out docs/training/val_metrics.json
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def main(argv=None):
     ap.add_argument("--face-model", default=None)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=str(REPO / "docs/val_metrics.json"))
+    ap.add_argument("--out", default=str(REPO / "docs/training/val_metrics.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     bundle = Path(args.bundle)

@@ -3,7 +3,7 @@ PCA albedo (as the bundle computes it: B-Net, or least squares without one), FAN
 DRN displacement (*: contrast-stretched per face to +-its 99th percentile, which is printed)
 and a relit render.
 
-    python training/make_val_grid.py --bundle checkpoints --out docs/val_grid.png
+    python training/make_val_grid.py --bundle checkpoints --out docs/training/val_grid.png
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def main(argv=None):
     ap.add_argument("--images", default=str(REPO.parent / "shared/data/faces/utkface/val"))
     ap.add_argument("--n", type=int, default=12)
     ap.add_argument("--size", type=int, default=160)
-    ap.add_argument("--out", default=str(REPO / "docs/val_grid.png"))
+    ap.add_argument("--out", default=str(REPO / "docs/training/val_grid.png"))
     args = ap.parse_args(argv)
 
     import torch
