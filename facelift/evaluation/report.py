@@ -32,6 +32,18 @@ python -m facelift.evaluation.report --run "eval=docs/evaluation/eval.json" \\
 (`--weights BUNDLE` evaluates another bundle; `--no-lpips` skips LPIPS; `--seed` changes the
 occluders and lights; `--limit N` takes N photos evenly spaced over the sorted file list.)"""
 
+FINDINGS_NOTE = """\
+For the weights shipped on 2026-12-01 (re-read this when the weights change): the FAN re-renders
+the photo better than the low-frequency PCA albedo (lower L1 and clearly lower
+LPIPS: it keeps detail), which is what its pixel and perceptual losses train for. It is *less*
+robust than the PCA albedo: it follows pasted occluders and relighting more (higher occlusion and
+lighting ratios) and completes unseen regions less consistently. The paper's central claim, a FAN
+that ignores occlusions and lighting thanks to the low-frequency guidance, is therefore not
+reproduced by these weights: each network was trained for about one epoch on CPU at 128x128
+(`checkpoints/README.md`), and the GAN term, which carries the guidance, is the part that needs
+long training. The PCA rows are the paper's low-frequency baseline: robust because they can hold
+little beyond smooth colour."""
+
 DEFINITIONS = """\
 All maps are the pipeline's 256x256 UV maps (docs/ARCHITECTURE.md), values in [0, 1]; every
 L1 is the mean absolute difference over the region's texels and the 3 channels.
@@ -103,6 +115,29 @@ def _pca_note(runs) -> str:
             "smooth by construction, against which the FAN is compared.")
 
 
+def _findings(label: str, result: dict) -> list[str]:
+    """Plain statements of how the FAN compares with the PCA albedo in one run (lower is better
+    for every figure compared here)."""
+    S = result["summary"]
+
+    def mean(key):
+        v = S.get(key) or {}
+        return v.get("mean") if v.get("count") else None
+
+    out = []
+    for what, fan_key, pca_key in (("re-render L1", "l1_fan", "l1_pca"), ("re-render LPIPS", "lpips_fan", "lpips_pca"),
+                                   ("occlusion ratio", "occlusion_fan", "occlusion_pca"),
+                                   ("lighting ratio", "lighting_fan", "lighting_pca"),
+                                   ("completion L1", "completion_fan", "completion_pca")):
+        f, p = mean(fan_key), mean(pca_key)
+        if f is None or p is None or p == 0:
+            continue
+        change = (f / p - 1) * 100
+        verdict = "better" if f < p else "worse"
+        out.append(f"{what}: FAN {f:.4f} vs PCA {p:.4f} ({change:+.0f} %, FAN {verdict})")
+    return [f"- **{label}**: " + "; ".join(out) + "."] if out else []
+
+
 def _trained_note(runs) -> str:
     flags = [r.get("config", {}).get("trained") for _, r in runs]
     untrained = sorted({k for f in flags if isinstance(f, dict) for k, v in f.items() if not v})
@@ -142,6 +177,11 @@ def build(runs, figure: str | None = "comparison.png") -> str:
         nme = _nme_table(r)
         if nme:
             L += ["Landmarks, per photo with ground truth:", ""] + nme + [""]
+    findings = [line for label, r in runs for line in _findings(label, r)]
+    if findings:
+        L += ["## What the figures say", "",
+              "Every figure compared here is lower-is-better; the per-photo means from the tables above.", ""]
+        L += findings + ["", FINDINGS_NOTE, ""]
     L += ["## Metrics", "", DEFINITIONS, "", _pca_note(runs), ""]
     L += ["## 68-point correspondence", "",
           "`facelift/evaluation/landmarks68.py`, MediaPipe vertex per iBUG point 1..68:", "",
