@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .export import to_uint8
+
 BACKGROUND = (236, 238, 242)          # behind UV maps, outside the face's layout
 SELECTED = (46, 204, 113)             # the reconstructed face: box and landmarks
 OTHER = (255, 159, 26)                # the other detected faces
@@ -43,16 +45,6 @@ def font(size: int = 14) -> ImageFont.ImageFont:
         return ImageFont.load_default(size=size)
     except (TypeError, ImportError, OSError):  # Pillow < 10.1 or no FreeType
         return ImageFont.load_default()
-
-
-def to_uint8(image) -> np.ndarray:
-    """float in [0, 1] (clipped), bool or uint8 -> uint8 of the same shape."""
-    a = np.asarray(image)
-    if a.dtype == np.uint8:
-        return a
-    if a.dtype == bool:
-        return a.astype(np.uint8) * 255
-    return (np.clip(np.nan_to_num(a.astype(np.float32)), 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
 
 
 def _rgb(image) -> np.ndarray:
