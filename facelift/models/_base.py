@@ -172,6 +172,18 @@ def _preview(keys: list[str], n: int = 5) -> str:
 
 
 # ------------------------------------------------------------- config checks
+def init_pix2pix_weights(module: nn.Module) -> None:
+    """pix2pix initialisation: conv weights N(0, 0.02), batch-norm scales N(1, 0.02), biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
 def check_choice(name: str, value: Any, choices: tuple) -> Any:
     if not any(type(value) is type(c) and value == c for c in choices):
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from facelift.models._base import FaceLiftModel, check_input, check_positive_int
+from facelift.models._base import FaceLiftModel, check_input, check_positive_int, init_pix2pix_weights
 from facelift.models._registry import register_model
 
 
@@ -34,14 +34,7 @@ class PatchGAN(FaceLiftModel):
                        nn.BatchNorm2d(ndf * mult), nn.LeakyReLU(0.2, True)]
         layers.append(nn.Conv2d(ndf * mult, 1, 4, stride=1, padding=1))
         self.model = nn.Sequential(*layers)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.normal_(m.weight, 0.0, 0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.normal_(m.weight, 1.0, 0.02)
-                nn.init.zeros_(m.bias)
+        init_pix2pix_weights(self)
 
     @property
     def min_input_size(self) -> int:

@@ -23,6 +23,7 @@ from facelift.models._base import (
     check_input,
     check_positive_float,
     check_positive_int,
+    init_pix2pix_weights,
 )
 from facelift.models._registry import register_model
 
@@ -121,14 +122,7 @@ class UNet(FaceLiftModel):
         block = UnetSkipConnectionBlock(ngf, ngf * 2, input_nc=ngf * 2 if flip_features else ngf, submodule=block)
         self.model = UnetSkipConnectionBlock(out_channels, ngf, input_nc=in_channels, submodule=block,
                                              outermost=True, flip_features=flip_features)
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                nn.init.normal_(m.weight, 0.0, 0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.normal_(m.weight, 1.0, 0.02)
-                nn.init.zeros_(m.bias)
+        init_pix2pix_weights(self)
 
     @property
     def blocks(self) -> list[UnetSkipConnectionBlock]:
