@@ -266,6 +266,23 @@ def _wait_for(predicate, proc, timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
+def _interrupt_when(args, predicate, timeout: float, what: str) -> str:
+    """Run `facelift ARGS`, send SIGINT once predicate(proc) holds, assert exit 130; its stderr."""
+    proc = subprocess.Popen(_console_script() + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        _wait_for(lambda: predicate(proc), proc, timeout, what)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err, err[-2000:]
+    return err
+
+
 @pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")
 def test_real_sigint_to_a_running_batch(tmp_path):
     """`facelift reconstruct folder/` in a subprocess, SIGINT as soon as an export's temporary
@@ -274,21 +291,12 @@ def test_real_sigint_to_a_running_batch(tmp_path):
     src = tmp_path / "photos"
     _copy_astronauts(src, [f"p{i:02d}.png" for i in range(12)])
     out = tmp_path / "out"
-    proc = subprocess.Popen(_console_script() + ["reconstruct", str(src), "-o", str(out)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        def writing() -> bool:
-            return out.is_dir() and any(".facelift-tmp-" in p.name for p in out.iterdir())
 
-        _wait_for(writing, proc, 240, "the first export started")
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 130, err[-2000:]
-    assert "Traceback" not in err and "interrupted after" in err, err[-2000:]
+    def writing(_proc) -> bool:
+        return out.is_dir() and any(".facelift-tmp-" in p.name for p in out.iterdir())
+
+    err = _interrupt_when(["reconstruct", str(src), "-o", str(out)], writing, 240, "the first export started")
+    assert "interrupted after" in err, err[-2000:]
     names = _assert_only_complete_outputs(out)
     assert len(names) < 12
 
@@ -296,24 +304,15 @@ def test_real_sigint_to_a_running_batch(tmp_path):
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
 def test_real_sigint_while_loading(tmp_path):
     """SIGINT while the process is importing torch / loading the weights: exit 130, no traceback."""
-    proc = subprocess.Popen(_console_script() + ["reconstruct", str(ASTRONAUT), "-o", str(tmp_path / "out")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        def loading() -> bool:
-            try:
-                return "libtorch" in Path(f"/proc/{proc.pid}/maps").read_text()
-            except OSError:
-                return False
+    def loading(proc) -> bool:
+        try:
+            return "libtorch" in Path(f"/proc/{proc.pid}/maps").read_text()
+        except OSError:
+            return False
 
-        _wait_for(loading, proc, 120, "torch started loading")
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 130, err[-2000:]
-    assert "Traceback" not in err and "interrupted" in err, err[-2000:]
+    err = _interrupt_when(["reconstruct", str(ASTRONAUT), "-o", str(tmp_path / "out")], loading, 120,
+                          "torch started loading")
+    assert "interrupted" in err, err[-2000:]
     assert not (tmp_path / "out").exists()
 
 
