@@ -45,7 +45,7 @@ def evaluate(data, bnet_dir, fan_dir, drn_dir, face_model, batch_size=32, limit=
     colour_means = {"texture": [], "pca": [], "fan": [], "pca_ls": []}
     model = FaceModel.load(face_model)
     out = {k: [] for k in ("pca", "fan", "fan_drn", "grad_fan", "grad_fan_drn", "pca_ls", "fan_ls", "fan_drn_ls",
-                           "grad_fan_ls", "grad_fan_drn_ls")}
+                           "grad_fan_ls", "grad_fan_drn_ls", "displacement_abs_mm")}
     for b in loader:
         tex, vis, nrm, mask = b["texture"], b["visibility"], b["normal"], b["mask"]
         bt = tex if bnet.resolution == res else torch.nn.functional.interpolate(
@@ -59,7 +59,11 @@ def evaluate(data, bnet_dir, fan_dir, drn_dir, face_model, batch_size=32, limit=
         out["fan"] += masked_l1(tex, syn, vis).tolist()
         for i in range(len(tex)):
             out["grad_fan"].append(float(gradient_loss(tex[i:i + 1], syn[i:i + 1], vis[i:i + 1])))
-        n2 = displaced_normals(nrm, b["position"], drn(tex), mask) if drn is not None else None
+        rate = drn(tex) if drn is not None else None
+        n2 = displaced_normals(nrm, b["position"], rate, mask) if drn is not None else None
+        if rate is not None:  # positions are in metres
+            out["displacement_abs_mm"] += ((rate.abs() * vis).sum((1, 2, 3)) / vis.sum((1, 2, 3)).clamp_min(1)
+                                           * 1e3).tolist()
         if n2 is not None:
             syn2 = render_texture(alb, n2, sh)
             out["fan_drn"] += masked_l1(tex, syn2, vis).tolist()
@@ -122,7 +126,8 @@ def main(argv=None):
     summary.update({"bnet": str(bnet), "bundle": str(bundle), "wall_seconds": round(time.time() - t0, 1),
                     "metric": "mean over images of mean |I_t - albedo * shading(n, SH_bnet)| per visible texel "
                               "and RGB channel, values in [0, 1]; *_ls: lit by the least-squares SH instead; "
-                              "grad_*: E_grad (mean |grad I_t - grad I_syn|); albedo_diversity: RGB std over "
+                              "grad_*: E_grad (mean |grad I_t - grad I_syn|); displacement_abs_mm: mean |r_d| of the DRN "
+                              "on visible texels; albedo_diversity: RGB std over "
                               "faces of each face's mean colour on visible texels"})
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")

