@@ -171,7 +171,6 @@ def _preview(keys: list[str], n: int = 5) -> str:
     return ", ".join(keys[:n]) + (", ..." if len(keys) > n else "")
 
 
-# ------------------------------------------------------------- config checks
 def init_pix2pix_weights(module: nn.Module) -> None:
     """pix2pix initialisation: conv weights N(0, 0.02), batch-norm scales N(1, 0.02), biases 0."""
     for m in module.modules():
@@ -184,6 +183,7 @@ def init_pix2pix_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+# ------------------------------------------------------------- config checks
 def check_choice(name: str, value: Any, choices: tuple) -> Any:
     if not any(type(value) is type(c) and value == c for c in choices):
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")

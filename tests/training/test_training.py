@@ -23,6 +23,7 @@ import init_bundle
 import prepare_data
 import train_bnet  # noqa: F401
 from facelift.errors import WeightsError
+from facelift.models import DRN
 from facelift.training.loop import main as train_main
 
 STEPS = 8  # overfitting steps on 4 samples (one batch of 4 per step)
@@ -212,6 +213,8 @@ def test_checkpoints_reload_into_the_pipeline(tiny, bnet_run, fan_run, drn_run):
                                 bundle / "face_model.safetensors", batch_size=4)
     assert metrics["samples"] == 8 and math.isfinite(metrics["fan"]["mean"]) and math.isfinite(
         metrics["pca"]["mean"])
+    drn_max_mm = DRN.from_pretrained(bundle / "drn").config["max_rate"] * 1e3
+    assert 0 <= metrics["displacement_abs_mm"]["mean"] <= drn_max_mm
 
 
 def test_accelerate_two_process_cpu_run(tiny, bnet_run, vgg_path, tmp_path):
