@@ -97,7 +97,8 @@ def _ctrl_c_noted():
 
 def cmd_reconstruct(args) -> int:
     """Reconstruct every input into OUT/<name>/. One `FAILED path: message` line (stderr) per
-    file that fails, as it fails; the batch goes on. Exit 0 when all succeed, 1 when any
+    file that fails, as it fails; the batch goes on, and a batch lists its failures again at
+    the end. Exit 0 when all succeed, 1 when any
     failed, 2 when there is nothing to do or no weights, 130 on Ctrl-C (finished folders are
     kept, no half-written one is left)."""
     with _ctrl_c_noted() as ctrl_c:
@@ -167,6 +168,10 @@ def _reconstruct(args, ctrl_c: dict) -> int:
     finally:
         bar.close()
         fl.close()
+    if failures and len(paths) > 1:  # the lines above may have scrolled away in a long batch
+        print(f"\nfailed ({len(failures)} of {len(paths)}):", file=sys.stderr)
+        for path, error in failures:
+            print(f"  {one_line(path, escape_whitespace=True)}: {error}", file=sys.stderr)
     if not args.quiet:
         failed = f", {len(failures)} failed" if failures else ""
         print(f"{written} of {len(paths)} reconstructed into {out}{failed}")

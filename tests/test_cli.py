@@ -169,6 +169,10 @@ def test_each_failure_is_reported_as_it_happens_on_one_line(tmp_path, capsys, mo
     assert failed[1].startswith(f"FAILED {src}/c_bad\\nname.png: ")  # the name's newline shown escaped
     assert failed[2] == f"FAILED {src / 'e_two_lines.png'}: first line second line"
     assert captured.out.strip().splitlines()[-1] == f"2 of 5 reconstructed into {out}, 3 failed"
+    listed = captured.err[captured.err.index("failed (3 of 5):"):].splitlines()[1:]
+    assert [line.split(": ", 1)[0].strip() for line in listed] == \
+        [str(src / "b_not_an_image.jpg"), f"{src}/c_bad\\nname.png", str(src / "e_two_lines.png")]
+    assert listed[2] == f"  {src / 'e_two_lines.png'}: first line second line"
     _assert_only_complete_outputs(out, ["a_good", "d_good"])
 
 
