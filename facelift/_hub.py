@@ -85,7 +85,8 @@ def download_bundle(repo_id: str, *, revision: str | None, cache_dir: str | os.P
 
 
 def translate_error(exc: BaseException, repo_id: str, revision: str | None, *, offline: bool,
-                    cache_dir: str | os.PathLike | None = None) -> WeightsError:
+                    cache_dir: str | os.PathLike | None = None,
+                    local_example: str = "FaceLift.from_pretrained('path/to/checkpoints')") -> WeightsError:
     """A WeightsError that says what went wrong with a Hub download and how to fix it."""
     from huggingface_hub import constants
     from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, HFValidationError,
@@ -94,7 +95,7 @@ def translate_error(exc: BaseException, repo_id: str, revision: str | None, *, o
 
     where = _describe(repo_id, revision)
     cache = str(cache_dir) if cache_dir is not None else constants.HF_HUB_CACHE
-    local_hint = ("or pass a local bundle directory, e.g. FaceLift.from_pretrained('path/to/checkpoints')")
+    local_hint = f"or pass a local directory, e.g. {local_example}"
     if isinstance(exc, HFValidationError):
         return WeightsError(f"'{repo_id}' is neither an existing directory nor a valid Hugging Face Hub repo id "
                             f"('owner/name'): {exc}")

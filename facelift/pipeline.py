@@ -107,21 +107,22 @@ class FaceLift:
 
     # ---- loading and saving ----------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, *, revision: str | None = None,
+    def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, revision: str | None = None,
                         cache_dir: str | os.PathLike | None = None, local_files_only: bool | None = None,
-                        device: str | torch.device = "cpu", max_faces: int = DEFAULT_MAX_FACES) -> "FaceLift":
+                        device: str | torch.device | None = None, *,
+                        max_faces: int = DEFAULT_MAX_FACES) -> "FaceLift":
         """Load a bundle: a local directory, or a Hugging Face Hub model repo id.
 
         `name_or_path=None` loads `default_weights()`. A repo id is fetched with
         `huggingface_hub.snapshot_download` (only the bundle's files) into the Hub cache
         (`cache_dir`, else HF_HUB_CACHE) at `revision` (branch, tag or commit; default "main").
         `local_files_only=None` follows HF_HUB_OFFLINE; HF_ENDPOINT and HF_TOKEN are honoured.
-        Only safetensors are read. Networks load as float32 on `device` ("cpu" by default).
+        Only safetensors are read. Networks load as float32 on `device` (None: the CPU).
         `max_faces` caps the faces looked for in a photo (DEFAULT_MAX_FACES).
         Raises WeightsError, naming the file, when anything is missing, corrupted or incompatible.
         """
         try:
-            device = torch.device(device)
+            device = torch.device("cpu" if device is None else device)
         except (RuntimeError, TypeError) as exc:
             raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from exc
         name = os.fspath(name_or_path) if name_or_path is not None else default_weights()

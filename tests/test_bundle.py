@@ -219,3 +219,12 @@ def test_a_file_is_not_a_bundle_and_device_is_checked(tmp_path):
         FaceLift.from_pretrained(CHECKPOINTS_DIR / "config.json")
     with pytest.raises(ValueError, match="device"):
         FaceLift.from_pretrained(CHECKPOINTS_DIR, device="not-a-device")
+
+
+def test_the_documented_signature_positional_arguments_and_device_none():
+    # from_pretrained(name_or_path, revision, cache_dir, local_files_only, device)
+    pipe = FaceLift.from_pretrained(CHECKPOINTS_DIR, None, None, True, None)
+    try:
+        assert all(p.device.type == "cpu" and p.dtype == torch.float32 for p in pipe.fan.parameters())
+    finally:
+        pipe.close()

@@ -181,12 +181,22 @@ def test_offline_with_an_empty_cache_says_how_to_fix_it(hub, tmp_path, monkeypat
         FaceLift.from_pretrained(REPO, cache_dir=tmp_path / "empty-cache")
     message = str(info.value)
     assert "not in the Hugging Face cache" in message and "HF_HUB_OFFLINE" in message
-    assert "local bundle directory" in message and str(tmp_path / "empty-cache") in message
+    assert "local directory" in message and str(tmp_path / "empty-cache") in message
     assert hub.requests == []
     # local_files_only=True does the same whatever HF_HUB_OFFLINE says
     monkeypatch.delenv("HF_HUB_OFFLINE")
     with pytest.raises(WeightsError, match="local_files_only"):
         FaceLift.from_pretrained(REPO, cache_dir=tmp_path / "empty-cache", local_files_only=True)
+    assert hub.requests == []
+
+
+def test_a_single_network_offline_with_an_empty_cache_says_how_to_fix_it(hub, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsError) as info:
+        FAN.from_pretrained("test/fan-only", cache_dir=tmp_path / "empty-cache")
+    message = str(info.value)
+    assert "not in the Hugging Face cache" in message and "HF_HUB_OFFLINE" in message
+    assert "FAN.from_pretrained('path/to/folder')" in message
     assert hub.requests == []
 
 

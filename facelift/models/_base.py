@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar
 
 import torch
 from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError, HFValidationError
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, HFValidationError
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_model
 from torch import nn
@@ -86,10 +86,19 @@ class FaceLiftModel(nn.Module, PyTorchModelHubMixin, library_name="facelift", ta
                 raise WeightsError(f"{os.path.join(source, CONFIG_NAME)} is not valid JSON: {e}") from e
         if os.path.exists(source) or not _HUB_ID.match(source):
             raise WeightsError(f"{source}: not a directory holding {CONFIG_NAME} and {WEIGHTS_NAME}")
+        from facelift._hub import is_offline, translate_error
+
+        if kwargs.get("local_files_only") is None:  # HF_HUB_OFFLINE as set now, not at import
+            kwargs["local_files_only"] = is_offline()
         try:
             return super().from_pretrained(source, **kwargs)
-        except (OSError, EntryNotFoundError, HFValidationError) as e:
-            raise WeightsError(f"{source}: no such directory, and it could not be fetched from the Hub ({e})") from e
+        except WeightsError:
+            raise
+        except (OSError, EntryNotFoundError, HFValidationError, HfHubHTTPError) as e:
+            offline = bool(kwargs["local_files_only"])
+            raise translate_error(e, source, kwargs.get("revision"), offline=offline,
+                                  cache_dir=kwargs.get("cache_dir"),
+                                  local_example=f"{cls.__name__}.from_pretrained('path/to/folder')") from e
 
     @classmethod
     def _from_pretrained(
