@@ -29,6 +29,18 @@ from facelift.models._registry import register_model
 
 RESOLUTIONS = (128, 256)
 ACTIVATIONS = ("sigmoid", "tanh")
+#: Largest accepted ``max_rate``, metres. Skin detail (wrinkles, pores) is millimetres deep
+#: (the shipped DRN uses 0.004 = 4 mm); 5 cm along the normal would be a different face, so
+#: a larger value in a config is a mistake (e.g. millimetres written as metres), not a setting.
+MAX_RATE_LIMIT = 0.05
+
+
+def check_max_rate(value) -> float:
+    value = check_positive_float("max_rate", value)
+    if value > MAX_RATE_LIMIT:
+        raise ValueError(f"max_rate is the largest displacement along the normal in metres (0.004 = 4 mm); "
+                         f"it must be at most {MAX_RATE_LIMIT} m ({MAX_RATE_LIMIT * 100:g} cm); got {value!r}")
+    return value
 
 
 class FlipConcat(nn.Module):
@@ -87,7 +99,8 @@ class UNet(FaceLiftModel):
 
     Inputs are mapped to [-1, 1] inside. ``output_activation``: ``"sigmoid"`` gives values
     in [0, 1] (FAN's albedo); ``"tanh"`` gives ``max_rate * tanh(x)`` in
-    [-max_rate, max_rate] (DRN's displacement rate, metres). Dropout (p = 0.5) sits in
+    [-max_rate, max_rate] (DRN's displacement rate, metres; ``max_rate`` at most
+    ``MAX_RATE_LIMIT`` = 0.05). Dropout (p = 0.5) sits in
     the ngf*8 -> ngf*8 blocks other than the innermost one, as in pix2pix; weights are
     initialised N(0, 0.02) (BatchNorm scales N(1, 0.02)) as in pix2pix.
     """
@@ -101,7 +114,7 @@ class UNet(FaceLiftModel):
         ngf = check_positive_int("ngf", ngf)
         flip_features = check_bool("flip_features", flip_features)
         output_activation = check_choice("output_activation", output_activation, ACTIVATIONS)
-        max_rate = check_positive_float("max_rate", max_rate)
+        max_rate = check_max_rate(max_rate)
         self._register_config(resolution=resolution, in_channels=in_channels, out_channels=out_channels, ngf=ngf,
                               flip_features=flip_features, output_activation=output_activation,
                               max_rate=max_rate)

@@ -153,10 +153,35 @@ def test_unet_loads_a_fan_but_drn_does_not(tmp_path):
     ({"out_channels": -1}, "out_channels"), ({"flip_features": 1}, "flip_features"),
     ({"output_activation": "relu"}, "output_activation"), ({"max_rate": 0}, "max_rate"),
     ({"max_rate": float("nan")}, "max_rate"), ({"max_rate": "0.004"}, "max_rate"),
+    ({"max_rate": 1e9}, "max_rate"), ({"max_rate": 4.0}, "max_rate"),
 ])
 def test_bad_config(config, field):
     with pytest.raises(ValueError, match=field):
         FAN(**config)
+
+
+def test_max_rate_is_bounded_in_metres(tmp_path):
+    """A displacement bound of more than 5 cm along the normal is a unit mistake (millimetres
+    written as metres), refused with the unit named; the shipped bundle's 4 mm still loads."""
+    import json
+    import shutil
+
+    from facelift.errors import WeightsError
+    from facelift.models.unet import MAX_RATE_LIMIT
+    from facelift.pipeline import CHECKPOINTS_DIR
+
+    assert DRN(resolution=128, max_rate=MAX_RATE_LIMIT).max_rate == MAX_RATE_LIMIT
+    with pytest.raises(ValueError, match=r"max_rate .*metres.*at most 0\.05 m"):
+        DRN(resolution=128, max_rate=0.0501)
+    shipped = DRN.from_pretrained(CHECKPOINTS_DIR / "drn")
+    assert shipped.max_rate == 0.004
+    bad = tmp_path / "drn"
+    shutil.copytree(CHECKPOINTS_DIR / "drn", bad)
+    config = json.loads((bad / "config.json").read_text())
+    config["max_rate"] = 1e9
+    (bad / "config.json").write_text(json.dumps(config))
+    with pytest.raises(WeightsError, match=r"config\.json.*max_rate.*metres"):
+        DRN.from_pretrained(bad)
 
 
 def test_bad_input(fan128):
