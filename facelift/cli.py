@@ -15,16 +15,35 @@ from .errors import FaceLiftError
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pnm"}
 
 
-def collect_inputs(inputs: list[str]) -> list[Path]:
-    """Files as given; folders expand (recursively) to the images inside, sorted."""
+def collect_inputs(inputs: list[str], skipped: list[Path] | None = None) -> list[Path]:
+    """Files as given; folders expand (recursively) to the images inside, sorted. The other
+    files found in folders (no image extension) are appended to `skipped`, if given, as
+    paths relative to their folder."""
     paths: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            paths.extend(sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES))
+            for f in sorted(f for f in p.rglob("*") if f.is_file()):
+                if f.suffix.lower() in IMAGE_SUFFIXES:
+                    paths.append(f)
+                elif skipped is not None:
+                    skipped.append(f.relative_to(p))
         else:
             paths.append(p)
     return paths
+
+
+SKIPPED_SHOWN = 5  # names listed in the one "skipped" line
+
+
+def skipped_line(skipped: list[Path]) -> str:
+    """One line naming the files a folder held that were not tried (not images by their
+    extension): the count and the first few names."""
+    n = len(skipped)
+    names = ", ".join(one_line(p, escape_whitespace=True) for p in skipped[:SKIPPED_SHOWN])
+    more = f" and {n - SKIPPED_SHOWN} more" if n > SKIPPED_SHOWN else ""
+    what = "1 file that is not an image" if n == 1 else f"{n} files that are not images"
+    return f"facelift: skipped {what} by {'its' if n == 1 else 'their'} extension: {names}{more}"
 
 
 def output_names(paths: list[Path]) -> list[str]:
@@ -98,7 +117,8 @@ def _ctrl_c_noted():
 def cmd_reconstruct(args) -> int:
     """Reconstruct every input into OUT/<name>/. One `FAILED path: message` line (stderr) per
     file that fails, as it fails; the batch goes on, and a batch lists its failures again at
-    the end. Exit 0 when all succeed, 1 when any
+    the end, with one line naming the files in input folders that were skipped as not images
+    by their extension (not failures: they do not change the exit code; not shown with -q). Exit 0 when all succeed, 1 when any
     failed, 2 when there is nothing to do or no weights, 130 on Ctrl-C (finished folders are
     kept, no half-written one is left)."""
     with _ctrl_c_noted() as ctrl_c:
@@ -110,9 +130,12 @@ def _reconstruct(args, ctrl_c: dict) -> int:
 
     from .pipeline import FaceLift
 
-    paths = collect_inputs(args.inputs)
+    skipped: list[Path] = []
+    paths = collect_inputs(args.inputs, skipped)
     if not paths:
         print("facelift: no images found in " + ", ".join(args.inputs), file=sys.stderr)
+        if skipped:
+            print(skipped_line(skipped), file=sys.stderr)
         return 2
     out = Path(args.output)
     if out.exists() and not out.is_dir():
@@ -173,6 +196,8 @@ def _reconstruct(args, ctrl_c: dict) -> int:
         for path, error in failures:
             print(f"  {one_line(path, escape_whitespace=True)}: {error}", file=sys.stderr)
     if not args.quiet:
+        if skipped:  # next to the summary, where a long batch's user looks
+            print(skipped_line(skipped), file=sys.stderr)
         failed = f", {len(failures)} failed" if failures else ""
         print(f"{written} of {len(paths)} reconstructed into {out}{failed}")
     return 1 if failures else 0

@@ -52,6 +52,7 @@ def test_batch_survives_bad_files_and_reports_them(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1
     assert "b_not_an_image.jpg" in err and "c_no_face.png" in err and "No face" in err
+    assert "facelift: skipped 1 file that is not an image by its extension: notes.txt\n" in err
     assert sorted(p.name for p in out.iterdir()) == ["a_good"]
     assert {p.name for p in (out / "a_good").iterdir()} == EXPORTED_FILES
 
@@ -65,7 +66,38 @@ def test_missing_input_file_fails_with_a_message(tmp_path, capsys):
 def test_empty_folder(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["reconstruct", str(tmp_path / "empty"), "-o", str(tmp_path / "out")]) == 2
-    assert "no images" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no images" in err and "skipped" not in err
+    (tmp_path / "empty" / "notes.txt").write_text("x")
+    assert main(["reconstruct", str(tmp_path / "empty"), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "no images" in err and "skipped 1 file that is not an image by its extension: notes.txt" in err
+
+
+def test_files_without_an_image_extension_are_listed_as_skipped(tmp_path, capsys):
+    """A folder's non-image files are not tried, and not silently lost either: one line on
+    stderr with their count and the first few names (relative to the folder); exit code as
+    if they were not there."""
+    src = tmp_path / "photos"
+    _copy_astronauts(src, ["face.png"])
+    for name in ("a.txt", "b.pdf", "c\nnewline.txt", "c.pts", "d", "sub/e.mat", "sub/f.heic"):
+        (src / name).parent.mkdir(exist_ok=True)
+        (src / name).write_text("not an image")
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(src), "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    skipped = [line for line in captured.err.splitlines() if "skipped" in line]
+    assert skipped == ["facelift: skipped 7 files that are not images by their extension: "
+                       "a.txt, b.pdf, c\\nnewline.txt, c.pts, d and 2 more"]  # the newline escaped
+    assert "FAILED" not in captured.err
+    assert captured.out.strip().splitlines()[-1] == f"1 of 1 reconstructed into {out}"
+    _assert_only_complete_outputs(out, ["face"])
+    skipped = []
+    assert collect_inputs([str(src)], skipped) == [src / "face.png"]
+    assert skipped == [Path(n) for n in ("a.txt", "b.pdf", "c\nnewline.txt", "c.pts", "d", "sub/e.mat",
+                                          "sub/f.heic")]
+    assert main(["reconstruct", str(src), "-o", str(out), "-q"]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_output_names_are_safe_and_unique(tmp_path):
