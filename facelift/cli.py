@@ -328,11 +328,21 @@ def _max_faces(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # MediaPipe's native start-up lines on stderr would bury the per-file lines; the command
+    # line (single-threaded) may redirect fd 2 for those moments (see facelift/landmarks.py).
+    # Restored afterwards, for a caller that runs main() inside a longer-lived process.
+    previous = None
     try:
+        from .landmarks import quiet_native_startup_logs
+
+        previous = quiet_native_startup_logs(True)
         return args.func(args)
     except KeyboardInterrupt:  # Ctrl-C while loading (imports, weights): no traceback
         print("\nfacelift: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            quiet_native_startup_logs(previous)
 
 
 if __name__ == "__main__":

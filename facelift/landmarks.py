@@ -22,39 +22,96 @@ from .errors import InvalidImageError, NoFaceError
 N_LANDMARKS = 478
 N_MESH = 468  # the first 468 points are the face-mesh vertices; 468..477 are the irises
 
-# MediaPipe's C++ side logs through glog/absl; keep warnings and errors, drop info spam.
-os.environ.setdefault("GLOG_minloglevel", "2")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# ---- MediaPipe's native start-up chatter ---------------------------------------------
+# When a graph starts (and when FaceMesh first finds a face) MediaPipe's C++ side writes a
+# few lines straight to fd 2 ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
+# absl's "WARNING: All log messages before absl::InitializeLog() ...", "W0000 ...
+# inference_feedback_manager.cc:114] ..."). With mediapipe 0.10.21 no environment variable
+# set before the import silences them (GLOG_minloglevel, GLOG_stderrthreshold, GLOG_v,
+# TF_CPP_MIN_LOG_LEVEL: tried, no effect; the bindings use absl logging and TFLite's own
+# logger, and expose no log level). The only way is to catch fd 2 while a graph starts and
+# first runs. That redirect is process-wide: output of other threads written meanwhile is
+# held back until it ends (then passed on). So it is off by default, and only a
+# single-threaded program such as the command line turns it on
+# (`quiet_native_startup_logs()`); a server (the Gradio app) keeps it off and its log shows
+# these lines once per detector.
 
-
-# Start-up chatter MediaPipe's C++ side writes straight to fd 2 before its logging is set up.
+#: The start-up lines dropped; anything else caught meanwhile (real errors) is passed on.
 _NOISE = re.compile(
-    r"^(INFO: Created TensorFlow Lite|WARNING: All log messages before absl|[IW]\d{4} .*\] )"
+    r"^(INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.$"
+    r"|INFO: Initialized TensorFlow Lite runtime\.$"
+    r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
+    r"|[IW]\d{4} [\d:.]+ +\d+ (inference_feedback_manager|landmark_projection_calculator)\.cc:\d+\] )"
 )
+_quiet_native = False
+_fd2_lock = threading.Lock()  # one redirect at a time: nested ones could leave fd 2 lost
+
+
+def quiet_native_startup_logs(enabled: bool = True) -> bool:
+    """Drop MediaPipe's native start-up lines from stderr (see above) by redirecting fd 2
+    for the moment a graph starts and first runs. For single-threaded programs (the CLI)
+    only: another thread's stderr output is held back while the redirect lasts. Returns
+    the previous setting."""
+    global _quiet_native
+    previous, _quiet_native = _quiet_native, bool(enabled)
+    return previous
 
 
 @contextlib.contextmanager
 def _filtered_native_stderr():
-    """Capture fd 2 and re-emit everything except MediaPipe's info/warning start-up lines."""
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # no real stderr (e.g. captured by a host)
+    """When enabled (`quiet_native_startup_logs`), capture fd 2 (where the C++ side writes,
+    whatever `sys.stderr` is) and pass on everything except MediaPipe's start-up lines;
+    otherwise nothing."""
+    if not _quiet_native or not _fd2_lock.acquire(blocking=False):  # off, or never nest
         yield
         return
-    sys.stderr.flush()
-    saved = os.dup(fd)
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), fd)
+    try:
         try:
-            yield
-        finally:
             sys.stderr.flush()
-            os.dup2(saved, fd)
-            os.close(saved)
-            tmp.seek(0)
-            kept = [ln for ln in tmp.read().decode("utf-8", "replace").splitlines() if not _NOISE.match(ln)]
-            if kept:
-                sys.stderr.write("\n".join(kept) + "\n")
+        except (AttributeError, OSError, ValueError):
+            pass
+        try:
+            saved = os.dup(2)
+        except OSError:  # no fd 2
+            yield
+            return
+        with tempfile.TemporaryFile(mode="w+b") as tmp:
+            os.dup2(tmp.fileno(), 2)
+            try:
+                yield
+            finally:
+                try:
+                    sys.stderr.flush()
+                except (AttributeError, OSError, ValueError):
+                    pass
+                os.dup2(saved, 2)
+                os.close(saved)
+                tmp.seek(0)
+                kept = [ln for ln in tmp.read().splitlines(keepends=True)
+                        if not _NOISE.match(ln.decode("utf-8", "replace").rstrip("\r\n"))]
+                if kept:  # byte for byte as written, a missing final newline added
+                    _write_all(2, b"".join(kept) + (b"" if kept[-1].endswith(b"\n") else b"\n"))
+    finally:
+        _fd2_lock.release()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _start_graph(factory, *args, **kwargs):
+    """A MediaPipe solution `factory(*args, **kwargs)`, its start-up lines filtered when
+    enabled. The graph opens its models on its own threads after the constructor returns,
+    so when filtering, wait for that to finish inside the redirect."""
+    with _filtered_native_stderr():
+        graph = factory(*args, **kwargs)
+        if _quiet_native:
+            try:
+                graph._graph.wait_until_idle()  # SolutionBase's CalculatorGraph
+            except Exception:  # a MediaPipe without it: some lines may show, nothing worse
+                pass
+    return graph
 
 
 def _solutions():
@@ -174,13 +231,13 @@ class LandmarkDetector:
         self._lock = threading.Lock()
         self._started: set[str] = set()  # graphs past their start-up log messages
         self._full_range = None  # MediaPipe FaceDetection, created on first need
-        with _filtered_native_stderr():
-            self._mesh = _solutions().face_mesh.FaceMesh(
-                static_image_mode=True,
-                refine_landmarks=True,
-                max_num_faces=max_faces,
-                min_detection_confidence=min_confidence,
-            )
+        self._mesh = _start_graph(
+            _solutions().face_mesh.FaceMesh,
+            static_image_mode=True,
+            refine_landmarks=True,
+            max_num_faces=max_faces,
+            min_detection_confidence=min_confidence,
+        )
 
     # ---- lifetime -------------------------------------------------------------------
     def close(self) -> None:
@@ -330,8 +387,8 @@ class LandmarkDetector:
             if self._mesh is None:
                 raise RuntimeError("LandmarkDetector is closed.")
             if self._full_range is None:
-                self._full_range = self._quietly(
-                    "full_range", _solutions().face_detection.FaceDetection,
+                self._full_range = _start_graph(
+                    _solutions().face_detection.FaceDetection,
                     model_selection=1, min_detection_confidence=self.min_confidence)
             result = self._quietly("full_range", self._full_range.process, np.ascontiguousarray(image))
             self._started.add("full_range")
@@ -342,8 +399,9 @@ class LandmarkDetector:
         return out
 
     def _quietly(self, graph: str, fn, *args, **kwargs):
-        """`fn(*args, **kwargs)`, filtering native start-up chatter until `graph` has started."""
-        if graph in self._started:
+        """`fn(*args, **kwargs)`, filtering native start-up chatter (when enabled, see
+        `quiet_native_startup_logs`) until `graph` has started."""
+        if graph in self._started or not _quiet_native:
             return fn(*args, **kwargs)
         with _filtered_native_stderr():
             return fn(*args, **kwargs)

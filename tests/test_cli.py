@@ -27,6 +27,9 @@ def test_console_script_on_the_shipped_example(tmp_path):
                           capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == f"1 of 1 reconstructed into {tmp_path / 'out'}"
+    # MediaPipe's native start-up lines (TFLite's XNNPACK note, absl's warnings) are filtered
+    for noise in ("TensorFlow Lite", "absl::InitializeLog", "inference_feedback_manager", ".cc:"):
+        assert noise not in proc.stderr, proc.stderr[-2000:]
     out = tmp_path / "out" / "astronaut"
     assert {p.name for p in out.iterdir()} == EXPORTED_FILES
     assert json.loads((out / "params.json").read_text())["n_faces"] == 1
