@@ -277,3 +277,31 @@ def test_every_eval_photo_reconstructs(fl, photo):
         pytest.fail(f"{photo}: {exc}")
     assert rec.visibility.sum() > 1000
     assert rec.fit.rms_error_px < 5
+
+
+def test_cli_batch_over_every_eval_photo(tmp_path, capsys):
+    """Issue 2's end-to-end check: `facelift reconstruct EVAL_DIR -o OUT` (in process) runs
+    over every eval photo without a failure: exit 0, one complete output folder per photo,
+    the summary line, and the non-image companion files (landmark .pts/.txt, .mat) named as
+    skipped rather than tried."""
+    from facelift.cli import collect_inputs, main, output_names
+
+    root = REPO.parent / "shared" / "data" / "faces" / "eval"
+    if not root.is_dir():
+        pytest.skip(f"needs ../shared (not found at {root})")
+    skipped: list[Path] = []
+    photos = collect_inputs([str(root)], skipped)
+    assert photos == _eval_photos()  # the CLI takes the same photos as the library test above
+    out = tmp_path / "out"
+    code = main(["reconstruct", str(root), "-o", str(out), "--size", "128"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-3000:]
+    assert "FAILED" not in captured.err
+    assert captured.out.strip().splitlines()[-1] == f"{len(photos)} of {len(photos)} reconstructed into {out}"
+    assert f"facelift: skipped {len(skipped)} files that are not images by their extension: " in captured.err
+    names = output_names(photos)
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)
+    for name in names:
+        assert {p.name for p in (out / name).iterdir()} == EXPORTED_FILES, name
+        assert json.loads((out / name / "params.json").read_text())["n_faces"] >= 1
+        assert Image.open(out / name / "render.png").size == (128, 128)
