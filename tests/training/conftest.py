@@ -1,17 +1,13 @@
 """Fixtures for the training smoke tests: a tiny synthetic UV dataset on the real face
-model's layout and a face model with a small learned albedo PCA (all generated here)."""
+model's layout, a face model with a small learned albedo PCA, a B-Net overfitted to the
+tiny data and a bundle of freshly initialised networks (all generated here)."""
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "training"))
-FACE_MODEL = REPO / "checkpoints" / "face_model.safetensors"
-VGG = REPO.parent / "shared" / "weights" / "vgg16_imagenet_lpips.safetensors"
+from training_support import FACE_MODEL, STEPS, VGG, train  # also puts training/ on sys.path
 
 
 @pytest.fixture(autouse=True)
@@ -43,3 +39,22 @@ def vgg_path():
     if not VGG.is_file():
         pytest.skip(f"needs the VGG-16 weights at {VGG} (../shared)")
     return VGG
+
+
+
+@pytest.fixture(scope="session")
+def bnet_run(tiny):
+    """A B-Net run (STEPS steps overfitting 4 samples); its weights in bnet_run / 'final'."""
+    out = tiny["root"] / "bnet"
+    train("bnet", tiny, out, STEPS, "--lr", "3e-4")
+    return out
+
+
+@pytest.fixture(scope="session")
+def fresh_bundle(tiny):
+    """A bundle without a B-Net: the tiny face model and untrained (seeded) FAN and DRN at 128."""
+    import init_bundle
+
+    out = tiny["root"] / "fresh_bundle"
+    init_bundle.main(["--face-model", str(tiny["face_model"]), "--out", str(out), "--resolution", "128"])
+    return out

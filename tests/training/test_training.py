@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FACE_MODEL, REPO
+from training_support import FACE_MODEL, REPO, STEPS
+from training_support import train as _train
 
 import build_albedo_model  # noqa: F401  (training/ is on sys.path via conftest)
 import evaluate
@@ -24,9 +25,7 @@ import prepare_data
 import train_bnet  # noqa: F401
 from facelift.errors import WeightsError
 from facelift.models import DRN
-from facelift.training.loop import main as train_main
 
-STEPS = 8  # overfitting steps on 4 samples (one batch of 4 per step)
 SMALL_FAN = ("--set", "percep_resolution=32", "--set", "ndf=16")  # keep the smoke tests fast on CPU
 
 
@@ -37,20 +36,6 @@ def _losses(run: Path, column: str) -> list[float]:
 
 def _falls(values: list[float], k: int = 3) -> bool:
     return float(np.mean(values[-k:])) < float(np.mean(values[:k]))
-
-
-def _train(kind, tiny, out, steps, *extra):
-    return train_main(kind, ["--data", str(tiny["data"]), "--out", str(out), "--resolution", "128",
-                             "--batch-size", "4", "--max-steps", str(steps), "--threads", "2",
-                             "--set", f"face_model={tiny['face_model']}", "--set", "limit=4",
-                             "--set", "checkpoint_every=1000", *extra])
-
-
-@pytest.fixture(scope="module")
-def bnet_run(tiny):
-    out = tiny["root"] / "bnet"
-    _train("bnet", tiny, out, STEPS, "--lr", "3e-4")
-    return out
 
 
 @pytest.fixture(scope="module")
