@@ -2,8 +2,10 @@
 
 Module layout and state-dict keys are torchvision's ``vgg16().features``
 (``features.{i}.weight/bias`` for i = 0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28), so
-torchvision's own weights (converted to safetensors) load as they are. Networks built
-directly have random weights: use ``from_safetensors`` (or ``from_pretrained``).
+torchvision's own weights load as they are once converted to safetensors
+(``python training/convert_vgg16.py vgg16-397923af.pth vgg16.safetensors``; only safetensors
+are read here). Networks built directly have random weights: use ``from_safetensors`` (or
+``from_pretrained``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
+from facelift.errors import WeightsError
 from facelift.models._base import FaceLiftModel, check_choice, check_input, load_safetensors
 
 _CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -36,6 +39,16 @@ _INPUT_NORMS = {
 LPIPS_CHANNELS = (64, 128, 256, 512, 512)
 
 V = TypeVar("V", bound="_FrozenVGG")
+CONVERTER = "python training/convert_vgg16.py IN.pth OUT.safetensors"
+
+
+def _is_safetensors(path: str) -> bool:
+    """Whether the file starts like safetensors: an 8-byte little-endian header length, then
+    a JSON header ('{') that fits in the file. (A torch.save file starts with 'PK' or a pickle.)"""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size
 
 
 def _vgg16_features() -> nn.Sequential:
@@ -79,7 +92,13 @@ class _FrozenVGG(FaceLiftModel):
     def from_safetensors(cls: type[V], path: str | os.PathLike, **config: Any) -> V:
         """Build with ``config`` and load the weights from a safetensors file holding
         torchvision's ``features.*`` keys (other keys in the file are ignored). A missing
-        file or missing or wrongly shaped tensors raise WeightsError."""
+        file, a file that is not safetensors (e.g. torchvision's .pth: convert it with
+        training/convert_vgg16.py) or missing or wrongly shaped tensors raise WeightsError."""
+        path = os.fspath(path)
+        if os.path.isfile(path) and not _is_safetensors(path):
+            kind = " (a PyTorch .pth/pickle?)" if path.endswith((".pth", ".pt", ".bin", ".tar")) else ""
+            raise WeightsError(f"{path} is not a safetensors file{kind}; VGG-16 weights are read from "
+                               f"safetensors only. Convert torchvision's checkpoint with: {CONVERTER}")
         model = cls(**config)
         load_safetensors(model, path, allow_unexpected=True)
         model._freeze()

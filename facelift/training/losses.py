@@ -114,7 +114,8 @@ def load_vgg(path: str):
 
     if not Path(path).is_file():
         raise WeightsError(f"VGG-16 weights for the perceptual loss not found at {path}; refusing to train "
-                           "with random VGG features. Pass --set vgg=PATH (torchvision layout safetensors).")
+                           "with random VGG features. Pass --set vgg=PATH (torchvision layout safetensors; "
+                           "convert torchvision's vgg16-*.pth with training/convert_vgg16.py).")
     vgg = VGG16Features.from_safetensors(path)
     w = vgg.features[0].weight
     if not torch.isfinite(w).all() or float(w.std()) < 1e-3:
