@@ -90,8 +90,8 @@ def test_files_without_an_image_extension_are_listed_as_skipped(tmp_path, capsys
     assert main(["reconstruct", str(src), "-o", str(out)]) == 0
     captured = capsys.readouterr()
     skipped = [line for line in captured.err.splitlines() if "skipped" in line]
-    assert skipped == ["facelift: skipped 7 files that are not images by their extension: "
-                       "a.txt, b.pdf, c\\nnewline.txt, c.pts, d and 2 more"]  # the newline escaped
+    assert skipped == [("facelift: skipped 7 files that are not images by their extension: "
+                        "a.txt, b.pdf, c\\nnewline.txt, c.pts, d and 2 more")]  # the newline escaped
     assert "FAILED" not in captured.err
     assert captured.out.strip().splitlines()[-1] == f"1 of 1 reconstructed into {out}"
     _assert_only_complete_outputs(out, ["face"])

@@ -228,8 +228,8 @@ def test_square_tiles_cover_with_overlap():
 
 _STARTUP_NOISE = ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
                   "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
-                  "W0000 00:00:1796124160.116995    5694 inference_feedback_manager.cc:114] Feedback manager "
-                  "requires a model with a single signature inference. Disabling support for feedback tensors.")
+                  ("W0000 00:00:1796124160.116995    5694 inference_feedback_manager.cc:114] Feedback manager "
+                   "requires a model with a single signature inference. Disabling support for feedback tensors."))
 
 
 def _noise_lines(err: str) -> list[str]:
