@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -159,6 +160,7 @@ class FaceLift:
 
         cards = {key: source_card(source_components.get(key)) for key in NETWORKS}
         bundle_card = source_card(".")
+        card_images = {rel: (source / rel).read_bytes() for rel in _card_images(bundle_card, source)}
         components = {"face_model": "face_model.safetensors"}
         self.face_model.save(directory / components["face_model"])
         for key in NETWORKS:
@@ -174,6 +176,9 @@ class FaceLift:
             net.save_pretrained(str(sub))
         if bundle_card is not None:
             (directory / "README.md").write_bytes(bundle_card)
+            for rel, data in card_images.items():
+                (directory / rel).parent.mkdir(parents=True, exist_ok=True)
+                (directory / rel).write_bytes(data)
         else:
             (directory / "README.md").write_text(_model_card(components))
         config = {**self.config, "format_version": BUNDLE_FORMAT_VERSION, "components": components,
@@ -340,6 +345,21 @@ def _read_bundle_config(path: Path) -> dict:
         if type(value) is not int or not low <= value <= high:
             raise WeightsError(f"{cfg_path}: '{key}' must be an integer in [{low}, {high}], got {value!r}.")
     return {**DEFAULT_BUNDLE_CONFIG, **config}
+
+
+_CARD_IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)")
+
+
+def _card_images(card: bytes | None, source: Path | None) -> list[str]:
+    """The images a model card shows from inside its bundle (relative links, e.g. `albedo_pca.png`),
+    so that a saved or pushed bundle's card still shows them on the Hub."""
+    if card is None or source is None:
+        return []
+    found = []
+    for link in _CARD_IMAGE.findall(card.decode("utf-8", "replace")):
+        if _is_bundle_relative(link) and (source / link).is_file():
+            found.append(link)
+    return found
 
 
 def _bundle_files(config: dict) -> list[str]:

@@ -129,6 +129,30 @@ def test_the_shipped_bundle_loads():
         pipe.close()
 
 
+def test_a_saved_bundle_keeps_the_images_its_card_shows(tmp_path):
+    bundle = make_bundle(tmp_path / "b")
+    (bundle / "figs").mkdir()
+    (bundle / "figs" / "pca.png").write_bytes(b"\x89PNG fake figure")
+    (tmp_path / "outside.png").write_bytes(b"not in the bundle")
+    (bundle / "README.md").write_text(
+        "# card\n![pca](figs/pca.png)\n![web](https://example.org/x.png)\n![up](../outside.png)\n"
+        "![gone](missing.png)\n[a link, not an image](config.json)\n")
+    pipe = FaceLift.from_pretrained(bundle)
+    try:
+        out = pipe.save_pretrained(tmp_path / "o" / "saved")
+    finally:
+        pipe.close()
+    assert (out / "figs" / "pca.png").read_bytes() == b"\x89PNG fake figure"
+    assert not (tmp_path / "o" / "outside.png").exists()  # a link out of the bundle is not followed
+    assert set(folder_files(out)) == set(_bundle_files(_read_bundle_config(out))) | {"figs/pca.png"}
+
+
+def test_the_shipped_model_card_shows_its_figure_from_inside_the_bundle():
+    card = (CHECKPOINTS_DIR / "README.md").read_text()
+    assert "![albedo PCA" in card and "](albedo_pca.png)" in card
+    assert (CHECKPOINTS_DIR / "albedo_pca.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 # ------------------------------------------------------------------ validation
 def _edit_config(bundle, **changes):
     cfg = json.loads((bundle / "config.json").read_text())

@@ -3,7 +3,7 @@ its mean and basis in the face model file (see facelift/training/albedo_pca.py).
 
     python training/build_albedo_model.py --data /work/data/uv128/train \
         --face-model checkpoints/face_model.safetensors --out checkpoints/face_model.safetensors \
-        --components 80 --resolution 64 --figure docs/albedo_pca.png
+        --components 80 --resolution 64 --figure checkpoints/albedo_pca.png
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def main(argv=None):
     ap.add_argument("--outer-iterations", type=int, default=3)
     ap.add_argument("--white-light", type=float, default=10.0,
                     help="weight of the white-light prior on the per-image lighting (0: per-channel, free)")
-    ap.add_argument("--figure", default=str(REPO / "docs/albedo_pca.png"))
+    ap.add_argument("--figure", default=str(REPO / "checkpoints/albedo_pca.png"))
     ap.add_argument("--stats", default=None, help="JSON with the explained variance (default: next to --out)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)

@@ -12,7 +12,7 @@ $PY training/prepare_data.py --split val --out "$D/uv128" --workers 2
 # 2. albedo PCA (K=80 at 64x64) under the white-light prior, into the face model; figure in docs/
 $PY training/build_albedo_model.py --data "$D/uv128/train" --face-model checkpoints/face_model.safetensors \
     --out checkpoints/face_model.safetensors --components 80 --resolution 64 --white-light 10 \
-    --figure docs/albedo_pca.png --stats docs/training/albedo_stats.json
+    --figure checkpoints/albedo_pca.png --stats docs/training/albedo_stats.json
 # 3. per-sample least-squares lighting and PCA albedo (what the pipeline computes without a B-Net)
 $PY training/fit_lighting.py --data "$D/uv128/train"
 $PY training/fit_lighting.py --data "$D/uv128/val"
