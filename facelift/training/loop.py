@@ -1,6 +1,17 @@
 """Training loops for B-Net (eq. 4), FAN (eqs. 5-8) and DRN (eq. 9) with Hugging Face
 Accelerate: the same code runs on one CPU, on GPUs and in several processes
-(``accelerate launch``).
+(``accelerate launch``); ``training/train_{bnet,fan,drn}.py`` are the scripts:
+
+    python training/train_fan.py --data /work/data/uv128/train --out /work/data/runs/fan \
+        --resolution 128 --batch-size 8 --max-minutes 30 [--set key=value ...]
+    accelerate launch --multi_gpu --num_processes 2 --num_machines 1 --mixed_precision no \
+        --dynamo_backend no training/train_fan.py ...
+
+With no GPU visible, ``--multi_gpu`` starts torch.distributed (gloo) CPU processes; on GPUs
+the same command uses one GPU per process. (``--cpu`` with accelerate 1.15 starts only ONE
+process, whatever --num_processes says.) tests/training/test_training.py runs the 2-process
+CPU form. Paper settings are the config defaults (``facelift.training.config``); re-running
+with the same ``--out`` resumes from OUT/state (``--no-resume`` starts afresh).
 
 Run folder layout (``cfg.out``):
 
@@ -340,7 +351,11 @@ def main(kind: str, argv=None) -> Path:
     from .config import load_config
 
     cls, fn = TRAINERS[kind]
-    ap = argparse.ArgumentParser(description=f"Train the {kind.upper()} (FaceLift, paper sections 3.2-3.4).")
+    ap = argparse.ArgumentParser(
+        description=f"Train the {kind.upper()} (FaceLift, paper sections 3.2-3.4).",
+        epilog=f"Several processes or GPUs: accelerate launch --multi_gpu --num_processes 2 --num_machines 1 "
+               f"--mixed_precision no --dynamo_backend no training/train_{kind}.py ARGS. Running again with the "
+               f"same --out resumes from OUT/state.")
     ap.add_argument("--config", help="JSON or YAML file with config values")
     ap.add_argument("--data")
     ap.add_argument("--out")
