@@ -1,7 +1,7 @@
 """Write docs/EVALUATION.md from `facelift evaluate --json` runs.
 
     python -m facelift.evaluation.report --run "eval=docs/evaluation/eval.json" \
-        --run "utkface/val (200)=docs/evaluation/utkface_val_200.json" -o docs/EVALUATION.md
+        --run "utkface/val=docs/evaluation/utkface_val.json" -o docs/EVALUATION.md
 
 Everything in the document is generated: edit the text here, not the Markdown.
 """
@@ -20,7 +20,7 @@ from .runner import format_markdown
 COMMANDS = """\
 ```bash
 facelift evaluate ../shared/data/faces/eval --json docs/evaluation/eval.json
-facelift evaluate ../shared/data/faces/utkface/val --limit 200 --json docs/evaluation/utkface_val_200.json
+facelift evaluate ../shared/data/faces/utkface/val --json docs/evaluation/utkface_val.json
 python -m facelift.evaluation.figures examples/astronaut.png \\
     ../shared/data/faces/eval/gfpgan/cropped_faces/Adele_crop.png \\
     ../shared/data/faces/eval/prnet/AFLW2000/image00251.jpg \\
@@ -28,7 +28,7 @@ python -m facelift.evaluation.figures examples/astronaut.png \\
     -o docs/comparison.png
 bash training/run_ablations.sh /work/data    # needs the UV samples and B-Net run of training/run_all.sh
 python -m facelift.evaluation.report --run "eval=docs/evaluation/eval.json" \\
-    --run "utkface/val, 200 photos=docs/evaluation/utkface_val_200.json" -o docs/EVALUATION.md
+    --run "utkface/val=docs/evaluation/utkface_val.json" -o docs/EVALUATION.md
 ```
 (`--weights BUNDLE` evaluates another bundle; `--no-lpips` skips LPIPS; `--seed` changes the
 occluders and lights; `--limit N` takes N photos evenly spaced over the sorted file list.)"""
