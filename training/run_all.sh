@@ -9,7 +9,7 @@ export OMP_WAIT_POLICY=PASSIVE  # OpenMP threads must not spin on a shared machi
 # 1. UV samples at 128x128 (train: 9,780 photos, val: 2,000)
 $PY training/prepare_data.py --split train --out "$D/uv128" --workers 2
 $PY training/prepare_data.py --split val --out "$D/uv128" --workers 2
-# 2. albedo PCA (K=80 at 64x64) under the white-light prior, into the face model; figure in docs/
+# 2. albedo PCA (K=80 at 64x64) under the white-light prior, into the face model; figure in checkpoints/ (the model card shows it)
 $PY training/build_albedo_model.py --data "$D/uv128/train" --face-model checkpoints/face_model.safetensors \
     --out checkpoints/face_model.safetensors --components 80 --resolution 64 --white-light 10 \
     --figure checkpoints/albedo_pca.png --stats docs/training/albedo_stats.json
