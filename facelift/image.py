@@ -71,10 +71,16 @@ def _open_file(path: Path):
         raise InvalidImageError(f"{path} is not a regular file.")
     if st.st_size == 0:
         raise InvalidImageError(f"{path.name} is an empty file.")
+    # Opened non-blocking and checked again on the open file: a path swapped for a FIFO since
+    # the stat above must not block this thread (O_NONBLOCK changes nothing for a regular file).
     try:
-        return open(path, "rb")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except OSError as exc:
         raise InvalidImageError(f"Cannot open {path}: {exc.strerror}.") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InvalidImageError(f"{path} is not a regular file.")
+    return os.fdopen(fd, "rb")
 
 
 def _decode(fh, name: str, max_pixels: int, min_side: int) -> np.ndarray:

@@ -174,6 +174,22 @@ def test_fifo_is_refused_without_blocking(tmp_path):
         assert "regular file" in expect(InvalidImageError, fifo)
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_path_swapped_for_a_fifo_after_the_check_does_not_block(tmp_path, monkeypatch):
+    """The file is checked again once open (non-blocking): a path that was a regular file when
+    stat()ed and is a FIFO when opened is refused instead of blocking the thread."""
+    import facelift.image as image_module
+
+    regular = tmp_path / "photo.png"
+    regular.write_bytes(encode(RGB, "PNG"))
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    real_stat = os.stat
+    monkeypatch.setattr(image_module.os, "stat", lambda p, *a, **k: real_stat(regular if os.fspath(p) == str(fifo) else p, *a, **k))
+    with time_limit(3):
+        assert "regular file" in expect(InvalidImageError, fifo)
+
+
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root can read anything")
 def test_unreadable_file(tmp_path):
     path = tmp_path / "locked.png"
