@@ -16,10 +16,12 @@ from __future__ import annotations
 import atexit
 import ctypes
 import logging
+import math
 import os
 import re
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -35,12 +37,16 @@ import numpy as np
 import PIL.Image
 
 from facelift import FaceLiftError, visualize as vis
+from facelift.errors import ImageTooLargeError
 from facelift.render import DEFAULT_LIGHT, render_sh_sphere
 
 log = logging.getLogger("facelift.app")
 
 HERE = Path(__file__).resolve().parent
-EXAMPLES = sorted(str(p) for p in (HERE / "examples").glob("*.png"))
+EXAMPLES_DIR = HERE / "examples"
+EXAMPLES = sorted(str(p) for p in EXAMPLES_DIR.glob("*.png"))
+MAX_UPLOAD_MB = 50          # what gradio's upload route accepts (launch(max_file_size=...)), and what we read
+MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
 RENDER_SIZE = 512          # the 3D view, pixels
 TURNTABLE_SIZE = 320       # the turntable GIF, pixels
 TURNTABLE_FRAMES = 24
@@ -53,6 +59,11 @@ TURNTABLES_KEPT = 2         # turntable folders kept per session (older ones are
 SMALL_FACE_PX = 80          # below this many pixels across the face, warn: blurry texture and details
 CONCURRENCY = 2             # reconstructions at a time (the machine's cores are shared)
 GENERIC_ERROR = "Something went wrong on the server while processing this photo. Please try again or use another photo."
+# The one answer to any image input that is not a file uploaded to this page (or a shipped example):
+# the same words whatever the path is (missing, a folder, a pipe, a server file), so that it tells
+# nothing about the server's files.
+NOT_AN_UPLOAD = ("FaceLift only reads photos uploaded to this page. Upload the photo (or pick the example) "
+                 "and press Reconstruct.")
 MODES = [("Albedo", "albedo"), ("Shaded", "shaded"), ("Shaded + details", "shaded_details"), ("Normals", "normals")]
 LIGHTING = [("Directional (sliders)", "directional"), ("Estimated from the photo", "photo")]
 ALBEDOS = [("FAN", "fan"), ("PCA", "pca")]
@@ -246,6 +257,78 @@ def _user_errors(what: str, upload=None):
         raise gr.Error(GENERIC_ERROR) from None
 
 
+# ---- which files a request may make the app read ----------------------------------------------
+
+class NotAnUpload(Exception):
+    """An image input that is not a regular file in the upload folder or the examples."""
+
+
+def _inside(path: str, root: str) -> bool:
+    root = root.rstrip(os.sep)
+    return path.startswith(root + os.sep) and len(path) > len(root) + 1
+
+
+def _allowed_roots() -> list[str]:
+    """The folders an image input may come from: gradio's upload/cache folder (uploads,
+    webcam and clipboard pictures, examples copied into the cache) and the shipped examples."""
+    from gradio.utils import get_upload_folder
+
+    roots = []
+    for root in (get_upload_folder(), str(EXAMPLES_DIR)):
+        for form in (os.path.abspath(root), os.path.realpath(root)):  # our own folders: safe to resolve
+            if form not in roots and form != os.sep:
+                roots.append(form)
+    return roots
+
+
+def checked_upload(path) -> str:
+    """The resolved path of `path` if it is a regular file of at most MAX_UPLOAD_BYTES in one
+    of `_allowed_roots()`; otherwise NotAnUpload (ImageTooLargeError when too large).
+
+    The given path is checked as text first (made absolute and normalised: no filesystem call
+    on it), so a server path, /proc/self/fd/N or a FIFO elsewhere is refused without being
+    touched. Only then is it resolved (symlinks: the result must still lie inside) and opened
+    non-blocking (a FIFO or device in the folder does not hang the worker) to check on the
+    open file that it is a regular file and not too large."""
+    if isinstance(path, os.PathLike):
+        path = os.fspath(path)
+    if not isinstance(path, str) or not path or "\x00" in path or len(path) > 4096:
+        raise NotAnUpload
+    candidate = os.path.abspath(path)  # string operations only (os.getcwd for a relative path)
+    roots = _allowed_roots()
+    if not any(_inside(candidate, root) for root in roots):
+        raise NotAnUpload
+    try:
+        real = os.path.realpath(candidate)
+    except (OSError, ValueError):
+        raise NotAnUpload from None
+    if not any(_inside(real, root) for root in roots):
+        raise NotAnUpload  # a symlink out of the folder
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(real, flags)
+    except OSError:
+        raise NotAnUpload from None
+    try:
+        info = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise NotAnUpload
+    if info.st_size > MAX_UPLOAD_BYTES:
+        raise ImageTooLargeError(f"The uploaded file is larger than {MAX_UPLOAD_MB} MB; use a smaller photo.")
+    return real
+
+
+def _refuse_non_uploads(path) -> str:
+    try:
+        return checked_upload(path)
+    except NotAnUpload:
+        raise gr.Error(NOT_AN_UPLOAD, title="Not an uploaded photo") from None
+    except ImageTooLargeError as exc:
+        raise gr.Error(str(exc), title="Image too large") from None
+
+
 def photo_input(**kwargs) -> gr.Image:
     """A gr.Image that hands FaceLift the uploaded file untouched (type="filepath", no
     re-encoding) and turns files PIL cannot even open into a clear message; FaceLift's
@@ -255,31 +338,52 @@ def photo_input(**kwargs) -> gr.Image:
     preprocess = image.preprocess
 
     def friendly_preprocess(payload):
-        try:
-            return preprocess(payload)
-        except gr.Error:
-            raise
-        except PIL.Image.DecompressionBombError:
-            name = display_name(getattr(payload, "orig_name", None), "The uploaded image")
-            raise gr.Error(f"{name} is far too large (too many pixels); downscale it first.",
-                           title="Image too large") from None
-        except Exception:
-            name = display_name(getattr(payload, "orig_name", None))
-            raise gr.Error(f"{name} is not an image FaceLift can read, or it is damaged; "
-                           "use a JPEG, PNG, WebP, BMP, TIFF, GIF or PPM photo.", title="Unreadable file") from None
+        if payload is None:
+            return None
+        url = getattr(payload, "url", None)
+        if isinstance(url, str) and url.startswith("data:"):  # a picture inside the request: gradio
+            if len(url) > MAX_UPLOAD_BYTES * 4 // 3 + 1024:     # decodes it into its upload folder
+                raise gr.Error(f"The picture is larger than {MAX_UPLOAD_MB} MB; use a smaller photo.",
+                               title="Image too large")
+            path = _call_preprocess(preprocess, payload)
+            return _refuse_non_uploads(path) if path is not None else None
+        # before gradio's preprocess, which opens the path: only uploads and examples, as regular files
+        payload = payload.model_copy(update={"path": _refuse_non_uploads(getattr(payload, "path", None))})
+        return _call_preprocess(preprocess, payload)
 
     image.preprocess = friendly_preprocess
     return image
 
 
+def _call_preprocess(preprocess, payload):
+    """gradio's own preprocess (it opens the file with PIL), its errors made into clear messages."""
+    try:
+        return preprocess(payload)
+    except gr.Error:
+        raise
+    except PIL.Image.DecompressionBombError:
+        name = display_name(getattr(payload, "orig_name", None), "The uploaded image")
+        raise gr.Error(f"{name} is far too large (too many pixels); downscale it first.",
+                       title="Image too large") from None
+    except Exception:
+        name = display_name(getattr(payload, "orig_name", None))
+        raise gr.Error(f"{name} is not an image FaceLift can read, or it is damaged; "
+                       "use a JPEG, PNG, WebP, BMP, TIFF, GIF or PPM photo.", title="Unreadable file") from None
+
+
 def _face_index(value) -> int:
+    """The face selector's value (an int, or the text typed into it) as an index; a clear
+    message for anything that is not a finite number ("inf", "1e400", NaN, text)."""
     if value in (None, ""):
         return 0
     try:
-        index = int(float(value))
-    except (TypeError, ValueError):
-        raise gr.Error(f"The face selector must be a face number, got {value!r}.") from None
-    return index
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number) or abs(number) > 10_000:
+        shown = display_name(str(value)[:48], "that")
+        raise gr.Error(f"The face selector must be a face number (0 for the largest face), not {shown}.") from None
+    return int(number)
 
 
 def _face_choices(n: int) -> list[tuple[str, int]]:
@@ -323,6 +427,7 @@ def reconstruct(image, face_index, state):
     if not image:
         raise gr.Error("Upload a photo first, take one with the webcam, or pick an example.")
     index = _face_index(face_index)
+    image = _refuse_non_uploads(image)  # also checked before gradio's preprocess opens it; here for direct calls
     start = time.perf_counter()
     with _user_errors("reconstruct", upload=image):
         rec = get_pipeline().reconstruct(image, index)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import atexit
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -36,8 +38,11 @@ class AppServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = ARTIFACTS / "app_server.log"
+        # the server's own upload folder (GRADIO_TEMP_DIR), so tests can check what it holds and
+        # plant files in it (a FIFO, a symlink) the way a bug elsewhere on the server might
+        self.upload_dir = Path(tempfile.mkdtemp(prefix="facelift-test-uploads-")).resolve()
         env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(self.port),
-               "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
+               "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", "GRADIO_TEMP_DIR": str(self.upload_dir)}
         self._log = open(self.log_path, "w")
         start = time.perf_counter()
         self.process = subprocess.Popen([sys.executable, str(REPO / "app.py")], cwd=REPO, env=env,
@@ -78,6 +83,7 @@ class AppServer:
                 self.process.wait(timeout=15)
         if not self._log.closed:
             self._log.close()
+        shutil.rmtree(self.upload_dir, ignore_errors=True)
 
 
 def app_server(config) -> AppServer:

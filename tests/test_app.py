@@ -7,6 +7,7 @@ checkpoints/ and an offscreen OpenGL driver, like the rest of the pipeline tests
 from __future__ import annotations
 
 import json
+import os
 import struct
 import time
 import zipfile
@@ -337,6 +338,7 @@ def test_several_faces_warn_which_face_was_used(monkeypatch, tmp_path):
     warned = []
     monkeypatch.setattr(gr, "Warning", lambda message, *a, **k: warned.append(message))
     monkeypatch.setattr(app, "KEPT", app.KeptReconstructions(limit=2))
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))  # the handler reads uploads only
     out = app.reconstruct(str(two_faces(tmp_path / "two.png")), 0, None)
     assert len(warned) == 1 and warned[0].startswith("2 faces found: face 1 (the largest")
     warned.clear()
@@ -413,3 +415,151 @@ def test_malloc_arenas_are_limited_on_glibc(monkeypatch):
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         pytest.skip("glibc only")
     assert app.limit_malloc_arenas() is True
+
+
+# ---- a hostile visitor: only uploaded files are read (issue 17) ---------------------------------
+
+NOT_AN_UPLOAD = ("FaceLift only reads photos uploaded to this page. Upload the photo (or pick the example) "
+                 "and press Reconstruct.")
+SERVER_FILE = REPO / "checkpoints" / "albedo_pca.png"  # a real image on the server, outside the uploads
+
+
+def _raw_reconstruct(server, image, face_index=0, timeout=30.0):
+    """POST /gradio_api/call/reconstruct with a hand-made JSON payload, as a script would (no
+    upload, no FileData check on the client): (seconds, event, data) of the streamed answer."""
+    import httpx
+
+    url = server.url + "gradio_api/call/reconstruct"
+    start = time.perf_counter()
+    with httpx.Client(timeout=timeout) as http:
+        event_id = http.post(url, json={"data": [image, face_index]}).json()["event_id"]
+        text = http.get(f"{url}/{event_id}").text
+    events = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("event:")]
+    data = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("data:")]
+    return time.perf_counter() - start, events[-1], json.loads(data[-1]) if data else None
+
+
+def _hostile_paths(server, tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    planted = server.upload_dir / "planted-by-a-test"  # what a bug elsewhere might leave there
+    planted.mkdir(exist_ok=True)
+    if not (planted / "fifo.png").exists():
+        os.mkfifo(planted / "fifo.png")
+        (planted / "link.png").symlink_to(SERVER_FILE)
+        (planted / "folder.png").mkdir()
+    server_file = str(SERVER_FILE)
+    return {
+        "server file": {"path": server_file},
+        "server file named .svg": {"path": server_file, "orig_name": "x.svg"},
+        "server file relative": {"path": "checkpoints/albedo_pca.png"},
+        "missing file named .svg": {"path": "/nonexistent/facelift/x.png", "orig_name": "x.svg"},
+        "folder named .svg": {"path": str(REPO), "orig_name": "x.svg"},
+        "/etc/passwd": {"path": "/etc/passwd", "orig_name": "x.png"},
+        "/proc/self/fd/0": {"path": "/proc/self/fd/0"},
+        "/proc/self/fd/3": {"path": "/proc/self/fd/3"},
+        "/proc/self/fd/3 named .svg": {"path": "/proc/self/fd/3", "orig_name": "x.svg"},
+        "FIFO": {"path": str(fifo)},
+        "FIFO in the upload folder": {"path": str(planted / "fifo.png")},
+        "symlink out of the upload folder": {"path": str(planted / "link.png")},
+        "folder in the upload folder": {"path": str(planted / "folder.png"), "orig_name": "x.svg"},
+        "the upload folder itself": {"path": str(server.upload_dir), "orig_name": "x.svg"},
+        "escape with ..": {"path": f"{server.upload_dir}/../../{server_file}"},
+        "NUL byte": {"path": str(server.upload_dir / "a\x00.png")},
+        "no path": {"orig_name": "x.png"},
+    }
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_server_files_pipes_and_proc_paths_are_refused_with_one_message(server, tmp_path):
+    """Issue 17: `{"path": ...}` without gradio's FileData `meta` used to reach the pipeline:
+    a server file came back as the "Detected face", FaceLift's messages told what exists
+    ("File not found", "is a folder", ...), and a FIFO or /proc/self/fd/N held a worker forever."""
+    for name, payload in _hostile_paths(server, tmp_path).items():
+        seconds, event, data = _raw_reconstruct(server, payload)
+        assert event == "error", (name, data)
+        assert data["error"] == NOT_AN_UPLOAD, (name, data)
+        assert seconds < 5, (name, seconds)
+    # ... and with gradio's FileData meta gradio refuses them itself, without a detail
+    for payload in ({"path": str(SERVER_FILE), "meta": {"_type": "gradio.FileData"}},
+                    {"path": "/proc/self/fd/3", "meta": {"_type": "gradio.FileData"}},
+                    {"path": str(tmp_path / "pipe.png"), "orig_name": "x.svg", "meta": {"_type": "gradio.FileData"}}):
+        seconds, event, data = _raw_reconstruct(server, payload)
+        assert event == "error" and data["error"] in (None, NOT_AN_UPLOAD), (payload, data)
+        assert seconds < 5
+    # no worker was left blocked: two FIFO requests at once, then a normal upload still works
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda _: _raw_reconstruct(server, {"path": str(tmp_path / "pipe.png")}), range(2)))
+    assert [a[2]["error"] for a in answers] == [NOT_AN_UPLOAD] * 2
+    out = Client(server.url, verbose=False).predict(handle_file(str(EXAMPLE)), 0, api_name="/reconstruct")
+    assert "Face 1 of 1" in out[8]
+
+
+def test_uploaded_files_and_examples_are_still_read(server):
+    """What the page sends: a file uploaded to /gradio_api/upload, or a shipped example."""
+    import httpx
+
+    seconds, event, data = _raw_reconstruct(server, {"path": str(EXAMPLE)})
+    assert event == "complete" and "Face 1 of 1" in data[8], data
+    with httpx.Client(timeout=30) as http, open(EXAMPLE, "rb") as fh:
+        uploaded = http.post(server.url + "gradio_api/upload", files={"files": ("me.png", fh, "image/png")}).json()
+    assert Path(uploaded[0]).is_relative_to(server.upload_dir)
+    for payload in ({"path": uploaded[0]}, {"path": uploaded[0], "orig_name": "me.png",
+                                            "meta": {"_type": "gradio.FileData"}}):
+        seconds, event, data = _raw_reconstruct(server, payload)
+        assert event == "complete" and "Face 1 of 1" in data[8], data
+
+
+@pytest.mark.parametrize("face_index", ["inf", "-inf", "1e400", "nan", "NaN", 1e300, "second"])
+def test_face_index_that_is_not_a_number_is_a_clear_message(server, face_index):
+    seconds, event, data = _raw_reconstruct(server, {"path": str(EXAMPLE)}, face_index)
+    assert event == "error" and data["error"] is not None, data
+    assert data["error"].startswith("The face selector must be a face number"), data
+
+
+def test_checked_upload_in_process(tmp_path, monkeypatch):
+    """checked_upload's order: the path as text first (no filesystem call outside the allowed
+    folders), then resolved, then opened non-blocking and checked as a regular file."""
+    import app
+
+    uploads = tmp_path / "uploads"
+    (uploads / "abc").mkdir(parents=True)
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
+    photo = uploads / "abc" / "photo.png"
+    photo.write_bytes(EXAMPLE.read_bytes())
+    assert app.checked_upload(str(photo)) == os.path.realpath(photo)
+    assert app.checked_upload(str(EXAMPLE)) == str(EXAMPLE)
+
+    touched = []
+    real_open, real_realpath = os.open, os.path.realpath
+    monkeypatch.setattr(app.os, "open", lambda p, *a, **k: touched.append(p) or real_open(p, *a, **k))
+    monkeypatch.setattr(app.os.path, "realpath", lambda p, *a, **k: touched.append(p) or real_realpath(p, *a, **k))
+    for outside in (str(SERVER_FILE), "/proc/self/fd/3", f"{uploads}/../x.png", str(uploads), f"{uploads}x/a.png"):
+        with pytest.raises(app.NotAnUpload):
+            app.checked_upload(outside)
+    assert not [p for p in touched if str(p).startswith(("/proc", str(SERVER_FILE))) or "x/a.png" in str(p)
+                or str(p).endswith("../x.png")], touched
+    monkeypatch.undo()
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
+    os.mkfifo(uploads / "abc" / "fifo.png")
+    (uploads / "abc" / "link.png").symlink_to(SERVER_FILE)
+    (uploads / "abc" / "inner.png").symlink_to(photo)  # a symlink that stays inside is fine
+    from limits import time_limit
+
+    with time_limit(3, "checking a FIFO"):
+        for bad in ("fifo.png", "link.png", "missing.png", ""):
+            with pytest.raises(app.NotAnUpload):
+                app.checked_upload(str(uploads / "abc" / bad))
+    assert app.checked_upload(str(uploads / "abc" / "inner.png")) == str(photo.resolve())
+    for not_a_path in (None, 3, b"/etc/passwd", "x" * 5000, "/tmp/a\x00b"):
+        with pytest.raises(app.NotAnUpload):
+            app.checked_upload(not_a_path)
+    big = uploads / "abc" / "big.png"
+    with open(big, "wb") as fh:
+        fh.truncate(app.MAX_UPLOAD_BYTES + 1)  # sparse: no disk used
+    from facelift.errors import ImageTooLargeError
+
+    with pytest.raises(ImageTooLargeError, match="larger than 50 MB"):
+        app.checked_upload(str(big))
