@@ -16,6 +16,18 @@ from .errors import WeightsError
 
 FORMAT_VERSION = 1
 _ARRAYS = ("mean_shape", "shape_basis", "triangles", "uv", "mirror", "albedo_mean", "albedo_basis")
+_INTEGER_ARRAYS = ("triangles", "mirror")
+# Bounds on a face model, checked on a file's header before any array is read (a crafted file
+# must not make FaceLift allocate gigabytes or rasterise for minutes). The shipped model:
+# 468 vertices, 898 triangles, 40 shape and 80 albedo components, albedo at 64x64.
+MAX_VERTICES = 10_000
+MAX_TRIANGLES = 20_000
+MAX_COMPONENTS = 1_000        # shape or albedo components
+MAX_ALBEDO_RESOLUTION = 1_024
+MAX_VALUES = 100_000_000      # all arrays together: 400 MB of float32
+MAX_COORDINATE_M = 10.0       # |mean shape coordinates|, metres (a face is about 0.2 m across)
+MAX_CONFIG_CHARS = 1 << 20    # the JSON config in the file's metadata
+_UV_SLACK = 1e-4              # uv must lie in [0, 1] up to rounding
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,26 +154,39 @@ class FaceModel:
         return None if value is None else float(value)
 
     def validate(self) -> None:
-        n = self.mean_shape.shape[0]
-        checks = [
-            (self.mean_shape.ndim == 2 and self.mean_shape.shape[1] == 3, "mean_shape must be (N, 3)"),
-            (self.shape_basis.ndim == 3 and self.shape_basis.shape[1:] == (n, 3), "shape_basis must be (K, N, 3)"),
-            (self.triangles.ndim == 2 and self.triangles.shape[1] == 3, "triangles must be (F, 3)"),
-            (self.triangles.size == 0 or (self.triangles.min() >= 0 and self.triangles.max() < n),
-             "triangles index outside the vertices"),
-            (self.uv.shape == (n, 2), "uv must be (N, 2)"),
-            (self.mirror.shape == (n,), "mirror must be (N,)"),
-            (self.albedo_mean.ndim == 3 and self.albedo_mean.shape[0] == 3
-             and self.albedo_mean.shape[1] == self.albedo_mean.shape[2], "albedo_mean must be (3, A, A)"),
-            (self.albedo_basis.ndim == 4 and self.albedo_basis.shape[1:] == self.albedo_mean.shape,
-             "albedo_basis must be (K, 3, A, A)"),
-        ]
+        """Raise WeightsError ("Invalid face model: ...") unless the arrays fit together, lie
+        within the size bounds above, and hold sensible values: finite floats, triangle and
+        mirror indices in range (the mirror map an involution), uv in [0, 1], the mean shape
+        in metres."""
+        problem = _shape_problem({name: getattr(self, name).shape for name in _ARRAYS})
+        if problem is None:
+            problem = self._value_problem()
+        if problem is not None:
+            raise WeightsError(f"Invalid face model: {problem}.")
+
+    def _value_problem(self) -> str | None:
+        n = self.n_vertices
+        if not isinstance(self.config, dict):
+            return f"its config must be a JSON object, not {type(self.config).__name__}"
         brightness = self.config.get("albedo_light_brightness")
-        checks.append((brightness is None or (isinstance(brightness, (int, float)) and 0 < brightness < 100),
-                       "albedo_light_brightness must be a positive number"))
-        for ok, msg in checks:
-            if not ok:
-                raise WeightsError(f"Invalid face model: {msg}.")
+        if brightness is not None and (isinstance(brightness, bool) or not isinstance(brightness, (int, float))
+                                       or not 0 < brightness < 100):
+            return "albedo_light_brightness must be a positive number"
+        for name in ("mean_shape", "shape_basis", "uv", "albedo_mean", "albedo_basis"):
+            if not np.isfinite(getattr(self, name)).all():
+                return f"{name} holds NaN or infinite values"
+        if self.triangles.size and (self.triangles.min() < 0 or self.triangles.max() >= n):
+            return "triangles index outside the vertices"
+        if self.mirror.size and (self.mirror.min() < 0 or self.mirror.max() >= n):
+            return f"mirror indices must lie in [0, {n - 1}]"
+        if not np.array_equal(self.mirror[self.mirror], np.arange(n)):
+            return "mirror must pair vertices (the mirror of a vertex's mirror is the vertex itself)"
+        if self.uv.size and (self.uv.min() < -_UV_SLACK or self.uv.max() > 1 + _UV_SLACK):
+            return "uv coordinates must lie in [0, 1]"
+        if np.abs(self.mean_shape).max(initial=0.0) > MAX_COORDINATE_M:
+            return (f"mean_shape is in metres (a face is about 0.2 m across); it holds coordinates beyond "
+                    f"{MAX_COORDINATE_M:g} m")
+        return None
 
     # ---- geometry ----------------------------------------------------------------
     def shape(self, coefficients: np.ndarray | None = None) -> np.ndarray:
@@ -207,17 +232,27 @@ class FaceModel:
             raise WeightsError(f"Face model file not found: {path}")
         try:
             with safe_open(str(path), framework="np") as f:
-                meta = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
+                meta = f.metadata()
+                keys = set(f.keys())
+                missing = [k for k in _ARRAYS if k not in keys]
+                if missing:
+                    raise WeightsError(f"Face model file {path} lacks {', '.join(missing)}.")
+                headers = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype()) for k in _ARRAYS}
+                problem = _shape_problem({k: shape for k, (shape, _) in headers.items()}) or _dtype_problem(headers)
+                if problem is not None:  # before any array is read
+                    raise WeightsError(f"Face model file {path} is not a valid face model: {problem}.")
+                tensors = {k: f.get_tensor(k) for k in _ARRAYS}  # other tensors in the file are not read
+        except WeightsError:
+            raise
         except Exception as exc:  # safetensors raises several types for bad files
             raise WeightsError(f"Face model file {path} is not a valid safetensors file: {exc}") from exc
-        missing = [k for k in _ARRAYS if k not in tensors]
-        if missing:
-            raise WeightsError(f"Face model file {path} lacks {', '.join(missing)}.")
-        try:
-            config = json.loads(meta.get("config", "{}"))
-        except json.JSONDecodeError as exc:
-            raise WeightsError(f"Face model file {path} has an unreadable config: {exc}") from exc
+        config = _metadata_config(meta, path)
+        n = headers["mean_shape"][0][0]
+        for name in _INTEGER_ARRAYS:  # before the int32 cast, which would wrap huge indices around
+            values = tensors[name]
+            if values.size and (values.min() < 0 or values.max() >= n):
+                raise WeightsError(f"Face model file {path} is not a valid face model: {name} index outside "
+                                   f"the {n} vertices.")
         version = config.get("format_version")
         if version != FORMAT_VERSION:
             raise WeightsError(
@@ -227,3 +262,68 @@ class FaceModel:
             return cls(**{k: tensors[k] for k in _ARRAYS}, config=config)
         except WeightsError as exc:
             raise WeightsError(f"{path}: {exc}") from exc
+
+
+def _metadata_config(meta, path: Path) -> dict:
+    """The JSON config a face model file keeps in its metadata: a JSON object (size and
+    nesting capped), or a WeightsError naming the file."""
+    from ._jsonfile import parse_json
+
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        raise WeightsError(f"Face model file {path} has unreadable metadata.")
+    text = meta.get("config", "{}")
+    if not isinstance(text, str) or len(text) > MAX_CONFIG_CHARS:
+        raise WeightsError(f"Face model file {path} has an unreadable config (not text, or over "
+                           f"{MAX_CONFIG_CHARS:,} characters).")
+    config = parse_json(text, f"The config in face model file {path}")
+    if not isinstance(config, dict):
+        raise WeightsError(f"Face model file {path} has an unreadable config: a JSON object is needed, "
+                           f"not {type(config).__name__}.")
+    return config
+
+
+def _shape_problem(shapes: dict[str, tuple]) -> str | None:
+    """What is wrong with these array shapes (from a file's header or the arrays), or None."""
+    mean, basis, tris, uv, mirror = (tuple(shapes[k]) for k in ("mean_shape", "shape_basis", "triangles", "uv",
+                                                                 "mirror"))
+    albedo_mean, albedo_basis = tuple(shapes["albedo_mean"]), tuple(shapes["albedo_basis"])
+    if len(mean) != 2 or mean[1] != 3:
+        return "mean_shape must be (N, 3)"
+    n = mean[0]
+    if not 1 <= n <= MAX_VERTICES:
+        return f"it has {n:,} vertices; FaceLift loads face models of 1 to {MAX_VERTICES:,}"
+    if len(basis) != 3 or basis[1:] != (n, 3):
+        return "shape_basis must be (K, N, 3)"
+    if len(tris) != 2 or tris[1] != 3:
+        return "triangles must be (F, 3)"
+    if tris[0] > MAX_TRIANGLES:
+        return f"it has {tris[0]:,} triangles; FaceLift loads face models of at most {MAX_TRIANGLES:,}"
+    if uv != (n, 2):
+        return "uv must be (N, 2)"
+    if mirror != (n,):
+        return "mirror must be (N,)"
+    if len(albedo_mean) != 3 or albedo_mean[0] != 3 or albedo_mean[1] != albedo_mean[2]:
+        return "albedo_mean must be (3, A, A)"
+    if not 1 <= albedo_mean[1] <= MAX_ALBEDO_RESOLUTION:
+        return f"its albedo is {albedo_mean[1]}x{albedo_mean[2]}; at most {MAX_ALBEDO_RESOLUTION} is loaded"
+    if len(albedo_basis) != 4 or albedo_basis[1:] != albedo_mean:
+        return "albedo_basis must be (K, 3, A, A)"
+    if basis[0] > MAX_COMPONENTS or albedo_basis[0] > MAX_COMPONENTS:
+        return f"it has {basis[0]:,} shape and {albedo_basis[0]:,} albedo components; at most {MAX_COMPONENTS:,} each"
+    total = sum(int(np.prod(shape, dtype=np.int64)) for shape in shapes.values())
+    if total > MAX_VALUES:
+        return f"its arrays hold {total:,} values, more than the {MAX_VALUES:,} FaceLift loads"
+    return None
+
+
+def _dtype_problem(headers: dict[str, tuple]) -> str | None:
+    for name, (_, dtype) in headers.items():
+        integer = dtype in ("I8", "I16", "I32", "I64", "U8", "U16", "U32", "U64")
+        floating = dtype in ("F16", "BF16", "F32", "F64")
+        if name in _INTEGER_ARRAYS and not integer:
+            return f"{name} must hold integers, not {dtype}"
+        if name not in _INTEGER_ARRAYS and not floating:
+            return f"{name} must hold floating-point numbers, not {dtype}"
+    return None

@@ -21,6 +21,7 @@ from . import __version__, _hub
 from .albedo import fit_albedo_and_light, pca_albedo
 from .errors import (ExtremePoseError, FaceCutOffError, FaceIndexError, FaceLiftError, ImageTooSmallError,
                      OutputError, OutputExistsError, WeightsError)
+from ._jsonfile import read_json_file
 from .face_model import FaceModel
 from .fitting import FitResult, fit_shape
 from .image import load_image
@@ -308,14 +309,8 @@ def _read_bundle_config(path: Path) -> dict:
     cfg_path = Path(path) / "config.json"
     if not cfg_path.is_file():
         raise WeightsError(f"{path} is not a FaceLift bundle: {cfg_path} is missing.")
-    if cfg_path.stat().st_size > _MAX_CONFIG_BYTES:
-        raise WeightsError(f"{cfg_path} is too large to be a bundle config ({cfg_path.stat().st_size} bytes).")
-    try:
-        config = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise WeightsError(f"{cfg_path} is not valid JSON: {exc}") from exc
-    if not isinstance(config, dict):
-        raise WeightsError(f"{cfg_path} must hold a JSON object.")
+    # size, nesting depth and NaN capped; not valid JSON or not an object: a WeightsError naming it
+    config = read_json_file(cfg_path, max_bytes=_MAX_CONFIG_BYTES)
     version = config.get("format_version")
     if type(version) is not int or version != BUNDLE_FORMAT_VERSION:
         newer = type(version) is int and version > BUNDLE_FORMAT_VERSION

@@ -22,6 +22,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_model
 from torch import nn
 
+from facelift._jsonfile import read_json_file
 from facelift.errors import WeightsError
 
 T = TypeVar("T", bound="FaceLiftModel")
@@ -80,6 +81,7 @@ class FaceLiftModel(nn.Module, PyTorchModelHubMixin, library_name="facelift", ta
                 raise WeightsError(f"{source}: no {CONFIG_NAME} (not a directory written by save_pretrained)")
             if not os.path.isfile(os.path.join(source, WEIGHTS_NAME)):
                 raise WeightsError(f"{source}: no {WEIGHTS_NAME}")
+            read_json_file(os.path.join(source, CONFIG_NAME))  # capped before the mixin reads it uncapped
             try:
                 return super().from_pretrained(source, **kwargs)
             except json.JSONDecodeError as e:
@@ -91,6 +93,7 @@ class FaceLiftModel(nn.Module, PyTorchModelHubMixin, library_name="facelift", ta
         if kwargs.get("local_files_only") is None:  # HF_HUB_OFFLINE as set now, not at import
             kwargs["local_files_only"] = is_offline()
         try:
+            _check_hub_config(source, kwargs)
             return super().from_pretrained(source, **kwargs)
         except WeightsError:
             raise
@@ -127,9 +130,18 @@ class FaceLiftModel(nn.Module, PyTorchModelHubMixin, library_name="facelift", ta
         if saved is not None and saved not in {c.__name__ for c in _subclasses(cls)}:
             raise WeightsError(f"{model_id} holds a {saved}, which cannot be loaded as a {cls.__name__}")
         try:
-            model = cls(**model_kwargs)
+            with torch.device("meta"):  # the architecture first, without allocating anything
+                skeleton = cls(**model_kwargs)
         except (TypeError, ValueError) as e:
             raise WeightsError(f"{model_id}: its {CONFIG_NAME} does not describe a valid {cls.__name__}: {e}") from e
+        n_values = sum(t.numel() for t in skeleton.state_dict().values())
+        if n_values > MAX_NETWORK_VALUES:
+            raise WeightsError(f"{os.path.join(model_id, CONFIG_NAME)} describes a {cls.__name__} with "
+                               f"{n_values:,} weights, more than the {MAX_NETWORK_VALUES:,} FaceLift loads "
+                               "(a size setting such as ngf is far too large).")
+        check_safetensors_header(skeleton, weights_file, allow_unexpected=False)  # shapes before allocating
+        del skeleton
+        model = cls(**model_kwargs)
         load_safetensors(model, weights_file, allow_unexpected=False)
         return model.to(map_location).eval()
 
@@ -141,13 +153,25 @@ def _subclasses(cls: type) -> list[type]:
     return found
 
 
-def load_safetensors(module: nn.Module, path: str | os.PathLike, *, allow_unexpected: bool) -> None:
-    """Copy every tensor of ``module.state_dict()`` from the safetensors file ``path``.
+#: Most weights (tensor values) one network may have: 100 M float32 = 400 MB. The shipped FAN
+#: and DRN have about 3 M each, the B-Net (a ResNet) 25 M, VGG-16's features 15 M.
+MAX_NETWORK_VALUES = 100_000_000
+_FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
 
-    Raises WeightsError naming the file when it is missing or unreadable, when a key is
-    missing or has the wrong shape or a non-float dtype, and (unless ``allow_unexpected``)
-    when the file holds keys the module does not have.
-    """
+
+def _check_hub_config(repo_id: str, kwargs: dict) -> None:
+    """A Hub network's config.json, downloaded (the mixin then reads it from the cache) and
+    checked like a local one: size and nesting capped, a JSON object."""
+    config_file = hf_hub_download(
+        repo_id=repo_id, filename=CONFIG_NAME, revision=kwargs.get("revision"), cache_dir=kwargs.get("cache_dir"),
+        force_download=kwargs.get("force_download", False), token=kwargs.get("token"),
+        local_files_only=kwargs.get("local_files_only", False))
+    read_json_file(config_file, what=f"{repo_id}/{CONFIG_NAME}")
+
+
+def check_safetensors_header(module: nn.Module, path: str | os.PathLike, *, allow_unexpected: bool) -> None:
+    """What `load_safetensors` checks that the file's header tells (keys, shapes, float or
+    not), without reading any tensor: ``module`` may live on the meta device."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise WeightsError(f"weights file not found: {path}")
@@ -155,14 +179,43 @@ def load_safetensors(module: nn.Module, path: str | os.PathLike, *, allow_unexpe
     try:
         with safe_open(path, framework="pt", device="cpu") as f:
             keys = set(f.keys())
-            missing = sorted(k for k in expected if k not in keys)
-            unexpected = sorted(keys - expected.keys())
-            if missing:
-                raise WeightsError(f"{path} lacks {len(missing)} tensor(s) {type(module).__name__} needs: "
-                                   f"{_preview(missing)}")
-            if unexpected and not allow_unexpected:
-                raise WeightsError(f"{path} holds {len(unexpected)} tensor(s) {type(module).__name__} does not have: "
-                                   f"{_preview(unexpected)}")
+            _check_keys(module, path, expected, keys, allow_unexpected)
+            for key, target in expected.items():
+                part = f.get_slice(key)
+                shape, dtype = tuple(part.get_shape()), part.get_dtype()
+                if shape != tuple(target.shape):
+                    raise WeightsError(f"{path}: tensor {key} has shape {shape}, "
+                                       f"{type(module).__name__} needs {tuple(target.shape)}")
+                if (dtype in _FLOAT_DTYPES) != target.dtype.is_floating_point:
+                    raise WeightsError(f"{path}: tensor {key} has dtype {dtype}, expected {target.dtype}")
+    except SafetensorError as e:
+        raise WeightsError(f"{path} is not a readable safetensors file: {e}") from e
+
+
+def _check_keys(module, path: str, expected, keys: set, allow_unexpected: bool) -> None:
+    missing = sorted(k for k in expected if k not in keys)
+    unexpected = sorted(keys - expected.keys())
+    if missing:
+        raise WeightsError(f"{path} lacks {len(missing)} tensor(s) {type(module).__name__} needs: "
+                           f"{_preview(missing)}")
+    if unexpected and not allow_unexpected:
+        raise WeightsError(f"{path} holds {len(unexpected)} tensor(s) {type(module).__name__} does not have: "
+                           f"{_preview(unexpected)}")
+
+
+def load_safetensors(module: nn.Module, path: str | os.PathLike, *, allow_unexpected: bool) -> None:
+    """Copy every tensor of ``module.state_dict()`` from the safetensors file ``path``.
+
+    Raises WeightsError naming the file when it is missing or unreadable, when a key is
+    missing or has the wrong shape or a non-float dtype (checked on the header, before any
+    tensor is read), when a float tensor holds NaN or infinity, and (unless
+    ``allow_unexpected``) when the file holds keys the module does not have.
+    """
+    path = os.fspath(path)
+    check_safetensors_header(module, path, allow_unexpected=allow_unexpected)
+    expected = module.state_dict()
+    try:
+        with safe_open(path, framework="pt", device="cpu") as f:
             tensors = {k: f.get_tensor(k) for k in expected}
     except SafetensorError as e:
         raise WeightsError(f"{path} is not a readable safetensors file: {e}") from e
@@ -173,6 +226,8 @@ def load_safetensors(module: nn.Module, path: str | os.PathLike, *, allow_unexpe
                                f"{type(module).__name__} needs {tuple(target.shape)}")
         if got.dtype.is_floating_point != target.dtype.is_floating_point:
             raise WeightsError(f"{path}: tensor {key} has dtype {got.dtype}, expected {target.dtype}")
+        if got.dtype.is_floating_point and not bool(torch.isfinite(got).all()):
+            raise WeightsError(f"{path}: tensor {key} holds NaN or infinite values (damaged or diverged weights).")
     module.load_state_dict(tensors, strict=True)
 
 

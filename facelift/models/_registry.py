@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Callable, TypeVar
 
+from facelift._jsonfile import read_json_file
 from facelift.errors import WeightsError
 from facelift.models._base import CONFIG_NAME, FaceLiftModel
 
@@ -44,10 +44,9 @@ def create_model(name: str, **config: Any) -> FaceLiftModel:
 def load_model(path: str | os.PathLike, **overrides: Any) -> FaceLiftModel:
     """Load whichever registered network a ``save_pretrained`` directory holds."""
     config_file = os.path.join(os.fspath(path), CONFIG_NAME)
-    try:
-        with open(config_file, encoding="utf-8") as f:
-            class_name = json.load(f).get("_class_name")
-    except (OSError, ValueError, AttributeError) as e:
+    try:  # capped in size and nesting, a JSON object
+        class_name = read_json_file(config_file).get("_class_name")
+    except WeightsError as e:
         raise WeightsError(f"cannot read {config_file}: {e}") from e
     for cls in MODEL_CLASSES.values():
         if cls.__name__ == class_name:
