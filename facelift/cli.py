@@ -46,11 +46,23 @@ def skipped_line(skipped: list[Path]) -> str:
     return f"facelift: skipped {what} by {'its' if n == 1 else 'their'} extension: {names}{more}"
 
 
+#: Longest output sub-folder name. Export writes into `.<name>.facelift-tmp-<pid>-<8 chars>` first,
+#: 31 characters more with a 7-digit pid, and a name must fit in NAME_MAX (255 bytes); a longer stem
+#: keeps its first characters and gets a hash of the whole stem, so that names stay unique.
+MAX_OUTPUT_NAME = 200
+
+
 def output_names(paths: list[Path]) -> list[str]:
-    """A safe, unique sub-folder name per input (file stem; clashes get a numeric suffix)."""
+    """A safe, unique sub-folder name per input (file stem; clashes get a numeric suffix;
+    stems over MAX_OUTPUT_NAME characters are shortened, with a hash of the full stem)."""
+    import hashlib
+
     names, seen = [], {}
     for p in paths:
         stem = re.sub(r"[^A-Za-z0-9._-]+", "_", p.stem).strip("._") or "image"
+        if len(stem) > MAX_OUTPUT_NAME - 4:  # room for a clash suffix "_NNN"
+            digest = hashlib.sha1(stem.encode()).hexdigest()[:8]
+            stem = stem[:MAX_OUTPUT_NAME - 4 - 9].rstrip("._") + "-" + digest
         n = seen.get(stem, 0)
         seen[stem] = n + 1
         names.append(stem if n == 0 else f"{stem}_{n + 1}")
@@ -86,23 +98,111 @@ def _remove_temporaries(out: Path, names: list[str]) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _remove_stale_temporaries(out: Path) -> int:
+    """Remove the temporary export folders (`.<name>.facelift-tmp-<pid>-...`) in `out` whose
+    process is no longer alive: what a run killed outright (SIGKILL, a power cut) left. A
+    folder of a running process, this one or another, is never touched; so is anything whose
+    name does not have exactly that form. The pids are this machine's: an output folder
+    shared between machines over a network file system could lose a running export of
+    another machine's process. Returns the number removed."""
+    import shutil
+
+    from .pipeline import TMP_MARK
+
+    removed = 0
+    try:
+        entries = list(out.iterdir()) if out.is_dir() else []
+    except OSError:
+        return 0
+    for entry in entries:
+        name = entry.name
+        if not name.startswith(".") or TMP_MARK not in name:
+            continue
+        match = re.fullmatch(r"(\d{1,9})-[A-Za-z0-9_]+", name.rsplit(TMP_MARK, 1)[1])
+        if match is None or entry.is_symlink() or not entry.is_dir():
+            continue
+        pid = int(match.group(1))
+        if pid <= 0 or pid == os.getpid() or _process_alive(pid):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed += not entry.exists()
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):  # alive (another user's), or not ours to judge
+        return True
+    return True
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (/proc/self/status)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and put back at once (the CLI is single-threaded here)
+    os.umask(mask)
+    return mask
+
+
+def _honour_umask(folder: Path, umask: int) -> None:
+    """Export renames a private (0700) temporary folder into place; the CLI's output folders
+    get the mode any folder made now would (0755 with the usual umask 022)."""
+    try:
+        os.chmod(folder, 0o777 & ~umask)
+    except OSError:
+        pass
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C), SIGTERM or SIGHUP: handled like Ctrl-C; the exit status is 128 + signum."""
+
+    def __init__(self, signum: int = signal.SIGINT):
+        super().__init__(signum)
+        self.signum = int(signum)
+
+
+#: The signals that stop a batch the way Ctrl-C does (a summary, no temporary folder left).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
 @contextmanager
-def _ctrl_c_noted():
-    """Ctrl-C raises KeyboardInterrupt as usual and also sets `state["hit"]`, so that an
-    interrupt is not lost where Python ignores the exception (raised inside a weakref callback
-    or `__del__`, e.g. during an import) or a library turns it into another error."""
-    state = {"hit": False}
+def _stop_signals_raise(state: dict | None = None):
+    """While inside: SIGINT, SIGTERM and SIGHUP raise `Interrupted` (a KeyboardInterrupt) and
+    set `state["hit"]` / `state["signum"]`, so that an interrupt is not lost where Python
+    ignores the exception (raised inside a weakref callback or `__del__`, e.g. during an
+    import) or a library turns it into another error. A signal the process was started with
+    ignored (`nohup` ignores SIGHUP) stays ignored. Main thread only (elsewhere: no change)."""
+    state = {"hit": False, "signum": signal.SIGINT} if state is None else state
 
     def handler(signum, frame):
         state["hit"] = True
-        raise KeyboardInterrupt
+        state["signum"] = signum
+        raise Interrupted(signum)
 
     def unraisable(info):  # the ignored KeyboardInterrupt: noted above, no "Exception ignored" traceback
         if not (state["hit"] and isinstance(info.exc_value, KeyboardInterrupt)):
             previous_hook(info)
 
+    previous = {}
     try:
-        previous = signal.signal(signal.SIGINT, handler)
+        for signum in STOP_SIGNALS:
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                previous[signum] = signal.signal(signum, handler)
     except ValueError:  # not the main thread: signals are not ours to handle
         yield state
         return
@@ -111,7 +211,18 @@ def _ctrl_c_noted():
         yield state
     finally:
         sys.unraisablehook = previous_hook
-        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+        for signum, old in previous.items():
+            if old is None:
+                old = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+            signal.signal(signum, old)
+
+
+def _print_err(text: str) -> None:
+    """A line on stderr that does not fail when stderr has gone (SIGHUP: the terminal closed)."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def cmd_reconstruct(args) -> int:
@@ -119,9 +230,11 @@ def cmd_reconstruct(args) -> int:
     file that fails, as it fails; the batch goes on, and a batch lists its failures again at
     the end, with one line naming the files in input folders that were skipped as not images
     by their extension (not failures: they do not change the exit code; not shown with -q). Exit 0 when all succeed, 1 when any
-    failed, 2 when there is nothing to do or no weights, 130 on Ctrl-C (finished folders are
-    kept, no half-written one is left)."""
-    with _ctrl_c_noted() as ctrl_c:
+    failed, 2 when there is nothing to do or no weights, 130 on Ctrl-C and 128 + signum on
+    SIGTERM (143) or SIGHUP (129), handled the same way (finished folders are kept, no
+    half-written one is left, a summary). Temporary folders in the output folder that a
+    killed run left (its process gone) are removed first."""
+    with _stop_signals_raise() as ctrl_c:
         return _reconstruct(args, ctrl_c)
 
 
@@ -141,33 +254,37 @@ def _reconstruct(args, ctrl_c: dict) -> int:
     if out.exists() and not out.is_dir():
         print(f"facelift: the output {out} is a file; give a folder (-o DIR)", file=sys.stderr)
         return 2
+    stale = _remove_stale_temporaries(out)
+    if stale and not args.quiet:
+        print(f"facelift: removed {stale} temporary folder(s) in {out} left by an interrupted run", file=sys.stderr)
     try:
         fl = FaceLift.from_pretrained(args.weights, max_faces=args.max_faces)
     except FaceLiftError as exc:
         if ctrl_c["hit"]:
-            raise KeyboardInterrupt from exc
+            raise Interrupted(ctrl_c["signum"]) from exc
         print(f"facelift: {one_line(exc)}", file=sys.stderr)
         return 2
     names = output_names(paths)
+    umask = _umask()
     failures: list[tuple[Path, str]] = []
     written = done = 0
     bar = tqdm(list(zip(paths, names)), unit="image", disable=len(paths) < 2 or args.quiet)
     try:
         for path, name in bar:
             if ctrl_c["hit"]:  # an interrupt that something swallowed
-                raise KeyboardInterrupt
+                raise Interrupted(ctrl_c["signum"])
             bar.set_postfix_str(path.name[-30:])
             shown = one_line(path, escape_whitespace=True)
             error = None
             try:
                 rec = fl.reconstruct(path, face_index=args.face_index)
-                rec.export(out / name, render_size=args.size)
+                _honour_umask(rec.export(out / name, render_size=args.size), umask)
             except FaceLiftError as exc:
                 error = one_line(exc)
             except Exception as exc:  # a batch must survive one bad file; report it, keep going
                 error = one_line(f"unexpected {type(exc).__name__}: {exc}")
             if error is not None and ctrl_c["hit"]:  # the interrupt, turned into an error by a library
-                raise KeyboardInterrupt
+                raise Interrupted(ctrl_c["signum"])
             done += 1
             if error is not None:
                 failures.append((path, error))
@@ -180,14 +297,20 @@ def _reconstruct(args, ctrl_c: dict) -> int:
                 for warning in rec.warnings:
                     tqdm.write(f"WARNING {shown}: {one_line(warning)}", file=sys.stderr)
         if ctrl_c["hit"]:
-            raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        bar.close()
-        _remove_temporaries(out, names)
-        failed = f", {len(failures)} failed (listed above)" if failures else ""
-        print(f"\nfacelift: interrupted after {done} of {len(paths)} file(s): {written} reconstructed into {out}"
-              f"{failed}; no half-written output folder was left.", file=sys.stderr)
-        return 130
+            raise Interrupted(ctrl_c["signum"])
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        with _stop_signals_held():  # a second signal must not cut the clean-up short
+            try:
+                bar.close()
+            except (OSError, ValueError):  # stderr gone (SIGHUP)
+                pass
+            _remove_temporaries(out, names)
+            failed = f", {len(failures)} failed (listed above)" if failures else ""
+            how = "interrupted" if signum == signal.SIGINT else f"interrupted by {_signal_name(signum)}"
+            _print_err(f"\nfacelift: {how} after {done} of {len(paths)} file(s): {written} reconstructed into "
+                       f"{out}{failed}; no half-written output folder was left.")
+        return 128 + signum
     finally:
         bar.close()
         fl.close()
@@ -326,7 +449,32 @@ def _max_faces(text: str) -> int:
     return value
 
 
+@contextmanager
+def _stop_signals_held():
+    """Stop signals wait (are blocked) while inside; delivered on leaving. POSIX only."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def main(argv: list[str] | None = None) -> int:
+    # SIGTERM and SIGHUP end a run the way Ctrl-C does, from the start (imports, weights) on:
+    # no traceback, exit status 128 + signum (130, 143, 129)
+    with _stop_signals_raise():
+        try:
+            return _main(argv)
+        except KeyboardInterrupt as exc:
+            signum = getattr(exc, "signum", signal.SIGINT)
+            _print_err("\nfacelift: interrupted" + ("" if signum == signal.SIGINT else f" by {_signal_name(signum)}"))
+            return 128 + signum
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     # MediaPipe's native start-up lines on stderr would bury the per-file lines; the command
     # line (single-threaded) may redirect fd 2 for those moments (see facelift/landmarks.py).
@@ -337,9 +485,6 @@ def main(argv: list[str] | None = None) -> int:
 
         previous = quiet_native_startup_logs(True)
         return args.func(args)
-    except KeyboardInterrupt:  # Ctrl-C while loading (imports, weights): no traceback
-        print("\nfacelift: interrupted", file=sys.stderr)
-        return 130
     finally:
         if previous is not None:
             quiet_native_startup_logs(previous)
