@@ -38,6 +38,7 @@ import PIL.Image
 
 from facelift import FaceLiftError, visualize as vis
 from facelift.errors import ImageTooLargeError
+from facelift.image import load_image
 from facelift.render import DEFAULT_LIGHT, render_sh_sphere
 
 log = logging.getLogger("facelift.app")
@@ -47,6 +48,11 @@ EXAMPLES_DIR = HERE / "examples"
 EXAMPLES = sorted(str(p) for p in EXAMPLES_DIR.glob("*.png"))
 MAX_UPLOAD_MB = 50          # what gradio's upload route accepts (launch(max_file_size=...)), and what we read
 MAX_UPLOAD_BYTES = MAX_UPLOAD_MB * 1024 * 1024
+# Photos are downscaled to at most this many pixels on the longer side before any heavy stage (a
+# JPEG is decoded at reduced scale): the face needs no 50 megapixels, and the memory one
+# reconstruction needs is bounded by it (README "The app": about +270 MB at 2048 px, +850 MB for
+# a 50-megapixel photo at full size).
+MAX_SIDE = int(os.environ.get("FACELIFT_APP_MAX_SIDE", "2048"))
 RENDER_SIZE = 512          # the 3D view, pixels
 TURNTABLE_SIZE = 320       # the turntable GIF, pixels
 TURNTABLE_FRAMES = 24
@@ -430,7 +436,9 @@ def reconstruct(image, face_index, state):
     image = _refuse_non_uploads(image)  # also checked before gradio's preprocess opens it; here for direct calls
     start = time.perf_counter()
     with _user_errors("reconstruct", upload=image):
-        rec = get_pipeline().reconstruct(image, index)
+        photo = load_image(image, max_side=MAX_SIDE)  # the same checks and messages as the pipeline's own
+        rec = get_pipeline().reconstruct(photo, index)
+        del photo
         seconds = time.perf_counter() - start
         mask = rec.maps.mask
         outputs = (

@@ -25,8 +25,13 @@ _NOT_AN_IMAGE = "is not an image FaceLift can read, or it is damaged; use JPEG, 
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, TypeError)
 
 
-def load_image(source, *, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE) -> np.ndarray:
+def load_image(source, *, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE,
+               max_side: int | None = None) -> np.ndarray:
     """Return an HxWx3 uint8 RGB array with EXIF orientation applied.
+
+    With `max_side`, an image whose longer side is larger comes back downscaled (aspect kept)
+    so that its longer side is `max_side`; a JPEG is then decoded at a reduced scale directly
+    (PIL's draft mode), so the full-resolution pixels are never all in memory.
 
     Accepts a file path, the bytes of a file, a PIL image (its first frame) or an
     HxW / HxWx{1,3,4} array: uint8, uint16, bool, other integers, or float in [0, 1].
@@ -39,18 +44,20 @@ def load_image(source, *, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE
     `ImageTooLargeError`, `ImageTooSmallError`) for anything that is not a usable image;
     the size limits are checked before any pixel data is decoded.
     """
+    if max_side is not None and (isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < min_side):
+        raise ValueError(f"max_side must be an integer of at least min_side ({min_side}), got {max_side!r}")
     if isinstance(source, np.ndarray):
-        return array_to_rgb(source, max_pixels, min_side)
+        return _fit(array_to_rgb(source, max_pixels, min_side), max_side)
     if isinstance(source, Image.Image):
-        return pil_to_rgb(source, max_pixels, min_side)
+        return _fit(pil_to_rgb(source, max_pixels, min_side, max_side=max_side), max_side)
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
             raise InvalidImageError("The uploaded file is empty.")
-        return _decode(io.BytesIO(source), "The uploaded file", max_pixels, min_side)
+        return _fit(_decode(io.BytesIO(source), "The uploaded file", max_pixels, min_side, max_side), max_side)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         with _open_file(path) as fh:
-            return _decode(fh, path.name, max_pixels, min_side)
+            return _fit(_decode(fh, path.name, max_pixels, min_side, max_side), max_side)
     raise InvalidImageError(
         f"Cannot read an image from {type(source).__name__!r}; "
         "give a file path, file bytes, a PIL image or an HxWx3 uint8 array."
@@ -83,7 +90,19 @@ def _open_file(path: Path):
     return os.fdopen(fd, "rb")
 
 
-def _decode(fh, name: str, max_pixels: int, min_side: int) -> np.ndarray:
+def _fit(rgb: np.ndarray, max_side: int | None) -> np.ndarray:
+    """`rgb` downscaled (area averaging) so that its longer side is at most `max_side`."""
+    h, w = rgb.shape[:2]
+    if max_side is None or max(h, w) <= max_side:
+        return rgb
+    import cv2
+
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.ascontiguousarray(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA))
+
+
+def _decode(fh, name: str, max_pixels: int, min_side: int, max_side: int | None = None) -> np.ndarray:
     with _pil_errors(name, max_pixels):
         try:
             img = Image.open(fh, formats=FORMATS)
@@ -92,7 +111,7 @@ def _decode(fh, name: str, max_pixels: int, min_side: int) -> np.ndarray:
             if rgb is None:
                 raise
             return rgb
-        return pil_to_rgb(img, max_pixels, min_side, name)
+        return pil_to_rgb(img, max_pixels, min_side, name, max_side=max_side)
 
 
 def _float_tiff(fh, name: str, max_pixels: int, min_side: int) -> np.ndarray | None:
@@ -173,13 +192,21 @@ def _check_size(width: int, height: int, max_pixels: int, min_side: int, name: s
 
 
 def pil_to_rgb(
-    img: Image.Image, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE, name: str = "The image"
+    img: Image.Image, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE, name: str = "The image",
+    max_side: int | None = None,
 ) -> np.ndarray:
-    """Decode a PIL image (first frame if animated) to upright RGB uint8."""
+    """Decode a PIL image (first frame if animated) to upright RGB uint8; with `max_side`,
+    an 8-bit image is downscaled while decoding (see `load_image`; the caller finishes the
+    job for the others)."""
     with _pil_errors(name, max_pixels):
         _check_size(img.width, img.height, max_pixels, min_side, name)
         if img.tell() != 0:  # not is_animated: that parses later frames, which may be broken
             img.seek(0)
+        if (max_side is not None and max(img.size) > max_side and img.mode in ("RGB", "L", "CMYK", "YCbCr")
+                and not img.has_transparency_data):
+            # in place, before the orientation is applied (the box is square): a JPEG is decoded
+            # at 1/2, 1/4 or 1/8 scale (draft), then resampled to fit
+            img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
         img = ImageOps.exif_transpose(img)
         if img.mode in ("I", "F") or img.mode.startswith("I;16"):
             return array_to_rgb(np.asarray(img), max_pixels, min_side, name)

@@ -563,3 +563,25 @@ def test_checked_upload_in_process(tmp_path, monkeypatch):
 
     with pytest.raises(ImageTooLargeError, match="larger than 50 MB"):
         app.checked_upload(str(big))
+
+
+def test_large_photos_are_downscaled_before_the_heavy_stages(monkeypatch, tmp_path):
+    """Issue 17: a photo near the 50-megapixel limit peaked at +834 MB per request. The app
+    reconstructs from a copy of at most MAX_SIDE pixels on the longer side (a JPEG is decoded
+    at reduced scale), so the memory per request is bounded (README "The app")."""
+    import app
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    monkeypatch.setattr(app, "KEPT", app.KeptReconstructions(limit=2))
+    monkeypatch.setattr(app, "MAX_SIDE", 1024)
+    with Image.open(EXAMPLE) as im:
+        big = im.convert("RGB").resize((3000, 2000))
+    big.save(tmp_path / "big.jpg", quality=90)
+    out = app.reconstruct(str(tmp_path / "big.jpg"), 0, None)
+    session = out[-1]
+    assert session.rec.image.shape == (683, 1024, 3)
+    x0, y0, x1, y1 = session.rec.faces[0].box  # found and fitted in the downscaled photo
+    assert 0 <= x0 < x1 <= 1024 and 0 <= y0 < y1 <= 683
+    assert "Face 1 of 1" in out[-2]
+    app._drop_session(session)
+    assert app.MAX_SIDE >= 1024 and isinstance(app.MAX_SIDE, int)

@@ -9,6 +9,7 @@ import time
 import warnings
 import zipfile
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -727,3 +728,66 @@ def test_fuzz_seeded_sweep():
         if rng.random() < 0.2:
             data = data[: int(rng.integers(0, len(data)))]
         check_outcome(bytes(data))
+
+
+# ----------------------------------------------------------------------------- downscaling while loading (max_side)
+
+BIG = Image.fromarray(upright(480, 640)).resize((1280, 960), Image.Resampling.BILINEAR)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF"])
+def test_max_side_downscales_keeping_the_aspect_and_the_picture(fmt):
+    data = encode(BIG, fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
+    full = load_image(data)
+    small = load_image(data, max_side=320)
+    assert small.shape == (240, 320, 3) and small.dtype == np.uint8 and small.flags.c_contiguous
+    reference = np.asarray(Image.fromarray(full).resize((320, 240), Image.Resampling.BOX)).astype(int)
+    assert np.abs(small.astype(int) - reference).mean() < 4
+    np.testing.assert_array_equal(load_image(data, max_side=1280), full)  # not larger than the cap: untouched
+
+
+@pytest.mark.parametrize("tag", [3, 6, 8])
+def test_max_side_with_exif_orientation(tag, tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = tag
+    path = tmp_path / "rotated.jpg"
+    path.write_bytes(encode(STORED[tag](BIG), "JPEG", quality=95, exif=exif))
+    out = load_image(path, max_side=320)
+    truth = np.asarray(BIG.resize((320, 240), Image.Resampling.BOX)).astype(int)
+    assert out.shape == truth.shape and np.abs(out.astype(int) - truth).mean() < 5
+
+
+def test_max_side_for_transparency_float_tiffs_and_arrays():
+    rgba = BIG.convert("RGBA")
+    assert load_image(encode(rgba, "PNG"), max_side=200).shape == (150, 200, 3)
+    floats = np.asarray(BIG, np.float32) / 255.0
+    assert load_image(floats, max_side=100).shape == (75, 100, 3)
+    assert load_image(BIG, max_side=64).shape == (48, 64, 3)
+    for bad in (0, 16, 2.5, True, "512"):
+        with pytest.raises(ValueError, match="max_side"):
+            load_image(BIG, max_side=bad)
+
+
+def test_max_side_decodes_a_large_jpeg_at_reduced_scale(tmp_path):
+    """A 24-megapixel JPEG loaded with max_side=1024 never holds its full-resolution pixels
+    (72 MB as RGB): the process's peak memory grows by a fraction of that."""
+    path = tmp_path / "big.jpg"
+    Image.fromarray(upright(480, 640)).resize((6000, 4000)).save(path, quality=85)
+    script = (
+        "import sys; from facelift.image import load_image\n"
+        "def peak():\n"
+        "    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')) / 1024\n"
+        "load_image(sys.argv[1], max_side=64)\n"  # imports and PIL's decoder set up
+        "before = peak()\n"
+        "side = None if sys.argv[2] == 'full' else int(sys.argv[2])\n"
+        "print(load_image(sys.argv[1], max_side=side).shape[1], peak() - before)\n")
+    if not Path("/proc/self/status").exists():
+        pytest.skip("needs Linux /proc")
+    results = {}
+    for side in ("full", "1024"):
+        out = subprocess.run([sys.executable, "-c", script, str(path), side], capture_output=True, text=True,
+                             timeout=120, check=True).stdout.split()
+        results[side] = (int(out[0]), float(out[1]))
+    assert results["full"][0] == 6000 and results["1024"][0] == 1024
+    assert results["full"][1] > 60, results  # the full-resolution RGB pixels
+    assert results["1024"][1] < results["full"][1] / 3, results
