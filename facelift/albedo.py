@@ -3,12 +3,19 @@
 Used when a bundle ships no B-Net, and as the B-Net's closed-form reference: alternate
 the SH estimate given the albedo with the PCA coefficients given the shading; the
 ridge term is the prior w_a * ||p_a||^2 of eq. 4.
+
+`fit_low_frequency` is the robust version the pipeline uses: iteratively reweighted least
+squares with Tukey's biweight on the texels' residuals, so that occluders, hair, glasses
+and highlights, which the low-frequency model cannot explain, stop pulling the fit. Its
+per-texel weight is the skin confidence (`skin_confidence`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+from dataclasses import dataclass
 
 from .face_model import FaceModel
 from .shading import estimate_sh, irradiance
@@ -35,10 +42,11 @@ def sample_maps(maps_chw: np.ndarray, resolution: int, flat_index: np.ndarray) -
     return np.moveaxis(out.T.reshape(*maps.shape[:-2], -1), -2, -1)
 
 
-def _sample_texels(maps: np.ndarray, resolution: int, flat_index: np.ndarray) -> np.ndarray:
-    """(..., A, A) maps at N output texels as (N, L), L = the product of the leading axes."""
+def _sample_texels(maps: np.ndarray, resolution: int, flat_index: np.ndarray, rows=None) -> np.ndarray:
+    """(..., A, A) maps at N output texels as (N, L), L = the product of the leading axes.
+    `rows`: the same maps already laid out as (A*A, L) (e.g. FaceModel.albedo_texel_rows)."""
     A = maps.shape[-1]
-    texels = np.asarray(maps, np.float32).reshape(-1, A * A).T  # (A*A, L): one row per source texel
+    texels = np.asarray(maps, np.float32).reshape(-1, A * A).T if rows is None else rows  # one row per texel
     rows, cols = np.divmod(np.asarray(flat_index), resolution)
 
     def taps(i):
@@ -72,31 +80,182 @@ def fit_albedo_and_light(model: FaceModel, texture: np.ndarray, normals: np.ndar
     vis = np.asarray(visible, bool)
     if vis.sum() < 9:
         raise ValueError("Too few visible texels to estimate the lighting.")
-    K = model.n_albedo
-    prior = {}
-    if model.light_brightness is not None and light_prior > 0:
-        prior = {"colour_prior": light_prior, "brightness": model.light_brightness, "brightness_prior": light_prior}
-    sub = np.flatnonzero(vis.reshape(-1))[::stride]
-    tex_s, nrm_s = texture.reshape(-1, 3)[sub], normals.reshape(-1, 3)[sub]
-    mean = np.clip(sample_maps(model.albedo_mean, R, sub), 0, 1)
-    coeffs = np.zeros(K, np.float32)
-    if not K:
+    if not model.n_albedo:
+        coeffs = np.zeros(0, np.float32)
         albedo = pca_albedo(model, coeffs, R)
+        prior = _light_prior_args(model, light_prior)
         return coeffs, albedo, estimate_sh(texture[vis], albedo[vis], normals[vis], **prior).astype(np.float32)
-    sh = estimate_sh(tex_s, mean, nrm_s, **prior)
-    basis = _sample_texels(model.albedo_basis, R, sub).reshape(len(sub), K, 3)
-    for _ in range(iterations):
-        shading = irradiance(nrm_s, sh)
-        lhs = np.zeros((K, K))
-        rhs = np.zeros(K)
-        for c in range(3):  # normal equations channel by channel: no (3N, K) copy
-            a = basis[:, :, c] * shading[:, c:c + 1]
-            lhs += a.T @ a
-            rhs += a.T @ (tex_s[:, c] - mean[:, c] * shading[:, c])
-        n = 3 * len(sub)
-        coeffs = np.linalg.solve(lhs / n + prior_weight * np.eye(K), rhs / n).astype(np.float32)
-        albedo_s = np.clip(mean + np.einsum("nkc,k->nc", basis, coeffs), 0, 1)
-        sh = estimate_sh(tex_s, albedo_s, nrm_s, **prior)
+    sub = np.flatnonzero(vis.reshape(-1))[::stride]
+    problem = _Subsample(model, texture, normals, sub)
+    coeffs, sh = problem.solve(None, prior_weight, light_prior, iterations)
     albedo = pca_albedo(model, coeffs, R)
+    prior = _light_prior_args(model, light_prior)
     sh = estimate_sh(texture[vis], albedo[vis], normals[vis], **prior)  # the final light from every visible texel
     return coeffs, albedo, sh.astype(np.float32)
+
+
+def _light_prior_args(model: FaceModel, light_prior: float) -> dict:
+    if model.light_brightness is not None and light_prior > 0:
+        return {"colour_prior": light_prior, "brightness": model.light_brightness, "brightness_prior": light_prior}
+    return {}
+
+
+class _Subsample:
+    """The eq.-4 least-squares problem on a subset of texels (flat indices `sub`)."""
+
+    def __init__(self, model: FaceModel, texture: np.ndarray, normals: np.ndarray, sub: np.ndarray):
+        R = texture.shape[0]
+        self.model = model
+        self.tex = texture.reshape(-1, 3)[sub].astype(np.float64)
+        self.nrm = normals.reshape(-1, 3)[sub]
+        self.mean = np.clip(sample_maps(model.albedo_mean, R, sub), 0, 1)
+        K = model.n_albedo
+        self.basis = _sample_texels(model.albedo_basis, R, sub, rows=model.albedo_texel_rows).reshape(len(sub), K, 3)
+
+    def albedo(self, coeffs: np.ndarray) -> np.ndarray:
+        nz = np.flatnonzero(coeffs)
+        k = int(nz[-1]) + 1 if nz.size else 0  # the stiff model uses the first few components only
+        return np.clip(self.mean + np.einsum("nkc,k->nc", self.basis[:, :k], coeffs[:k]), 0, 1)
+
+    def residual(self, coeffs: np.ndarray, sh: np.ndarray) -> np.ndarray:
+        """|texture - albedo * shading| per texel (RMS over RGB), (N,)."""
+        d = self.tex - self.albedo(coeffs) * irradiance(self.nrm, sh)
+        return np.sqrt((d * d).mean(-1))
+
+    def solve(self, weights, prior_weight: float, light_prior: float, iterations: int, coeffs=None, sh=None,
+              n_components: int | None = None):
+        """Alternate SH and PCA coefficients, `iterations` times, under per-texel `weights`; only
+        the first `n_components` components are free (the others stay 0)."""
+        K = self.model.n_albedo
+        k = K if n_components is None else min(int(n_components), K)
+        prior = _light_prior_args(self.model, light_prior)
+        w = np.ones(len(self.tex)) if weights is None else np.asarray(weights, np.float64)
+        if sh is None:
+            sh = estimate_sh(self.tex, self.mean if coeffs is None else self.albedo(coeffs), self.nrm, weights=w,
+                             **prior)
+        basis = self.basis[:, :k]
+        for _ in range(iterations):
+            shading = irradiance(self.nrm, sh)
+            lhs = np.zeros((k, k))
+            rhs = np.zeros(k)
+            for c in range(3):  # normal equations channel by channel: no (3N, K) copy
+                a = basis[:, :, c] * shading[:, c:c + 1]
+                aw = a * w[:, None]
+                lhs += aw.T @ a
+                rhs += aw.T @ (self.tex[:, c] - self.mean[:, c] * shading[:, c])
+            n = 3 * w.sum()
+            coeffs = np.zeros(K, np.float32)
+            coeffs[:k] = np.linalg.solve(lhs / n + prior_weight * np.eye(k), rhs / n)
+            sh = estimate_sh(self.tex, self.albedo(coeffs), self.nrm, weights=w, **prior)
+        return coeffs, sh
+
+
+#: Tukey's biweight tuning constant (95 % efficiency under Gaussian noise).
+TUKEY_C = 4.685
+#: Smallest residual scale the robust fit assumes: JPEG noise and skin texture that a
+#: low-frequency albedo cannot explain are about this large on clean skin.
+MIN_RESIDUAL_SCALE = 0.02
+
+
+def tukey_weight(residual, scale):
+    """Tukey's biweight (1 - (r / (c s))^2)^2 for |r| < c s, else 0 (numpy or torch)."""
+    u = residual / (TUKEY_C * scale)
+    inside = (u * u) < 1
+    w = (1 - u * u) ** 2
+    return w * inside
+
+
+@dataclass
+class LowFrequencyFit:
+    """The robust low-frequency stage's result, all UV maps at the texture's resolution."""
+
+    coefficients: np.ndarray  # (K,) PCA albedo coefficients (eq. 2)
+    albedo: np.ndarray  # (R, R, 3) PCA albedo in [0, 1]
+    sh: np.ndarray  # (3, 9) SH lighting (eq. 3)
+    confidence: np.ndarray  # (R, R) float32 in [0, 1]: how well the model explains each texel; 0 where unseen
+    scale: float  # robust residual scale (RMS over RGB) the confidence is measured against
+    outlier_coefficients: np.ndarray  # (K,) the stiff model the outliers (and the confidence) are found with
+    outlier_sh: np.ndarray  # (3, 9) its lighting
+
+
+def skin_confidence(texture, albedo, shading, visible, scale: float):
+    """Per-texel skin confidence (R, R): Tukey's weight of |texture - albedo * shading| (RMS over
+    RGB) against the robust residual scale, zero where not visible. numpy or torch, batched
+    over leading dimensions (`scale` then broadcasts, e.g. (B, 1, 1))."""
+    d = texture - albedo * shading
+    r = ((d * d).mean(-1)) ** 0.5
+    return tukey_weight(r, scale) * visible
+
+
+def fit_low_frequency(model: FaceModel, texture: np.ndarray, normals: np.ndarray, visible: np.ndarray, *,
+                      prior_weight: float = 1e-5, light_prior: float = 1.0, iterations: int = 3,
+                      reweightings: int = 6, outlier_components: int = 10, robust_prior_weight: float = 1e-4,
+                      stride: int = 8, final_stride: int = 2) -> LowFrequencyFit:
+    """Robust PCA albedo + SH lighting: `fit_albedo_and_light`, then `reweightings` rounds of
+    iteratively reweighted least squares (Tukey's biweight on each texel's residual, scale
+    1.4826 x the median residual, at least MIN_RESIDUAL_SCALE), so that what the low-frequency
+    model cannot explain (occluders, hair, glasses, highlights) stops dragging the fit.
+
+    The light is re-estimated at the end from every `final_stride`-th visible texel under the
+    final weights; the confidence map is the weight of every texel (`skin_confidence`)."""
+    R = texture.shape[0]
+    vis = np.asarray(visible, bool)
+    if vis.sum() < 9:
+        raise ValueError("Too few visible texels to estimate the lighting.")
+    prior = _light_prior_args(model, light_prior)
+    flat_vis = np.flatnonzero(vis.reshape(-1))
+    if not model.n_albedo:
+        coeffs = np.zeros(0, np.float32)
+        albedo = pca_albedo(model, coeffs, R)
+        sh = estimate_sh(texture[vis], albedo[vis], normals[vis], **prior)
+        shading = irradiance(normals, sh)
+        r = np.sqrt(((texture - albedo * shading) ** 2).mean(-1))[vis]
+        scale = max(1.4826 * float(np.median(r)), MIN_RESIDUAL_SCALE)
+        conf = skin_confidence(texture, albedo, shading, vis, scale).astype(np.float32)
+        return LowFrequencyFit(coeffs, albedo, sh.astype(np.float32), conf, scale, coeffs, sh.astype(np.float32))
+    problem = _Subsample(model, texture, normals, flat_vis[::stride])
+    # Outliers are found against a stiff model (the first `outlier_components` components under a
+    # strong prior, which cannot bend towards an occluder); the final albedo is the full model's
+    # fit under those weights.
+    k = outlier_components
+    coeffs, sh = problem.solve(None, robust_prior_weight, light_prior, iterations, n_components=k)
+    scale, w = MIN_RESIDUAL_SCALE, None
+    for _ in range(reweightings):
+        r = problem.residual(coeffs, sh)
+        inliers = r if w is None or not (w > 0).any() else r[w > 0]  # outliers must not inflate the scale
+        scale = max(1.4826 * float(np.median(inliers)), MIN_RESIDUAL_SCALE)
+        w = tukey_weight(r, scale)
+        if w.sum() < 9:
+            w = None
+            break
+        coeffs, sh = problem.solve(w, robust_prior_weight, light_prior, 1, coeffs=coeffs, sh=sh, n_components=k)
+    stiff_coeffs, stiff_sh = coeffs, sh
+    coeffs, sh = problem.solve(w, prior_weight, light_prior, 2, coeffs=coeffs, sh=sh)
+    albedo = pca_albedo(model, coeffs, R)
+    final = flat_vis[::final_stride]
+    tex_f, alb_f, nrm_f = (m.reshape(-1, 3)[final] for m in (texture, albedo, normals))
+    w = tukey_weight(np.sqrt(((tex_f - alb_f * irradiance(nrm_f, sh)) ** 2).mean(-1)), scale)
+    if w.sum() >= 9:
+        sh = estimate_sh(tex_f, alb_f, nrm_f, weights=w, **prior)
+    stiff = pca_albedo(model, stiff_coeffs, R)
+    conf = skin_confidence(texture, stiff, irradiance(normals, stiff_sh), vis, scale).astype(np.float32)
+    return LowFrequencyFit(coeffs, albedo, np.asarray(sh, np.float32), conf, float(scale),
+                           np.asarray(stiff_coeffs, np.float32), np.asarray(stiff_sh, np.float32))
+
+
+def delit_texture(texture: np.ndarray, shading: np.ndarray, visible: np.ndarray, floor: float = 0.05) -> np.ndarray:
+    """texture / shading (the albedo the photo shows under the estimated light), clipped to
+    [0, 1], zero where not visible or too dark to divide by; (R, R, 3) maps, `visible` (R, R)."""
+    ok = (shading > floor).all(-1, keepdims=True) & (np.asarray(visible)[..., None] > 0.5)
+    return np.clip(texture / np.maximum(shading, floor), 0, 1) * ok
+
+
+def confidence_for(texture: np.ndarray, albedo: np.ndarray, normals: np.ndarray, sh: np.ndarray,
+                   visible: np.ndarray) -> tuple[np.ndarray, float]:
+    """(skin confidence (R, R), scale) of a given albedo and light (e.g. the B-Net's), with the
+    robust residual scale measured on the visible texels as in `fit_low_frequency`."""
+    vis = np.asarray(visible, bool)
+    shading = irradiance(normals, sh)
+    r = np.sqrt(((texture - albedo * shading) ** 2).mean(-1))[vis]
+    scale = max(1.4826 * float(np.median(r)), MIN_RESIDUAL_SCALE) if r.size else MIN_RESIDUAL_SCALE
+    return skin_confidence(texture, albedo, shading, vis, scale).astype(np.float32), scale

@@ -127,6 +127,7 @@ class FaceModel:
         self.albedo_basis = np.asarray(self.albedo_basis, np.float32)
         self.validate()
         self._texel_maps: dict[int, TexelMap] = {}
+        self._albedo_texel_rows: np.ndarray | None = None
 
     # ---- sizes -------------------------------------------------------------------
     @property
@@ -203,6 +204,14 @@ class FaceModel:
             tm = TexelMap(resolution, tri, bary, tri >= 0, _triangles=self.triangles)
             self._texel_maps[resolution] = tm
         return self._texel_maps[resolution]
+
+    @property
+    def albedo_texel_rows(self) -> np.ndarray:
+        """The albedo basis as (A*A, Ka*3), one contiguous row per texel (for gathering texels)."""
+        if self._albedo_texel_rows is None:
+            A = self.albedo_basis.shape[-1]
+            self._albedo_texel_rows = np.ascontiguousarray(self.albedo_basis.reshape(-1, A * A).T)
+        return self._albedo_texel_rows
 
     def albedo_map(self, coefficients: np.ndarray | None = None) -> np.ndarray:
         """PCA albedo (eq. 2) at the model's albedo resolution, (3, A, A), clipped to [0, 1]."""

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import __version__, _hub
-from .albedo import fit_albedo_and_light, pca_albedo
+from .albedo import LowFrequencyFit, confidence_for, delit_texture, fit_low_frequency, pca_albedo
 from .errors import (ExtremePoseError, FaceCutOffError, FaceIndexError, FaceLiftError, ImageTooSmallError,
                      OutputError, OutputExistsError, WeightsError)
 from ._jsonfile import read_json_file
@@ -34,8 +34,7 @@ CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 DEFAULT_REPO_ID = _hub.DEFAULT_REPO_ID  # overridden by $FACELIFT_REPO_ID (see default_weights)
 NETWORKS = ("bnet", "fan", "drn")
 # what the pipeline feeds each network and expects back (config key -> value)
-_NETWORK_INTERFACE = {"bnet": {"in_channels": 3}, "fan": {"in_channels": 3, "out_channels": 3},
-                      "drn": {"in_channels": 3, "out_channels": 1}}
+_NETWORK_INTERFACE = {"bnet": {"in_channels": 3}, "fan": {"out_channels": 3}, "drn": {"out_channels": 1}}
 _MAX_CONFIG_BYTES = 1 << 20
 MIN_FACE_SIZE = 40  # pixels across the face box
 #: Faces looked for in a photo (largest first); `FaceLift(max_faces=...)` changes it.
@@ -53,6 +52,7 @@ WARN_PITCH_DEG = 45.0
 #: What `Reconstruction.export` writes. A folder holding nothing but these (with a
 #: params.json FaceLift wrote) is a previous export, which a new export may replace.
 EXPORT_FILES = frozenset({"mesh.glb", "mesh.obj", "mesh.mtl", "albedo.png", "texture.png", "visibility.png",
+                          "skin_confidence.png",
                           "albedo_pca.png", "displacement.png", "normal_map.png", "render.png", "params.json"})
 _OS_CLUTTER = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})  # a file browser's, not the user's
 TMP_MARK = ".facelift-tmp-"  # in the names of export's temporary folders: .<name>.facelift-tmp-<pid>-...
@@ -254,32 +254,61 @@ class FaceLift:
             verts_model = fit.vertices_model(model)
             verts_cam = verts_model @ fit.rotation.T
             maps = unwrap(rgb, verts_cam, fit.scale, fit.translation, model, resolution=self.uv_resolution)
-        with _timed(timings, "lighting"):
-            albedo_pca, sh, pca_source = self._low_frequency(maps)
-        with _timed(timings, "fan"):
-            albedo = self._run_unet(self.fan, maps.texture) if self.fan is not None else albedo_pca
-        with _timed(timings, "drn"):
-            if self.drn is not None:
-                displacement = self._run_unet(self.drn, maps.texture)[..., 0]
-                displacement_scale = float(self.drn.config["max_rate"])
-            else:
-                displacement = np.zeros(maps.mask.shape, np.float32)
-                displacement_scale = 0.0
-        displacement = np.where(maps.mask, displacement, 0.0).astype(np.float32)
-        albedo = np.where(maps.mask[..., None], albedo, 0.0).astype(np.float32)
-        albedo_pca = np.where(maps.mask[..., None], albedo_pca, 0.0).astype(np.float32)
+        pred = self.predict_uv(maps, timings=timings)
         rec = Reconstruction(
             pipeline=self, image=rgb, faces=faces, face_index=face_index, fit=fit, maps=maps,
-            albedo=albedo, albedo_pca=albedo_pca, displacement=displacement,
-            displacement_scale=displacement_scale, sh=sh, albedo_source="fan" if self.fan is not None else pca_source,
-            albedo_pca_source=pca_source, vertices_model=verts_model, timings=timings, warnings=warnings)
+            albedo=pred.albedo, albedo_pca=pred.albedo_pca, displacement=pred.displacement,
+            displacement_scale=pred.displacement_scale, sh=pred.sh, albedo_source=pred.albedo_source,
+            albedo_pca_source=pred.albedo_pca_source, vertices_model=verts_model, timings=timings, warnings=warnings,
+            skin_confidence=pred.skin_confidence)
         with _timed(timings, "mesh"):
             rec.dense_mesh(details=True)
         timings["total"] = round((time.perf_counter() - t0) * 1000.0, 2)
         return rec
 
+    @torch.inference_mode()
+    def predict_uv(self, maps: UVMaps, details: bool = True, timings: dict | None = None) -> "UVPredictions":
+        """UV maps in, predictions out: the low-frequency stage (B-Net, else the robust least-squares
+        fit: PCA albedo, SH lighting, skin confidence), the FAN albedo and (with `details`) the DRN
+        displacement, all (R, R, C) maps at the unwrap resolution, zero outside the layout."""
+        timings = {} if timings is None else timings
+        with _timed(timings, "lighting"):
+            low, pca_source = self._low_frequency(maps)
+        sources = None
+        with _timed(timings, "fan"):
+            if self.fan is not None:
+                sources = self._network_sources(maps, low)
+                albedo = self._run_unet(self.fan, sources)
+            else:
+                albedo = low.albedo
+        displacement = np.zeros(maps.mask.shape, np.float32)
+        displacement_scale = 0.0
+        if details:
+            with _timed(timings, "drn"):
+                if self.drn is not None:
+                    sources = sources or self._network_sources(maps, low)
+                    displacement = self._run_unet(self.drn, sources)[..., 0]
+                    displacement_scale = float(self.drn.config["max_rate"])
+        inside = maps.mask
+        return UVPredictions(
+            albedo=np.where(inside[..., None], albedo, 0.0).astype(np.float32),
+            albedo_pca=np.where(inside[..., None], low.albedo, 0.0).astype(np.float32),
+            sh=low.sh, skin_confidence=np.where(inside, low.confidence, 0.0).astype(np.float32),
+            displacement=np.where(inside, displacement, 0.0).astype(np.float32),
+            displacement_scale=displacement_scale, albedo_source="fan" if self.fan is not None else pca_source,
+            albedo_pca_source=pca_source)
+
+    def _network_sources(self, maps: UVMaps, low: LowFrequencyFit) -> dict:
+        """The UV maps a U-Net may be fed (facelift.models.UV_INPUTS), (R, R, C) each."""
+        from .shading import irradiance
+
+        visible = (maps.visibility > 0.5).astype(np.float32)
+        shading = irradiance(maps.normal, low.sh).astype(np.float32)
+        return {"texture": maps.texture, "visibility": visible[..., None], "confidence": low.confidence[..., None],
+                "albedo_pca": low.albedo, "delit": delit_texture(maps.texture, shading, visible).astype(np.float32)}
+
     def _to_net(self, uv_map: np.ndarray, resolution: int) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(uv_map.transpose(2, 0, 1)))[None].to(self.device)
+        x = torch.from_numpy(np.ascontiguousarray(uv_map.transpose(2, 0, 1), dtype=np.float32))[None].to(self.device)
         if x.shape[-1] != resolution:
             x = torch.nn.functional.interpolate(x, size=(resolution, resolution), mode="bilinear",
                                                 align_corners=False, antialias=True)
@@ -291,17 +320,38 @@ class FaceLift:
                                                 align_corners=False)
         return y[0].permute(1, 2, 0).float().cpu().numpy()
 
-    def _run_unet(self, net, texture: np.ndarray) -> np.ndarray:
-        return self._from_net(net(self._to_net(texture, int(net.config["resolution"]))))
+    def _run_unet(self, net, sources: dict) -> np.ndarray:
+        """`net` on the stack of the maps it takes (`net.inputs`), back at the unwrap resolution."""
+        resolution = int(net.config["resolution"])
+        x = torch.cat([self._to_net(sources[name], resolution) for name in net.inputs], 1)
+        return self._from_net(net(x))
 
-    def _low_frequency(self, maps: UVMaps):
-        """PCA albedo (eq. 2) and SH lighting (eq. 3): from B-Net, or by least squares."""
+    def _low_frequency(self, maps: UVMaps) -> tuple[LowFrequencyFit, str]:
+        """PCA albedo (eq. 2), SH lighting (eq. 3) and skin confidence: from the B-Net, or by the
+        robust least-squares fit (`facelift.albedo.fit_low_frequency`)."""
+        visible = maps.visibility > 0.5
         if self.bnet is not None:
             coeffs, sh = self.bnet(self._to_net(maps.texture, int(self.bnet.config["resolution"])))
-            albedo = pca_albedo(self.face_model, coeffs[0].cpu().numpy(), self.uv_resolution)
-            return albedo, sh[0].cpu().numpy().reshape(3, 9).astype(np.float32), "bnet"
-        _, albedo, sh = fit_albedo_and_light(self.face_model, maps.texture, maps.normal, maps.visibility > 0.5)
-        return albedo, sh, "least_squares"
+            coeffs = coeffs[0].cpu().numpy()
+            albedo = pca_albedo(self.face_model, coeffs, self.uv_resolution)
+            sh = sh[0].cpu().numpy().reshape(3, 9).astype(np.float32)
+            confidence, scale = confidence_for(maps.texture, albedo, maps.normal, sh, visible)
+            return LowFrequencyFit(coeffs, albedo, sh, confidence, scale, coeffs, sh), "bnet"
+        return fit_low_frequency(self.face_model, maps.texture, maps.normal, visible), "least_squares"
+
+
+@dataclass
+class UVPredictions:
+    """What `FaceLift.predict_uv` returns: (R, R, C) float32 UV maps and the lighting."""
+
+    albedo: np.ndarray  # FAN albedo (the PCA albedo without a FAN)
+    albedo_pca: np.ndarray  # low-frequency PCA albedo
+    sh: np.ndarray  # (3, 9) SH lighting
+    skin_confidence: np.ndarray  # (R, R) in [0, 1]: how far the low-frequency model explains each texel
+    displacement: np.ndarray  # (R, R) DRN displacement rate r_d in metres
+    displacement_scale: float
+    albedo_source: str
+    albedo_pca_source: str
 
 
 def _read_bundle_config(path: Path) -> dict:
@@ -507,6 +557,9 @@ class Reconstruction:
     albedo_pca_source: str
     vertices_model: np.ndarray
     timings: dict = field(default_factory=dict)
+    #: (R, R) in [0, 1]: the robust low-frequency stage's weight of each texel, low where the
+    #: photo shows what a face's skin cannot explain (occluders, hair, glasses, highlights)
+    skin_confidence: np.ndarray | None = None
     #: what the user should know about this reconstruction (part of the face cut off,
     #: strong turn); also in params.json
     warnings: list = field(default_factory=list)
@@ -620,6 +673,8 @@ class Reconstruction:
             ex.export_obj(tmp, mesh.vertices, mesh.faces, mesh.uv, mesh.normals, albedo_u8)
             ex.save_png(tmp / "texture.png", self.texture)
             ex.save_png(tmp / "visibility.png", self.visibility)
+            if self.skin_confidence is not None:
+                ex.save_png(tmp / "skin_confidence.png", self.skin_confidence)
             ex.save_png(tmp / "albedo_pca.png", self.albedo_pca)
             scale = self.displacement_scale if self.displacement_scale > 0 else 1.0
             ex.save_png16(tmp / "displacement.png", ex.encode_displacement(self.displacement, scale))

@@ -100,3 +100,85 @@ def test_light_prior_gives_a_darker_skin_to_the_albedo():
     assert abs(albedo_white[visible].mean() - true_albedo) < 0.02
     assert abs(irradiance(normals, sh_white)[visible].mean() - 1.0) < 0.03
     assert albedo_free[visible].mean() > true_albedo + 0.1  # the light took the darkness instead
+
+
+# ---- the robust stage (fit_low_frequency) --------------------------------------------------
+def _occluded_scene(model, coeffs, sh, R=64):
+    texture, normals, visible = _scene(model, coeffs, sh, R)
+    patch = np.zeros_like(visible)
+    patch[R // 4:R // 2, R // 4:3 * R // 4] = True  # a dark slab over the upper face (a phone)
+    patch &= visible
+    occluded = np.where(patch[..., None], 0.05, texture).astype(np.float32)
+    noise = np.random.default_rng(0).normal(0, 0.01, texture.shape).astype(np.float32)
+    return np.clip(occluded + noise, 0, 1), texture, normals, visible, patch
+
+
+def _light():
+    sh = np.zeros((3, 9), np.float32)
+    sh[:, 0] = [1.0, 0.95, 0.9]
+    sh[:, 3] = 0.25
+    return sh
+
+
+def test_tukey_weight_known_values():
+    from facelift.albedo import TUKEY_C, tukey_weight
+
+    r = np.array([0.0, 0.5, 1.0, 2.0]) * TUKEY_C
+    np.testing.assert_allclose(tukey_weight(r, 1.0), [1.0, 0.5625, 0.0, 0.0])
+
+
+def test_robust_fit_is_not_dragged_by_an_occluder():
+    from facelift.albedo import fit_low_frequency
+
+    model = ellipsoid_face_model(n_albedo=4, albedo_resolution=16)
+    coeffs = np.array([1.0, -0.5, 0.8, 0.3], np.float32)
+    occluded, clean, normals, visible, patch = _occluded_scene(model, coeffs, _light())
+    _, albedo_ls, sh_ls = fit_albedo_and_light(model, occluded, normals, visible, stride=1)
+    fit = fit_low_frequency(model, occluded, normals, visible, stride=1)
+    # albedo and light trade off on a hemisphere, so compare the renders with the clean face
+    err_ls = np.abs(albedo_ls * irradiance(normals, sh_ls) - clean)[visible]
+    render = fit.albedo * irradiance(normals, fit.sh)
+    err_robust = np.abs(render - clean)[visible]
+    assert err_ls.mean() > 0.05  # least squares bends towards the slab ...
+    assert err_robust.mean() < 0.25 * err_ls.mean()  # ... the robust fit does not
+    assert np.abs(render - clean)[visible & ~patch].mean() < 0.02  # the unoccluded face is explained
+    # the confidence says where: near 0 on the slab, near 1 on the skin, 0 where not seen
+    assert fit.confidence[patch].mean() < 0.1
+    assert np.median(fit.confidence[visible & ~patch]) > 0.8
+    assert fit.confidence[~visible].max() == 0 and fit.confidence.dtype == np.float32
+    assert fit.scale >= 0.02 and fit.outlier_coefficients.shape == coeffs.shape
+
+
+def test_robust_fit_matches_least_squares_without_outliers():
+    from facelift.albedo import fit_low_frequency
+
+    model = ellipsoid_face_model(n_albedo=4, albedo_resolution=16)
+    texture, normals, visible = _scene(model, np.array([0.5, 0.2, -0.3, 0.1], np.float32), _light())
+    fit = fit_low_frequency(model, texture, normals, visible, stride=1)
+    _, albedo_ls, sh_ls = fit_albedo_and_light(model, texture, normals, visible, stride=1)
+    render_ls = albedo_ls * irradiance(normals, sh_ls)
+    render = fit.albedo * irradiance(normals, fit.sh)
+    assert np.abs(render - render_ls)[visible].mean() < 0.005
+    assert np.median(fit.confidence[visible]) > 0.95  # noise-free: everything is skin
+
+
+def test_robust_fit_too_few_visible_texels():
+    from facelift.albedo import fit_low_frequency
+
+    model = ellipsoid_face_model(n_albedo=2, albedo_resolution=16)
+    texture, normals, visible = _scene(model, None, _light())
+    with pytest.raises(ValueError, match="visible"):
+        fit_low_frequency(model, texture, normals, np.zeros_like(visible))
+
+
+def test_delit_texture_divides_by_the_shading():
+    from facelift.albedo import delit_texture
+
+    model = ellipsoid_face_model(n_albedo=2, albedo_resolution=16)
+    coeffs = np.array([0.3, -0.2], np.float32)
+    texture, normals, visible = _scene(model, coeffs, _light())
+    shading = irradiance(normals, _light())
+    d = delit_texture(texture, shading, visible)
+    ok = visible & (shading > 0.05).all(-1)
+    np.testing.assert_allclose(d[ok], np.clip(pca_albedo(model, coeffs, 64), 0, 1)[ok], atol=1e-5)
+    assert d[~visible].max() == 0

@@ -13,7 +13,7 @@ from facelift.pipeline import CHECKPOINTS_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 ASTRONAUT = REPO / "examples" / "astronaut.png"
-EXPORTED_FILES = {"mesh.glb", "mesh.obj", "mesh.mtl", "albedo.png", "texture.png", "visibility.png",
+EXPORTED_FILES = {"mesh.glb", "mesh.obj", "mesh.mtl", "albedo.png", "texture.png", "visibility.png", "skin_confidence.png",
                   "albedo_pca.png", "displacement.png", "normal_map.png", "render.png", "params.json"}
 
 
@@ -110,6 +110,10 @@ def test_export_writes_every_file(rec, tmp_path):
     assert len(params["shape_coefficients"]) == 40
     disp = np.asarray(Image.open(out / "displacement.png"))
     assert disp.dtype == np.uint16 or np.asarray(Image.open(out / "displacement.png")).max() > 255
+    conf = np.asarray(Image.open(out / "skin_confidence.png"))
+    assert conf.shape[:2] == rec.skin_confidence.shape
+    grey = conf if conf.ndim == 2 else conf[..., 0]
+    assert np.abs(grey / 255.0 - rec.skin_confidence).max() <= 1 / 255 + 1e-6
     # no temporary folder left behind
     assert [p.name for p in tmp_path.iterdir()] == ["astronaut"]
 
@@ -305,3 +309,29 @@ def test_cli_batch_over_every_eval_photo(tmp_path, capsys):
         assert {p.name for p in (out / name).iterdir()} == EXPORTED_FILES, name
         assert json.loads((out / name / "params.json").read_text())["n_faces"] >= 1
         assert Image.open(out / name / "render.png").size == (128, 128)
+
+
+def test_skin_confidence_is_high_on_skin_and_low_on_an_occluder(fl, rec):
+    """The robust stage's confidence: most visible skin is trusted; a black band pasted across
+    the eyes (sunglasses) is not, and it hardly moves the PCA albedo outside the band."""
+    import dataclasses
+
+    vis = rec.visibility > 0.5
+    conf = rec.skin_confidence
+    assert conf.shape == vis.shape and conf.min() >= 0 and conf.max() <= 1
+    assert conf[~rec.maps.mask].max() == 0 and conf[~vis].max() == 0
+    assert np.median(conf[vis]) > 0.8
+    from facelift.evaluation.masks import LEFT_EYE, RIGHT_EYE
+
+    R = vis.shape[0]
+    uv = fl.face_model.uv[list(RIGHT_EYE + LEFT_EYE)]
+    rows = ((1 - uv[:, 1]) * R).astype(int)
+    band = np.zeros_like(vis)
+    band[max(rows.min() - 8, 0):rows.max() + 8] = True
+    band &= vis
+    occluded = np.where(band[..., None], 0.03, rec.texture).astype(np.float32)
+    pred = fl.predict_uv(dataclasses.replace(rec.maps, texture=occluded), details=False)
+    assert pred.skin_confidence[band].mean() < 0.25
+    assert np.median(pred.skin_confidence[vis & ~band]) > 0.7
+    outside = vis & ~band
+    assert np.abs(pred.albedo_pca - rec.albedo_pca)[outside].mean() < 0.03

@@ -69,16 +69,11 @@ def collect_images(folder, limit: int | None = None) -> list[Path]:
 def albedos_for_texture(fl, maps, texture: np.ndarray):
     """(FAN albedo, PCA albedo, SH) that the pipeline `fl` gives for `texture` on `maps`' layout.
 
-    The same computation as `FaceLift.reconstruct` after unwrapping: low-frequency PCA
-    albedo and SH (B-Net or least squares) and FAN; zero outside the layout."""
-    import torch
-
-    m = dataclasses.replace(maps, texture=np.asarray(texture, np.float32))
-    with torch.inference_mode():
-        pca, sh, _ = fl._low_frequency(m)
-        fan = fl._run_unet(fl.fan, m.texture) if fl.fan is not None else pca
-    inside = maps.mask[..., None]
-    return np.where(inside, fan, 0).astype(np.float32), np.where(inside, pca, 0).astype(np.float32), sh
+    The same computation as `FaceLift.reconstruct` after unwrapping (`FaceLift.predict_uv`):
+    low-frequency PCA albedo and SH (B-Net or the robust least squares) and FAN; zero outside
+    the layout."""
+    pred = fl.predict_uv(dataclasses.replace(maps, texture=np.asarray(texture, np.float32)), details=False)
+    return pred.albedo, pred.albedo_pca, pred.sh
 
 
 def detail_normal_map(rec) -> np.ndarray:

@@ -1,5 +1,6 @@
 """evaluate_reconstruction on the shipped example with stand-in FANs whose answer is known."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ def rec(pipeline):
 
 
 def _with_fan(monkeypatch, pipeline, fn):
-    monkeypatch.setattr(pipeline, "_run_unet", lambda net, texture: fn(texture), raising=False)
+    monkeypatch.setattr(pipeline, "_run_unet", lambda net, sources: fn(sources["texture"]), raising=False)
 
 
 def test_a_fan_that_copies_the_texture_scores_ratio_one(monkeypatch, pipeline, rec):
@@ -37,8 +38,8 @@ def test_a_pca_albedo_that_ignores_its_input_scores_ratio_zero(monkeypatch, pipe
     real = pipeline._low_frequency
 
     def constant_albedo(maps):
-        albedo, sh, source = real(maps)
-        return np.full_like(albedo, 0.5), sh, source
+        low, source = real(maps)
+        return dataclasses.replace(low, albedo=np.full_like(low.albedo, 0.5)), source
 
     monkeypatch.setattr(pipeline, "_low_frequency", constant_albedo)
     m = evaluate_reconstruction(pipeline, rec, rng=np.random.default_rng(0))
