@@ -9,7 +9,7 @@ from facelift.models._base import FaceLiftModel, load_safetensors
 from facelift.models._registry import MODEL_CLASSES, create_model, list_models, load_model, register_model
 from facelift.models.bnet import BNet, BNetOutput
 from facelift.models.discriminator import PatchGAN
-from facelift.models.unet import DRN, FAN, UNet
+from facelift.models.unet import DRN, FAN, UV_INPUTS, UNet, stack_inputs
 from facelift.models.vgg import LPIPS, PERCEPTUAL_LAYERS, VGG16Features, perceptual_loss
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "FaceLiftModel",
     "PatchGAN",
     "UNet",
+    "UV_INPUTS",
     "VGG16Features",
     "create_model",
     "list_models",
@@ -30,4 +31,5 @@ __all__ = [
     "load_safetensors",
     "perceptual_loss",
     "register_model",
+    "stack_inputs",
 ]

@@ -7,6 +7,14 @@ outermost one: 9 levels in all for R = 256, 8 for R = 128); and "flip features":
 outermost convolution's output ``f`` is forwarded as ``cat([f, f.flip(-1)])``, so every
 deeper layer sees each texel together with its mirror texel (UV maps are left-right
 symmetric, docs/ARCHITECTURE.md).
+
+FAN v2 options (all off by default, so the paper's network is the default): ``inputs``
+names the UV maps the pipeline stacks as the input (``UV_INPUTS``; the paper feeds the
+texture alone), ``depth`` caps the number of stride-2 levels (the same weights then run at
+128 and 256), ``upsample="resize"`` replaces the stride-2 transposed convolutions by
+bilinear upsampling + a 3x3 convolution (no checkerboard), and ``output_activation="gated"``
+predicts a completion c and a gate g and returns ``g * x[:, :3] + (1 - g) * c``: the first
+input maps (the de-lit texture) pass through where the photo can be trusted.
 """
 
 from __future__ import annotations
@@ -28,7 +36,30 @@ from facelift.models._base import (
 from facelift.models._registry import register_model
 
 RESOLUTIONS = (128, 256)
-ACTIVATIONS = ("sigmoid", "tanh")
+ACTIVATIONS = ("sigmoid", "tanh", "gated")
+UPSAMPLING = ("transpose", "resize")
+#: The UV maps a U-Net can be fed, with their channel counts (stacked in the order named).
+UV_INPUTS = {"texture": 3, "delit": 3, "visibility": 1, "confidence": 1, "albedo_pca": 3}
+
+
+def check_inputs(inputs, in_channels: int) -> tuple:
+    if isinstance(inputs, str) or not isinstance(inputs, (list, tuple)) or not inputs:
+        raise ValueError(f"inputs must be a non-empty list of UV map names from {sorted(UV_INPUTS)}, got {inputs!r}")
+    unknown = [n for n in inputs if n not in UV_INPUTS]
+    if unknown or len(set(inputs)) != len(inputs):
+        raise ValueError(f"inputs must be distinct names from {sorted(UV_INPUTS)}, got {list(inputs)!r}")
+    channels = sum(UV_INPUTS[n] for n in inputs)
+    if channels != in_channels:
+        raise ValueError(f"inputs {list(inputs)} hold {channels} channels but in_channels is {in_channels}")
+    return tuple(inputs)
+
+
+def stack_inputs(inputs, maps: dict) -> Tensor:
+    """Concatenate the (B, C, R, R) tensors ``maps[name]`` for ``name in inputs`` along channels."""
+    missing = [n for n in inputs if n not in maps]
+    if missing:
+        raise KeyError(f"U-Net inputs {missing} not provided")
+    return torch.cat([maps[n] for n in inputs], 1)
 #: Largest accepted ``max_rate``, metres. Skin detail (wrinkles, pores) is millimetres deep
 #: (the shipped DRN uses 0.004 = 4 mm); 5 cm along the normal would be a different face, so
 #: a larger value in a config is a mistake (e.g. millimetres written as metres), not a setting.
@@ -50,6 +81,14 @@ class FlipConcat(nn.Module):
         return torch.cat([x, x.flip(-1)], dim=1)
 
 
+def _up(in_nc: int, out_nc: int, mode: str) -> list[nn.Module]:
+    """x2 upsampling: pix2pix's transposed convolution, or bilinear resize + 3x3 convolution."""
+    if mode == "transpose":
+        return [nn.ConvTranspose2d(in_nc, out_nc, kernel_size=4, stride=2, padding=1, bias=False)]
+    return [nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+            nn.Conv2d(in_nc, out_nc, kernel_size=3, padding=1, bias=False)]
+
+
 class UnetSkipConnectionBlock(nn.Module):
     """pix2pix's block: ``cat([x, up(sub(down(x)))])``, or ``up(sub(down(x)))`` outermost.
 
@@ -59,7 +98,7 @@ class UnetSkipConnectionBlock(nn.Module):
 
     def __init__(self, outer_nc: int, inner_nc: int, input_nc: int | None = None,
                  submodule: nn.Module | None = None, outermost: bool = False, innermost: bool = False,
-                 use_dropout: bool = False, flip_features: bool = False):
+                 use_dropout: bool = False, flip_features: bool = False, upsample: str = "transpose"):
         super().__init__()
         self.outermost = outermost
         self.innermost = innermost
@@ -75,13 +114,11 @@ class UnetSkipConnectionBlock(nn.Module):
             layers = [*down, submodule, uprelu, upconv]
         elif innermost:
             downconv = nn.Conv2d(input_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=False)
-            upconv = nn.ConvTranspose2d(inner_nc, outer_nc, kernel_size=4, stride=2, padding=1, bias=False)
-            layers = [downrelu, downconv, uprelu, upconv, nn.BatchNorm2d(outer_nc)]
+            layers = [downrelu, downconv, uprelu, *_up(inner_nc, outer_nc, upsample), nn.BatchNorm2d(outer_nc)]
         else:
             downconv = nn.Conv2d(input_nc, inner_nc, kernel_size=4, stride=2, padding=1, bias=False)
-            upconv = nn.ConvTranspose2d(inner_nc * 2, outer_nc, kernel_size=4, stride=2, padding=1, bias=False)
-            layers = [downrelu, downconv, nn.BatchNorm2d(inner_nc), submodule, uprelu, upconv,
-                      nn.BatchNorm2d(outer_nc)]
+            layers = [downrelu, downconv, nn.BatchNorm2d(inner_nc), submodule, uprelu,
+                      *_up(inner_nc * 2, outer_nc, upsample), nn.BatchNorm2d(outer_nc)]
             if use_dropout:
                 layers.append(nn.Dropout(0.5))
         self.model = nn.Sequential(*layers)
@@ -106,7 +143,8 @@ class UNet(FaceLiftModel):
     """
 
     def __init__(self, resolution: int = 256, in_channels: int = 3, out_channels: int = 3, ngf: int = 16,
-                 flip_features: bool = True, output_activation: str = "sigmoid", max_rate: float = 0.004):
+                 flip_features: bool = True, output_activation: str = "sigmoid", max_rate: float = 0.004,
+                 inputs: tuple | list | None = None, depth: int | None = None, upsample: str = "transpose"):
         super().__init__()
         resolution = check_choice("resolution", resolution, RESOLUTIONS)
         in_channels = check_positive_int("in_channels", in_channels)
@@ -115,25 +153,46 @@ class UNet(FaceLiftModel):
         flip_features = check_bool("flip_features", flip_features)
         output_activation = check_choice("output_activation", output_activation, ACTIVATIONS)
         max_rate = check_max_rate(max_rate)
-        self._register_config(resolution=resolution, in_channels=in_channels, out_channels=out_channels, ngf=ngf,
-                              flip_features=flip_features, output_activation=output_activation,
-                              max_rate=max_rate)
+        upsample = check_choice("upsample", upsample, UPSAMPLING)
+        inputs = check_inputs(("texture",) if inputs is None else inputs, in_channels)
+        full_depth = int(math.log2(resolution))
+        if depth is not None:
+            depth = check_positive_int("depth", depth)
+            if not 4 <= depth <= full_depth:
+                raise ValueError(f"depth must be from 4 to log2(resolution) = {full_depth}, got {depth}")
+        if output_activation == "gated" and (in_channels < out_channels or UV_INPUTS[inputs[0]] != out_channels):
+            raise ValueError(f"a gated output passes the first input map through: it needs "
+                             f"{out_channels} channels, but {inputs[0]!r} has {UV_INPUTS[inputs[0]]}")
+        config = dict(resolution=resolution, in_channels=in_channels, out_channels=out_channels, ngf=ngf,
+                      flip_features=flip_features, output_activation=output_activation, max_rate=max_rate)
+        # written only when not the paper's, so the configs of v1 networks stay as they were
+        if inputs != ("texture",):
+            config["inputs"] = list(inputs)
+        if depth is not None:
+            config["depth"] = depth
+        if upsample != "transpose":
+            config["upsample"] = upsample
+        self._register_config(**config)
         self.resolution = resolution
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.output_activation = output_activation
         self.max_rate = max_rate
-        self.num_levels = int(math.log2(resolution)) + 1
+        self.inputs = inputs
+        self.num_levels = (full_depth if depth is None else depth) + 1
 
-        # Innermost first. Below the outermost level there are log2(R) stride-2 levels:
-        # ngf -> 2ngf -> 4ngf -> 8ngf, then 8ngf -> 8ngf down to 1x1.
-        block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, innermost=True)
+        # Innermost first. Below the outermost level there are `depth` (default log2(R)) stride-2
+        # levels: ngf -> 2ngf -> 4ngf -> 8ngf, then 8ngf -> 8ngf (down to 1x1 by default).
+        up = dict(upsample=upsample)
+        block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, innermost=True, **up)
         for _ in range(self.num_levels - 5):
-            block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, use_dropout=True)
-        block = UnetSkipConnectionBlock(ngf * 4, ngf * 8, submodule=block)
-        block = UnetSkipConnectionBlock(ngf * 2, ngf * 4, submodule=block)
-        block = UnetSkipConnectionBlock(ngf, ngf * 2, input_nc=ngf * 2 if flip_features else ngf, submodule=block)
-        self.model = UnetSkipConnectionBlock(out_channels, ngf, input_nc=in_channels, submodule=block,
+            block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, use_dropout=True, **up)
+        block = UnetSkipConnectionBlock(ngf * 4, ngf * 8, submodule=block, **up)
+        block = UnetSkipConnectionBlock(ngf * 2, ngf * 4, submodule=block, **up)
+        block = UnetSkipConnectionBlock(ngf, ngf * 2, input_nc=ngf * 2 if flip_features else ngf, submodule=block,
+                                        **up)
+        head = out_channels + 1 if output_activation == "gated" else out_channels
+        self.model = UnetSkipConnectionBlock(head, ngf, input_nc=in_channels, submodule=block,
                                              outermost=True, flip_features=flip_features)
         init_pix2pix_weights(self)
 
@@ -147,7 +206,17 @@ class UNet(FaceLiftModel):
         y = self.model(x * 2 - 1)
         if self.output_activation == "sigmoid":
             return torch.sigmoid(y)
+        if self.output_activation == "gated":
+            gate = torch.sigmoid(y[:, self.out_channels:])
+            return gate * x[:, :self.out_channels] + (1 - gate) * torch.sigmoid(y[:, :self.out_channels])
         return self.max_rate * torch.tanh(y)
+
+    def gate(self, x: Tensor) -> Tensor:
+        """The gate g (B, 1, R, R) of a gated network: 1 where the first input passes through."""
+        if self.output_activation != "gated":
+            raise ValueError("only a network with output_activation='gated' has a gate")
+        check_input(x, self.in_channels, self.resolution, f"{type(self).__name__} input")
+        return torch.sigmoid(self.model(x * 2 - 1)[:, self.out_channels:])
 
 
 @register_model("fan")
@@ -155,8 +224,10 @@ class FAN(UNet):
     """Facial Albedo Network: texture map (B, 3, R, R) in [0, 1] -> albedo (B, 3, R, R) in [0, 1]."""
 
     def __init__(self, resolution: int = 256, in_channels: int = 3, out_channels: int = 3, ngf: int = 16,
-                 flip_features: bool = True, output_activation: str = "sigmoid", max_rate: float = 0.004):
-        super().__init__(resolution, in_channels, out_channels, ngf, flip_features, output_activation, max_rate)
+                 flip_features: bool = True, output_activation: str = "sigmoid", max_rate: float = 0.004,
+                 inputs: tuple | list | None = None, depth: int | None = None, upsample: str = "transpose"):
+        super().__init__(resolution, in_channels, out_channels, ngf, flip_features, output_activation, max_rate,
+                         inputs, depth, upsample)
 
 
 @register_model("drn")
@@ -165,5 +236,7 @@ class DRN(UNet):
     r_d (B, 1, R, R) in metres, within [-max_rate, max_rate]; displacement = r_d * normal."""
 
     def __init__(self, resolution: int = 256, in_channels: int = 3, out_channels: int = 1, ngf: int = 16,
-                 flip_features: bool = True, output_activation: str = "tanh", max_rate: float = 0.004):
-        super().__init__(resolution, in_channels, out_channels, ngf, flip_features, output_activation, max_rate)
+                 flip_features: bool = True, output_activation: str = "tanh", max_rate: float = 0.004,
+                 inputs: tuple | list | None = None, depth: int | None = None, upsample: str = "transpose"):
+        super().__init__(resolution, in_channels, out_channels, ngf, flip_features, output_activation, max_rate,
+                         inputs, depth, upsample)

@@ -162,11 +162,13 @@ def _unit_normalise(f: Tensor, eps: float = 1e-10) -> Tensor:
 
 
 def perceptual_loss(feats_a: Mapping[str, Tensor] | Sequence[Tensor],
-                    feats_b: Mapping[str, Tensor] | Sequence[Tensor]) -> Tensor:
+                    feats_b: Mapping[str, Tensor] | Sequence[Tensor], squared: bool = False) -> Tensor:
     """Paper eq. 8: mean over layers j of ||F_j(a) - F_j(b)||_2 / (H_j W_j C_j).
 
     The L2 norm is taken per sample over the whole feature map; the result is also
-    averaged over the batch (a scalar).
+    averaged over the batch (a scalar). ``squared=True`` squares the norm (the perceptual
+    loss of Johnson et al. that eq. 8 cites: the mean squared feature difference), whose
+    gradient does not vanish with the feature count the way the unsquared one does.
     """
     if isinstance(feats_a, Mapping) and isinstance(feats_b, Mapping):
         if list(feats_a) != list(feats_b):
@@ -180,5 +182,8 @@ def perceptual_loss(feats_a: Mapping[str, Tensor] | Sequence[Tensor],
         if fa.ndim != 4 or fa.shape != fb.shape:
             raise ValueError(f"feature maps must be (B, C, H, W) of equal shape; got {tuple(fa.shape)} "
                              f"and {tuple(fb.shape)}")
-        terms.append(torch.linalg.vector_norm((fa - fb).flatten(1), dim=1) / fa[0].numel())
+        if squared:
+            terms.append((fa - fb).pow(2).flatten(1).mean(1))
+        else:
+            terms.append(torch.linalg.vector_norm((fa - fb).flatten(1), dim=1) / fa[0].numel())
     return torch.stack(terms).mean()
