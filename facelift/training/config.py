@@ -44,6 +44,7 @@ class BNetConfig(TrainConfig):
 
 
 LIGHTING_SOURCES = ("bnet", "least_squares")
+FAN_RECIPES = ("paper", "v2")
 
 
 @dataclass
@@ -64,6 +65,22 @@ class FANConfig(TrainConfig):
     ndf: int = 64
     lr_d: float | None = None  # None: same as lr
     flip_features: bool = True  # False: the ablation without the flipped-feature concatenation
+    # ---- recipe "v2" (facelift.training.fan_v2; training/configs/fan_v2.json): the FAN fed the
+    # robust stage's de-lit texture, visibility, skin confidence and PCA albedo, a gated output,
+    # synthetic occluders and random relighting, losses as per-texel means. Ignored by "paper".
+    recipe: str = "paper"
+    inputs: list | None = None  # None: the recipe's (paper: texture; v2: delit, visibility, confidence, albedo_pca)
+    output_activation: str | None = None  # None: paper sigmoid, v2 gated
+    depth: int | None = None  # stride-2 levels (None: to 1x1, the paper)
+    upsample: str = "transpose"
+    n_layers_d: int = 3
+    disc_resolution: int | None = None  # the discriminator sees albedos resized to this (None: as trained)
+    w_consistency: float = 0.0  # |FAN(relit) - FAN(original)|
+    w_lowfreq: float = 0.0  # |blur(albedo) - PCA albedo| where the photo is not trusted
+    occlusion_prob: float = 0.0  # share of samples given synthetic occluders
+    relight: bool = False  # run every batch a second time, relit by random SH, for the consistency term
+    init_from: str | None = None  # a saved FAN (save_pretrained folder) to start from, e.g. 128 -> 256
+    grad_share_every: int = 100  # steps between measurements of each term's gradient on the albedo
 
 
 @dataclass
@@ -124,6 +141,8 @@ def load_config(cls, path: str | None = None, overrides: list[str] | None = None
         setattr(cfg, key, _coerce(value, getattr(cfg, key)))
     if isinstance(cfg.betas, list):
         cfg.betas = tuple(cfg.betas)
+    if hasattr(cfg, "recipe") and cfg.recipe not in FAN_RECIPES:
+        raise ValueError(f"recipe must be one of {FAN_RECIPES}, got {cfg.recipe!r}")
     for key in ("lighting", "real_samples"):
         if hasattr(cfg, key) and getattr(cfg, key) not in LIGHTING_SOURCES:
             raise ValueError(f"{key} must be one of {LIGHTING_SOURCES}, got {getattr(cfg, key)!r}")

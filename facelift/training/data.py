@@ -30,6 +30,9 @@ from ..face_model import FaceModel
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 LIGHTING_FILE = "lighting_ls.npz"
+ROBUST_LIGHTING_FILE = "lighting_robust.npz"
+#: per-sample arrays of lighting_robust.npz that a dataset item carries (item key = file key + "_lf")
+ROBUST_FIELDS = ("sh", "coefficients", "outlier_sh", "outlier_coefficients", "scale")
 FIELDS = ("texture", "visibility", "normal", "position")
 
 
@@ -119,7 +122,9 @@ class UVDataset(torch.utils.data.Dataset):
     "mask" (1,R,R)}. ``resolution`` resamples (bilinear; visibility/mask by nearest).
     ``limit`` keeps the first N samples. ``with_lighting`` adds "sh_ls" (3, 9) and
     "coefficients_ls" (K,) from
-    ``lighting_ls.npz`` (an error if that file is missing or does not match the shards).
+    ``lighting_ls.npz`` (an error if that file is missing or does not match the shards);
+    ``with_lighting="robust"`` adds instead the robust stage's fit from ``lighting_robust.npz``
+    ("sh_lf", "coefficients_lf", "outlier_sh_lf", "outlier_coefficients_lf", "scale_lf").
     """
 
     def __init__(self, root: str | os.PathLike, resolution: int | None = None, limit: int | None = None,
@@ -146,11 +151,25 @@ class UVDataset(torch.utils.data.Dataset):
         self.normal = torch.from_numpy(np.concatenate(parts["normal"])[:n]).permute(0, 3, 1, 2).contiguous()
         self.position = (torch.from_numpy(np.concatenate(parts["position"])[:n]).permute(0, 3, 1, 2).contiguous()
                          if with_position else None)
-        self.mask = (self.normal.float().pow(2).sum(1, keepdim=True) > 0.5).any(0, keepdim=True)
+        mask = torch.zeros(1, 1, *self.normal.shape[-2:], dtype=torch.bool)
+        for start in range(0, len(self.normal), 256):  # in chunks: a float copy of every normal map is GBs
+            chunk = self.normal[start:start + 256].float().pow(2).sum(1, keepdim=True) > 0.5
+            mask |= chunk.any(0, keepdim=True)
+        self.mask = mask
         self.source_resolution = index.resolution
         self.resolution = int(resolution or index.resolution)
         self.sh_ls = None
-        if with_lighting:
+        self.robust = None
+        if with_lighting == "robust":
+            path = Path(root) / ROBUST_LIGHTING_FILE
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} not found: run training/fit_lighting.py --method robust --data {root}")
+            with np.load(path) as z:
+                if list(z["names"])[:n] != self.names:
+                    raise ValueError(f"{path} does not match the shards in {root}; run training/fit_lighting.py "
+                                     "--method robust again")
+                self.robust = {f"{k}_lf": torch.from_numpy(z[k][:n].astype(np.float32)) for k in ROBUST_FIELDS}
+        elif with_lighting:
             path = Path(root) / LIGHTING_FILE
             if not path.is_file():
                 raise FileNotFoundError(f"{path} not found: run training/fit_lighting.py --data {root}")
@@ -182,6 +201,8 @@ class UVDataset(torch.utils.data.Dataset):
         if self.sh_ls is not None:
             item["sh_ls"] = self.sh_ls[i]
             item["coefficients_ls"] = self.coefficients_ls[i]
+        if self.robust is not None:
+            item.update({k: v[i] for k, v in self.robust.items()})
         if self.position is not None:
             pos = self.position[i].float()
             if self.resolution != self.source_resolution:

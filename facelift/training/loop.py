@@ -45,8 +45,9 @@ from .losses import (PCAAlbedo, bnet_loss, drn_loss, gan_loss, load_vgg, percept
 class Run:
     """Accelerator, data, logging, checkpoints and the wall-clock budget of one training run."""
 
-    def __init__(self, cfg, with_position: bool = False):
-        with_lighting = "least_squares" in (getattr(cfg, "lighting", "bnet"), getattr(cfg, "real_samples", "bnet"))
+    def __init__(self, cfg, with_position: bool = False, with_lighting: bool | str | None = None):
+        if with_lighting is None:
+            with_lighting = "least_squares" in (getattr(cfg, "lighting", "bnet"), getattr(cfg, "real_samples", "bnet"))
         from accelerate import Accelerator
         from accelerate.utils import set_seed
 
@@ -257,6 +258,11 @@ def train_bnet(cfg: BNetConfig, resume: bool = True) -> Path:
 # ---- FAN -----------------------------------------------------------------------------------
 def train_fan(cfg: FANConfig, resume: bool = True) -> Path:
     from ..models import FAN, BNet, PatchGAN
+
+    if cfg.recipe == "v2":
+        from .fan_v2 import train_fan_v2
+
+        return train_fan_v2(cfg, resume=resume)
 
     vgg = load_vgg(cfg.vgg)  # fails loudly before any work
     run = Run(cfg)

@@ -1,0 +1,197 @@
+"""FAN v2: the FAN trained to ignore occluders and lighting while keeping the photo's detail
+(`--config training/configs/fan_v2.json`, `recipe="v2"`; the paper's recipe stays the default).
+
+What it changes against the paper's recipe (facelift.training.loop.train_fan):
+- input: the robust low-frequency stage's de-lit texture (texture / SH shading), the
+  visibility, the skin confidence and the PCA albedo (`facelift.albedo.fit_low_frequency`,
+  precomputed per sample by `training/fit_lighting.py --method robust`); a gated output
+  (`output_activation="gated"`) passes the de-lit texture through where it is trusted;
+- synthetic occluders pasted into the input (facelift.training.occlusion, a generator apart
+  from the evaluation's); E_pixel and E_percep compare with the *clean* texture on the texels
+  the original photo shows as skin (visibility x confidence), so under a synthetic occluder the
+  network is asked for what the photo showed before it;
+- low-frequency guidance elsewhere: the PatchGAN's real samples are the robust PCA albedos
+  (at `disc_resolution`), plus an L1 term between the 8x8-pooled albedo and the PCA albedo
+  on the texels the photo cannot be trusted for;
+- relighting: each batch is run a second time with the texture relit by a random SH light
+  (texture x S_new / S_est, in UV space) and the light re-estimated from the relit texture by
+  weighted least squares, as the pipeline would; a consistency term asks for the same albedo;
+- every term is a per-texel mean; each term's share of the generator loss and of the gradient
+  on the albedo is logged (`share_*`, `gshare_*`) every `grad_share_every` steps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..albedo import tukey_weight
+from ..shading import estimate_sh
+from .config import FANConfig
+from .losses import gan_loss, load_vgg, shading_map
+from .occlusion import random_occluders, random_sh
+
+V2_INPUTS = ["delit", "visibility", "confidence", "albedo_pca"]
+SHADING_FLOOR = 0.05
+
+
+def confidence_map(texture: Tensor, albedo: Tensor, shading: Tensor, visibility: Tensor, scale: Tensor) -> Tensor:
+    """facelift.albedo.skin_confidence on (B, C, R, R) maps: (B, 1, R, R)."""
+    r = (texture - albedo * shading).pow(2).mean(1, keepdim=True).sqrt()
+    return tukey_weight(r, scale.view(-1, 1, 1, 1)) * visibility
+
+
+def delit(texture: Tensor, shading: Tensor, visibility: Tensor) -> Tensor:
+    """facelift.albedo.delit_texture on (B, 3, R, R) maps."""
+    ok = (shading > SHADING_FLOOR).all(1, keepdim=True) & (visibility > 0.5)
+    return (texture / shading.clamp_min(SHADING_FLOOR)).clamp(0, 1) * ok
+
+
+def relit_texture(texture: Tensor, shading: Tensor, new_shading: Tensor, visibility: Tensor) -> Tensor:
+    """texture x S_new / S on the visible, lit texels; S_new scaled to S's mean brightness there
+    (as facelift.evaluation.runner.relight)."""
+    ok = ((shading > SHADING_FLOOR).all(1, keepdim=True) & (visibility > 0.5)).float()
+    n = ok.sum((2, 3), keepdim=True).clamp_min(1)
+    gain = (shading * ok).sum((2, 3), keepdim=True) / (new_shading * ok).sum((2, 3), keepdim=True).clamp_min(1e-6)
+    gain = torch.where(n > 1, gain, torch.ones_like(gain))
+    ratio = torch.where(ok > 0, new_shading * gain / shading.clamp_min(SHADING_FLOOR), torch.ones_like(shading))
+    return (texture * ratio).clamp(0, 1)
+
+
+def reestimate_sh(texture: Tensor, albedo: Tensor, normal: Tensor, weight: Tensor, prior: dict,
+                  stride: int = 4) -> Tensor:
+    """Weighted least-squares SH (B, 3, 9) of `texture` given `albedo` (the pipeline's final light
+    step), from every `stride`-th texel."""
+    B = texture.shape[0]
+    flat = lambda x: x.flatten(2).transpose(1, 2)[:, ::stride].double()  # noqa: E731
+    w = weight.flatten(2)[:, 0, ::stride].double() + 1e-8
+    return estimate_sh(flat(texture), flat(albedo), flat(normal), weights=w, **prior).float().view(B, 3, 9)
+
+
+def _downsize(x: Tensor, size: int | None) -> Tensor:
+    if not size or size == x.shape[-1]:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def build_fan(cfg: FANConfig):
+    from ..models import FAN
+
+    from ..models import UV_INPUTS
+
+    inputs = cfg.inputs or V2_INPUTS
+    fan = FAN(resolution=cfg.resolution, ngf=cfg.ngf, flip_features=cfg.flip_features,
+              in_channels=sum(UV_INPUTS[n] for n in inputs), inputs=inputs, output_activation=cfg.output_activation or "gated",
+              depth=cfg.depth, upsample=cfg.upsample)
+    if cfg.init_from:
+        src = FAN.from_pretrained(cfg.init_from)
+        fan.load_state_dict(src.state_dict())
+    return fan
+
+
+def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
+    from ..face_model import FaceModel
+    from ..models import PatchGAN, stack_inputs
+    from .loop import Run, _optimizer, load_pca
+
+    vgg = load_vgg(cfg.vgg)
+    run = Run(cfg, with_lighting="robust")
+    dev = run.device
+    vgg = vgg.to(dev)
+    face_model = FaceModel.load(cfg.face_model)
+    prior = {}
+    if face_model.light_brightness is not None:
+        prior = {"colour_prior": 1.0, "brightness": face_model.light_brightness, "brightness_prior": 1.0}
+    pca = load_pca(cfg.face_model, cfg.resolution).to(dev)
+    fan = build_fan(cfg)
+    disc = PatchGAN(ndf=cfg.ndf, n_layers=cfg.n_layers_d)
+    opt_g = _optimizer(fan.parameters(), cfg.lr, cfg.betas)
+    opt_d = _optimizer(disc.parameters(), cfg.lr_d or cfg.lr, cfg.betas)
+    fan, disc, opt_g, opt_d = run.prepare(fan, disc, opt_g, opt_d)
+    if resume:
+        run.resume()
+    disc_plain = run.acc.unwrap_model(disc)
+    fan_plain = run.acc.unwrap_model(fan)
+    rng = np.random.default_rng(cfg.seed + 7919 * run.step + run.acc.process_index)
+    fan.train()
+    disc.train()
+    shares: dict[str, float] = {}
+    for batch in run.batches():
+        if run.should_stop():
+            break
+        tex, vis, nrm, mask = batch["texture"], batch["visibility"], batch["normal"], batch["mask"]
+        B = tex.shape[0]
+        with torch.no_grad():
+            albedo_pca = pca(batch["coefficients_lf"]) * mask
+            outlier_albedo = pca(batch["outlier_coefficients_lf"])
+            shading = shading_map(nrm, batch["sh_lf"])
+            outlier_shading = shading_map(nrm, batch["outlier_sh_lf"])
+            scale = batch["scale_lf"]
+            clean = confidence_map(tex, outlier_albedo, outlier_shading, vis, scale)
+            alpha, colour = random_occluders(tex, vis, rng, cfg.occlusion_prob)
+            tex_in = tex * (1 - alpha) + colour * alpha
+            conf_in = confidence_map(tex_in, outlier_albedo, outlier_shading, vis, scale)
+            maps = {"delit": delit(tex_in, shading, vis), "visibility": vis, "confidence": conf_in,
+                    "albedo_pca": albedo_pca, "texture": tex_in}
+            x = stack_inputs(fan_plain.inputs, maps)
+            if cfg.relight:
+                new_shading = shading_map(nrm, random_sh(B, rng, dev))
+                tex_relit = relit_texture(tex_in, shading, new_shading, vis)
+                sh_re = reestimate_sh(tex_relit, albedo_pca, nrm, conf_in * vis, prior)
+                maps_r = dict(maps, delit=delit(tex_relit, shading_map(nrm, sh_re), vis), texture=tex_relit)
+                x = torch.cat([x, stack_inputs(fan_plain.inputs, maps_r)])
+        y = fan(x)
+        fake = y[:B]
+        real = _downsize(albedo_pca, cfg.disc_resolution)
+        # discriminator: robust PCA albedos are real
+        disc_plain.requires_grad_(True)
+        loss_d = 0.5 * (gan_loss(disc(real), True) + gan_loss(disc(_downsize(fake.detach() * mask, cfg.disc_resolution)),
+                                                             False))
+        opt_d.zero_grad(set_to_none=True)
+        run.acc.backward(loss_d)
+        opt_d.step()
+        disc_plain.requires_grad_(False)
+
+        weight = vis * clean  # texels the photo shows as skin: the clean texture is the target there
+        synth = fake * shading
+        terms = {"pixel": ((synth - tex).abs().mean(1, keepdim=True) * weight).sum() / weight.sum().clamp_min(1)}
+        composite = synth * weight + tex * (1 - weight)
+        from ..models import perceptual_loss
+
+        with torch.no_grad():
+            ft = vgg(_downsize(tex, cfg.percep_resolution))
+        terms["percep"] = perceptual_loss(ft, vgg(_downsize(composite, cfg.percep_resolution)), squared=True)
+        terms["adv"] = gan_loss(disc_plain(_downsize(fake * mask, cfg.disc_resolution)), True)
+        if cfg.w_lowfreq > 0:
+            w_lf = F.avg_pool2d(mask * (1 - weight), 8)
+            diff = (F.avg_pool2d(fake * mask, 8) - F.avg_pool2d(albedo_pca, 8)).abs().mean(1, keepdim=True)
+            terms["lowfreq"] = (diff * w_lf).sum() / w_lf.sum().clamp_min(1e-6)
+        if cfg.relight:
+            cons = (y[B:] - fake.detach()).abs().mean(1, keepdim=True) * vis
+            terms["consistency"] = cons.sum() / vis.sum().clamp_min(1)
+        weights = {"pixel": cfg.w_pixel, "percep": cfg.w_percep, "adv": cfg.w_gan, "lowfreq": cfg.w_lowfreq,
+                   "consistency": cfg.w_consistency}
+        weighted = {k: weights[k] * v for k, v in terms.items()}
+        loss_g = sum(weighted.values())
+        if cfg.grad_share_every and (run.step % cfg.grad_share_every == 0):
+            norms = {}
+            for k, v in weighted.items():
+                g = torch.autograd.grad(v, y, retain_graph=True, allow_unused=True)[0]
+                norms[k] = 0.0 if g is None else float(g.norm())
+            total_norm = sum(norms.values()) or 1.0
+            total = float(loss_g.detach())
+            shares = {**{f"share_{k}": float(v.detach()) / total for k, v in weighted.items()},
+                      **{f"gshare_{k}": n / total_norm for k, n in norms.items()}}
+        opt_g.zero_grad(set_to_none=True)
+        run.acc.backward(loss_g)
+        opt_g.step()
+        run.step += 1
+        run.log({"loss_g": loss_g, **terms, "loss_d": loss_d,
+                 "occluded": (alpha > 0.5).float().sum() / vis.sum().clamp_min(1), **shares})
+        if run.step % cfg.checkpoint_every == 0:
+            run.checkpoint()
+    return run.finish(fan, {"recipe": "v2", "last_shares": shares})

@@ -1,0 +1,126 @@
+"""Synthetic occluders and relighting for FAN v2 training (UV space, batched torch).
+
+The training occluders come from a different generator than the evaluation's
+(`facelift.evaluation.occluders`: sunglasses over the eyes, a five-part hand, hair strands
+from the forehead in a fixed palette). Here shapes are random polygons, ellipses, capsules,
+outlines and strands of random width and direction, anywhere on the layout, filled with a
+random colour, a two-colour gradient, colour noise, or a shifted cut-out of another training
+sample's texture (someone else's skin, hair, eyes or background-free face parts).
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+SHAPES = ("polygon", "ellipse", "capsule", "outline", "strands")
+FILLS = ("colour", "gradient", "noise", "cutout")
+
+
+def _shape(kind: str, R: int, rng: np.random.Generator) -> np.ndarray:
+    img = np.zeros((R, R), np.uint8)
+    c = rng.uniform(0.12, 0.88, 2) * R
+    size = rng.uniform(0.06, 0.3) * R
+    if kind == "polygon":
+        n = int(rng.integers(3, 10))
+        ang = np.sort(rng.uniform(0, 2 * np.pi, n))
+        rad = size * rng.uniform(0.4, 1.0, n)
+        pts = np.stack([c[0] + rad * np.cos(ang), c[1] + rad * np.sin(ang)], -1)
+        cv2.fillPoly(img, [np.round(pts).astype(np.int32)], 1)
+    elif kind == "ellipse":
+        axes = (max(2, int(size)), max(2, int(size * rng.uniform(0.25, 1.0))))
+        cv2.ellipse(img, (int(c[0]), int(c[1])), axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    elif kind == "capsule":
+        d = rng.normal(size=2)
+        d = d / (np.linalg.norm(d) + 1e-9) * size * rng.uniform(1.0, 2.5)
+        cv2.line(img, tuple(int(v) for v in c - d), tuple(int(v) for v in c + d), 1,
+                 max(2, int(size * rng.uniform(0.2, 0.7))))
+    elif kind == "outline":
+        for _ in range(int(rng.integers(1, 3))):
+            cc = c + rng.normal(0, size, 2)
+            axes = (max(3, int(size * rng.uniform(0.4, 1.0))), max(3, int(size * rng.uniform(0.3, 0.8))))
+            cv2.ellipse(img, (int(cc[0]), int(cc[1])), axes, float(rng.uniform(0, 180)), 0, 360, 1,
+                        max(1, int(R * rng.uniform(0.006, 0.03))))
+    else:  # strands: random walks
+        width_max = max(1, int(round(R / 256 * 3)))
+        for _ in range(int(rng.integers(4, 40))):
+            p = rng.uniform(0, 1, 2) * R
+            heading = rng.uniform(0, 2 * np.pi)
+            pts = [p.copy()]
+            for _ in range(int(rng.integers(8, 30))):
+                heading += rng.normal(0, 0.25)
+                p = p + R * 0.015 * np.array([math.cos(heading), math.sin(heading)])
+                pts.append(p.copy())
+            cv2.polylines(img, [np.round(np.array(pts)).astype(np.int32)], False, 1,
+                          int(rng.integers(1, width_max + 1)))
+    return img.astype(np.float32)
+
+
+def _colour(rng: np.random.Generator) -> np.ndarray:
+    hsv = np.array([[[rng.uniform(0, 180), rng.uniform(0, 255), rng.uniform(0, 255)]]], np.float32)
+    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32) / 255.0
+
+
+def _fill(kind: str, R: int, rng: np.random.Generator, other=None):
+    """(fill (R, R, 3), where it holds colour (R, R) or None for everywhere)."""
+    if kind == "cutout" and other is not None:
+        shift = tuple(int(v) for v in rng.integers(-R // 3, R // 3 + 1, 2))
+        tex, vis = other
+        return np.roll(tex, shift, axis=(0, 1)), np.roll(vis, shift, axis=(0, 1))
+    if kind == "gradient":
+        a, b = _colour(rng), _colour(rng)
+        ang = rng.uniform(0, 2 * np.pi)
+        yy, xx = np.mgrid[0:R, 0:R].astype(np.float32) / R
+        t = np.clip((xx * math.cos(ang) + yy * math.sin(ang)) * rng.uniform(0.5, 2) % 1.0, 0, 1)[..., None]
+        return a * (1 - t) + b * t, None
+    base = np.broadcast_to(_colour(rng), (R, R, 3)).astype(np.float32)
+    if kind == "noise":
+        noise = cv2.GaussianBlur(rng.normal(0, 1, (R, R, 3)).astype(np.float32), (0, 0), rng.uniform(0.5, 3))
+        return np.clip(base + noise * rng.uniform(0.05, 0.25), 0, 1), None
+    return base.copy(), None
+
+
+def random_occluders(texture: Tensor, visibility: Tensor, rng: np.random.Generator, probability: float = 0.8,
+                     max_count: int = 3) -> tuple[Tensor, Tensor]:
+    """Occluders for a batch: (alpha (B, 1, R, R) in [0, 1], colour (B, 3, R, R)).
+
+    Each sample gets none with probability 1 - `probability`, else 1..`max_count` occluders.
+    Cut-outs take another sample's visible texture (the next in the batch)."""
+    B, _, R, _ = texture.shape
+    tex = texture.detach().permute(0, 2, 3, 1).cpu().numpy()
+    vis = visibility.detach()[:, 0].cpu().numpy() > 0.5
+    alpha = np.zeros((B, R, R), np.float32)
+    colour = np.zeros((B, R, R, 3), np.float32)
+    for b in range(B):
+        if rng.random() >= probability:
+            continue
+        for _ in range(int(rng.integers(1, max_count + 1))):
+            shape = _shape(SHAPES[rng.integers(len(SHAPES))], R, rng)
+            if rng.random() < 0.5:
+                shape = cv2.GaussianBlur(shape, (0, 0), rng.uniform(0.4, 1.2))
+            other = (b + 1) % B
+            fill, valid = _fill(FILLS[rng.integers(len(FILLS))], R, rng, (tex[other], vis[other]) if B > 1 else None)
+            if valid is not None:  # a cut-out exists only where the other photo was seen
+                shape = shape * valid
+            alpha[b] = np.maximum(alpha[b], shape)
+            colour[b] = colour[b] * (1 - shape[..., None]) + fill * shape[..., None]
+    alpha *= vis
+    to = lambda a: torch.from_numpy(a).to(texture.device)  # noqa: E731
+    return to(alpha)[:, None], to(colour).permute(0, 3, 1, 2).contiguous()
+
+
+def random_sh(batch: int, rng: np.random.Generator, device=None) -> Tensor:
+    """Plausible random lighting (B, 3, 9): a directional light from the front hemisphere
+    (azimuth +-80, elevation -40..60 degrees), a slightly coloured light and an ambient term."""
+    from ..shading import directional_light_sh, light_direction
+
+    out = []
+    for _ in range(batch):
+        d = light_direction(rng.uniform(-80, 80), rng.uniform(-40, 60))
+        colour = 1.0 + rng.uniform(-0.2, 0.2, 3)
+        out.append(directional_light_sh(d, colour, intensity=rng.uniform(0.6, 1.2), ambient=rng.uniform(0.15, 0.7)))
+    return torch.as_tensor(np.stack(out), dtype=torch.float32, device=device)
