@@ -64,6 +64,13 @@ MAX_KEPT = int(os.environ.get("FACELIFT_APP_MAX_SESSIONS", "64"))
 TURNTABLES_KEPT = 2         # turntable folders kept per session (older ones are deleted; one export folder)
 SMALL_FACE_PX = 80          # below this many pixels across the face, warn: blurry texture and details
 CONCURRENCY = 2             # reconstructions at a time (the machine's cores are shared)
+QUEUE_SIZE = 64             # requests waiting, all sessions together
+# Heavy jobs (reconstruct, downloads, turntable) queued or running at once, per session and per client
+# address (the address uvicorn reports: behind a reverse proxy, set FORWARDED_ALLOW_IPS to the
+# proxy's address so that each visitor is told apart). One flooding client (many sessions from
+# one address) cannot fill the queue for everyone else.
+MAX_JOBS_PER_SESSION = int(os.environ.get("FACELIFT_APP_MAX_JOBS_PER_SESSION", "2"))
+MAX_JOBS_PER_CLIENT = int(os.environ.get("FACELIFT_APP_MAX_JOBS_PER_CLIENT", "16"))
 GENERIC_ERROR = "Something went wrong on the server while processing this photo. Please try again or use another photo."
 # The one answer to any image input that is not a file uploaded to this page (or a shipped example):
 # the same words whatever the path is (missing, a folder, a pipe, a server file), so that it tells
@@ -265,6 +272,14 @@ def _user_errors(what: str, upload=None):
 
 # ---- which files a request may make the app read ----------------------------------------------
 
+class PageError(gr.Error):
+    """A gr.Error whose str() is its message (gr.Error's is its repr): where an input's check
+    fails while gradio validates a job before queueing it, the visitor sees str()."""
+
+    def __str__(self) -> str:
+        return str(self.message)
+
+
 class NotAnUpload(Exception):
     """An image input that is not a regular file in the upload folder or the examples."""
 
@@ -330,9 +345,9 @@ def _refuse_non_uploads(path) -> str:
     try:
         return checked_upload(path)
     except NotAnUpload:
-        raise gr.Error(NOT_AN_UPLOAD, title="Not an uploaded photo") from None
+        raise PageError(NOT_AN_UPLOAD, title="Not an uploaded photo") from None
     except ImageTooLargeError as exc:
-        raise gr.Error(str(exc), title="Image too large") from None
+        raise PageError(str(exc), title="Image too large") from None
 
 
 def photo_input(**kwargs) -> gr.Image:
@@ -349,7 +364,7 @@ def photo_input(**kwargs) -> gr.Image:
         url = getattr(payload, "url", None)
         if isinstance(url, str) and url.startswith("data:"):  # a picture inside the request: gradio
             if len(url) > MAX_UPLOAD_BYTES * 4 // 3 + 1024:     # decodes it into its upload folder
-                raise gr.Error(f"The picture is larger than {MAX_UPLOAD_MB} MB; use a smaller photo.",
+                raise PageError(f"The picture is larger than {MAX_UPLOAD_MB} MB; use a smaller photo.",
                                title="Image too large")
             path = _call_preprocess(preprocess, payload)
             return _refuse_non_uploads(path) if path is not None else None
@@ -369,11 +384,11 @@ def _call_preprocess(preprocess, payload):
         raise
     except PIL.Image.DecompressionBombError:
         name = display_name(getattr(payload, "orig_name", None), "The uploaded image")
-        raise gr.Error(f"{name} is far too large (too many pixels); downscale it first.",
+        raise PageError(f"{name} is far too large (too many pixels); downscale it first.",
                        title="Image too large") from None
     except Exception:
         name = display_name(getattr(payload, "orig_name", None))
-        raise gr.Error(f"{name} is not an image FaceLift can read, or it is damaged; "
+        raise PageError(f"{name} is not an image FaceLift can read, or it is damaged; "
                        "use a JPEG, PNG, WebP, BMP, TIFF, GIF or PPM photo.", title="Unreadable file") from None
 
 
@@ -444,6 +459,7 @@ def reconstruct(image, face_index, state):
         outputs = (
             vis.draw_faces(rec.image, rec.faces, rec.face_index),
             vis.texture_with_visibility(rec.texture, rec.visibility, mask),
+            vis.confidence_image(rec.skin_confidence, mask),
             vis.on_background(rec.albedo_pca, mask),
             vis.on_background(rec.albedo, mask),
             vis.displacement_image(rec.displacement, mask, size=384),
@@ -499,7 +515,7 @@ def downloads(state, yaw, pitch, light_azimuth, light_elevation, light_intensity
         obj_zip = vis.obj_zip(out / "mesh.obj", folder / f"{session.name}_obj.zip")
         gif = _turntable(session, rec, folder, yaw, pitch, light_azimuth, light_elevation, light_intensity, details,
                          mode, lighting, albedo)
-        maps = ["texture.png", "visibility.png", "albedo.png", "albedo_pca.png", "displacement.png",
+        maps = ["texture.png", "visibility.png", "skin_confidence.png", "albedo.png", "albedo_pca.png", "displacement.png",
                 "normal_map.png"]
         files = [out / "mesh.glb", obj_zip, *(out / m for m in maps), out / "params.json", gif]
     return str(out / "mesh.glb"), [str(f) for f in files], gif
@@ -515,6 +531,55 @@ def turntable(state, yaw, pitch, light_azimuth, light_elevation, light_intensity
 
 def reset_faces():
     return gr.Dropdown(choices=_face_choices(1), value=0)
+
+
+# ---- per-session and per-client limits on queued work ------------------------------------------
+
+def _client_address(request) -> str | None:
+    client = getattr(request, "client", None)
+    return getattr(client, "host", None)
+
+
+def heavy_jobs(session_hash, address) -> tuple[int, int]:
+    """Heavy jobs (concurrency_id "heavy") waiting or running: (of this session, of this address)."""
+    queue = getattr(demo, "_queue", None)
+    if queue is None:
+        return 0, 0
+    events = [e for q in list(queue.event_queue_per_concurrency_id.values()) for e in list(q.queue)]
+    events += [e for job in list(queue.active_jobs) if job for e in list(job)]
+    events = [e for e in events if getattr(e, "concurrency_id", None) == "heavy"]
+    mine = sum(1 for e in events if session_hash is not None and e.session_hash == session_hash)
+    theirs = sum(1 for e in events if address is not None and _client_address(e.request) == address)
+    return mine, theirs
+
+
+def job_refusal(request) -> str | None:
+    """Why a new heavy job of this request's session/client is refused now, or None."""
+    session, client = heavy_jobs(getattr(request, "session_hash", None), _client_address(request))
+    if session >= MAX_JOBS_PER_SESSION:
+        return (f"This page already has {session} reconstructions or exports waiting or running; "
+                "wait for them to finish, then try again.")
+    if client >= MAX_JOBS_PER_CLIENT:
+        return (f"Too many reconstructions from your address are waiting or running ({client}); "
+                "wait for them to finish, then try again.")
+    return None
+
+
+def _refuse_or_accept(refusal: str | None, n_inputs: int) -> list:
+    if refusal is not None:
+        log.info("refused a job at the queue: %s", refusal)
+    return [gr.validate(refusal is None, refusal or "")] + [gr.validate(True, "")] * (n_inputs - 1)
+
+
+def reconstruct_validator(image, face_index, state, request: gr.Request):
+    """Run by gradio before a reconstruct is queued (after the image input's checks)."""
+    return _refuse_or_accept(job_refusal(request), 3)
+
+
+def view_job_validator(state, yaw, pitch, light_azimuth, light_elevation, light_intensity, details, mode,
+                       lighting, albedo, request: gr.Request):
+    """Run by gradio before a downloads or turntable job is queued."""
+    return _refuse_or_accept(job_refusal(request), 10)
 
 
 # ---- the page ----------------------------------------------------------------------------------
@@ -569,11 +634,13 @@ def build_demo() -> gr.Blocks:
                                             elem_id="light_intensity")
 
         gr.Markdown("### Maps in the UV layout\nTexture: the photo unwrapped, hatched where the photo does not "
-                    "see the face. PCA albedo: the low-frequency albedo of the face model. FAN albedo: the "
+                    "see the face. Skin confidence: how far the low-frequency face model explains each texel (dark on "
+                    "occluders, hair, glasses, highlights). PCA albedo: the low-frequency albedo of the face model. FAN albedo: the "
                     "high-detail albedo. Displacement: the DRN's details along the normal. Lighting: the "
                     "lighting estimated from the photo, on a grey sphere.", elem_id="maps_caption")
         with gr.Row():
             texture = gr.Image(label="Texture + visibility", height=230, elem_id="texture", **image_args)
+            skin_confidence = gr.Image(label="Skin confidence", height=230, elem_id="skin_confidence", **image_args)
             albedo_pca = gr.Image(label="PCA albedo", height=230, elem_id="albedo_pca", **image_args)
             albedo_fan = gr.Image(label="FAN albedo", height=230, elem_id="albedo_fan", **image_args)
             normal_map = gr.Image(label="Normal map", height=230, elem_id="normal_map", **image_args)
@@ -592,33 +659,35 @@ def build_demo() -> gr.Blocks:
                         file_count="multiple", interactive=False, height=260, elem_id="downloads")
 
         view_inputs = [yaw, pitch, light_azimuth, light_elevation, light_intensity, details, mode, lighting, albedo]
-        maps = [detected, texture, albedo_pca, albedo_fan, displacement, normal_map, sphere]
+        maps = [detected, texture, skin_confidence, albedo_pca, albedo_fan, displacement, normal_map, sphere]
 
         # reconstruct -> first 3D view -> exports (three steps, so results appear as soon as they exist)
         for public, trigger in ((True, button.click), (False, face.select)):
             visibility = "public" if public else "private"
             trigger(reconstruct, [photo, face, state], [*maps, face, info, state],
                     api_name="reconstruct" if public else "reconstruct_face", api_visibility=visibility,
-                    show_progress_on=maps, concurrency_id="heavy", concurrency_limit=CONCURRENCY) \
+                    show_progress_on=maps, concurrency_id="heavy", concurrency_limit=CONCURRENCY,
+                    validator=reconstruct_validator) \
                 .success(render, [state, *view_inputs], [view], api_name=f"first_view_{visibility}",
                          api_visibility="private", show_progress="minimal",
                          concurrency_id="render", concurrency_limit=2 * CONCURRENCY) \
                 .success(downloads, [state, *view_inputs], [model3d, files, turntable_gif],
                          api_name="downloads" if public else "downloads_face", api_visibility=visibility,
-                         show_progress_on=[model3d, turntable_gif], concurrency_id="heavy", concurrency_limit=CONCURRENCY)
+                         show_progress_on=[model3d, turntable_gif], concurrency_id="heavy", concurrency_limit=CONCURRENCY,
+                         validator=view_job_validator)
         # moving a slider re-renders the kept reconstruction (no networks)
         gr.on([c.change for c in (yaw, pitch, light_azimuth, light_elevation, light_intensity, details, mode,
                                   lighting, albedo)],
               render, [state, *view_inputs], [view], api_name="render", trigger_mode="always_last",
               show_progress="hidden", concurrency_id="render", concurrency_limit=2 * CONCURRENCY)
         turntable_button.click(turntable, [state, *view_inputs], [turntable_gif], api_name="turntable",
-                               concurrency_id="heavy", concurrency_limit=CONCURRENCY)
+                               concurrency_id="heavy", concurrency_limit=CONCURRENCY, validator=view_job_validator)
         photo.change(reset_faces, None, [face], api_name="reset_faces", api_visibility="private", queue=False)
     return demo
 
 
 demo = build_demo()
-demo.queue(default_concurrency_limit=CONCURRENCY, max_size=64)
+demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
 
 
 def limit_malloc_arenas(arenas: int = 2) -> bool:

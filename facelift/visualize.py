@@ -154,6 +154,17 @@ def texture_with_visibility(texture, visibility, mask=None, threshold: float = 0
     return (out + 0.5).astype(np.uint8)
 
 
+def confidence_image(confidence, mask=None) -> np.ndarray:
+    """A [0, 1] map (the skin confidence) as a sequential colour map, BACKGROUND outside `mask`."""
+    c = np.asarray(confidence, np.float32)
+    if c.ndim != 2:
+        raise ValueError(f"confidence must be (R, R), got {c.shape}")
+    m = _check_mask(mask, c.shape)
+    out = colormap(c, 0.0, 1.0, "sequential")
+    out[~m] = BACKGROUND
+    return out
+
+
 def normal_map_image(normal, mask=None) -> np.ndarray:
     """Unit normals (R, R, 3) -> (n + 1) / 2 as RGB, BACKGROUND outside `mask` (default:
     where the normal is zero)."""

@@ -181,7 +181,7 @@ class LoadClient(threading.Thread):
             self.shared.crossed.append((self.index, what, detail))
 
     def _check_reconstruct(self, out) -> bool:
-        detected, summary = out[0], out[8]
+        detected, summary = out[0], out[9]
         h, w = _rgb(detected).shape[:2]
         if (w, h) != self.size:
             self._crossed("/reconstruct", f"annotated photo is {w}x{h}, this client's photo is "

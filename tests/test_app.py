@@ -67,7 +67,7 @@ def test_api_endpoints_and_parameters():
     assert params["/downloads"] == VIEW_PARAMETERS
     defaults = {p["parameter_name"]: p["parameter_default"] for p in named["/render"]["parameters"]}
     assert defaults["yaw"] == 0 and defaults["mode"] == "shaded" and defaults["albedo"] == "fan"
-    assert len(named["/reconstruct"]["returns"]) == 9
+    assert len(named["/reconstruct"]["returns"]) == 10
     # internal chain steps are not public endpoints
     assert not any(name.startswith(("/first_view", "/reset_faces", "/reconstruct_face")) for name in named)
 
@@ -176,7 +176,7 @@ def two_faces(path: Path) -> Path:
 def test_several_faces_can_be_selected(server, tmp_path):
     c = Client(server.url, verbose=False)
     out = c.predict(handle_file(str(two_faces(tmp_path / "two.png"))), 1, api_name="/reconstruct")
-    face, summary = out[7], out[8]
+    face, summary = out[8], out[9]
     assert face["choices"] == [["Face 1 (largest)", 0], ["Face 2", 1]] and face["value"] == 1
     assert "Face 2 of 2" in summary
     assert _image(c.predict(api_name="/render")).shape == (512, 512, 3)
@@ -373,7 +373,7 @@ def test_a_good_upload_works_after_a_bad_one_in_the_same_session(server, tmp_pat
     with pytest.raises(Exception, match="Reconstruct first"):
         c.predict(api_name="/render")  # nothing was kept from the failed upload
     out = c.predict(handle_file(str(EXAMPLE)), 0, api_name="/reconstruct")
-    assert "Face 1 of 1" in out[8] and _image(out[0]).shape == (512, 512, 3)
+    assert "Face 1 of 1" in out[9] and _image(out[0]).shape == (512, 512, 3)
     assert _image(c.predict(yaw=20, api_name="/render")).shape == (512, 512, 3)
     # and after a failure once a face is kept, the kept one still renders
     with pytest.raises(Exception, match="not an image FaceLift can read"):
@@ -494,7 +494,7 @@ def test_server_files_pipes_and_proc_paths_are_refused_with_one_message(server, 
         answers = list(pool.map(lambda _: _raw_reconstruct(server, {"path": str(tmp_path / "pipe.png")}), range(2)))
     assert [a[2]["error"] for a in answers] == [NOT_AN_UPLOAD] * 2
     out = Client(server.url, verbose=False).predict(handle_file(str(EXAMPLE)), 0, api_name="/reconstruct")
-    assert "Face 1 of 1" in out[8]
+    assert "Face 1 of 1" in out[9]
 
 
 def test_uploaded_files_and_examples_are_still_read(server):

@@ -26,7 +26,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwrig
 
 EXAMPLE = REPO / "examples" / "astronaut.png"
 VIEWPORT = {"width": 1280, "height": 800}
-OUTPUT_IMAGES = ["detected", "texture", "albedo_pca", "albedo_fan", "displacement", "normal_map", "sphere", "view"]
+OUTPUT_IMAGES = ["detected", "texture", "skin_confidence", "albedo_pca", "albedo_fan", "displacement", "normal_map", "sphere", "view"]
 TIMEOUT_MS = 90_000
 
 

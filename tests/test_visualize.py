@@ -79,6 +79,22 @@ def test_normal_map_image():
     assert tuple(out[0, 0]) == vis.BACKGROUND
 
 
+def test_confidence_image():
+    c = np.zeros((16, 16), np.float32)
+    c[4:12, 4:12] = 1.0
+    c[4:12, 4:8] = 0.0
+    mask = np.zeros((16, 16), bool)
+    mask[2:14, 2:14] = True
+    out = vis.confidence_image(c, mask)
+    assert out.shape == (16, 16, 3) and out.dtype == np.uint8
+    assert tuple(out[0, 0]) == vis.BACKGROUND
+    low, high = out[6, 5].astype(int), out[6, 10].astype(int)
+    assert tuple(high) == tuple(vis.colormap(np.array([1.0]), 0, 1, "sequential")[0])
+    assert abs(int(high.sum()) - int(low.sum())) > 100  # trusted and untrusted texels look different
+    with pytest.raises(ValueError, match="confidence"):
+        vis.confidence_image(np.zeros((4, 4, 3)))
+
+
 @pytest.mark.parametrize("cmap", ["diverging", "sequential"])
 def test_colormap_endpoints_and_monotone_lightness(cmap):
     lut = vis.COLORMAPS[cmap]

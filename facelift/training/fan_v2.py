@@ -13,7 +13,7 @@ What it changes against the paper's recipe (facelift.training.loop.train_fan):
 - low-frequency guidance elsewhere: the PatchGAN's real samples are the robust PCA albedos
   (at `disc_resolution`), plus an L1 term between the 8x8-pooled albedo and the PCA albedo
   on the texels the photo cannot be trusted for;
-- relighting: each batch is run a second time with the texture relit by a random SH light
+- relighting: half of each batch is run a second time with the texture relit by a random SH light
   (texture x S_new / S_est, in UV space) and the light re-estimated from the relit texture by
   weighted least squares, as the pipeline would; a consistency term asks for the same albedo;
 - every term is a per-texel mean; each term's share of the generator loss and of the gradient
@@ -138,11 +138,13 @@ def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
             maps = {"delit": delit(tex_in, shading, vis), "visibility": vis, "confidence": conf_in,
                     "albedo_pca": albedo_pca, "texture": tex_in}
             x = stack_inputs(fan_plain.inputs, maps)
+            H = max(1, B // 2)  # the first half of the batch is run a second time, relit
             if cfg.relight:
-                new_shading = shading_map(nrm, random_sh(B, rng, dev))
-                tex_relit = relit_texture(tex_in, shading, new_shading, vis)
-                sh_re = reestimate_sh(tex_relit, albedo_pca, nrm, conf_in * vis, prior)
-                maps_r = dict(maps, delit=delit(tex_relit, shading_map(nrm, sh_re), vis), texture=tex_relit)
+                half = {k: v[:H] for k, v in maps.items()}
+                new_shading = shading_map(nrm[:H], random_sh(H, rng, dev))
+                tex_relit = relit_texture(tex_in[:H], shading[:H], new_shading, vis[:H])
+                sh_re = reestimate_sh(tex_relit, albedo_pca[:H], nrm[:H], (conf_in * vis)[:H], prior)
+                maps_r = dict(half, delit=delit(tex_relit, shading_map(nrm[:H], sh_re), vis[:H]), texture=tex_relit)
                 x = torch.cat([x, stack_inputs(fan_plain.inputs, maps_r)])
         y = fan(x)
         fake = y[:B]
@@ -171,8 +173,8 @@ def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
             diff = (F.avg_pool2d(fake * mask, 8) - F.avg_pool2d(albedo_pca, 8)).abs().mean(1, keepdim=True)
             terms["lowfreq"] = (diff * w_lf).sum() / w_lf.sum().clamp_min(1e-6)
         if cfg.relight:
-            cons = (y[B:] - fake.detach()).abs().mean(1, keepdim=True) * vis
-            terms["consistency"] = cons.sum() / vis.sum().clamp_min(1)
+            cons = (y[B:] - fake[:H].detach()).abs().mean(1, keepdim=True) * vis[:H]
+            terms["consistency"] = cons.sum() / vis[:H].sum().clamp_min(1)
         weights = {"pixel": cfg.w_pixel, "percep": cfg.w_percep, "adv": cfg.w_gan, "lowfreq": cfg.w_lowfreq,
                    "consistency": cfg.w_consistency}
         weighted = {k: weights[k] * v for k, v in terms.items()}

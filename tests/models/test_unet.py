@@ -199,3 +199,87 @@ def test_block_structure_follows_pix2pix():
     kinds = [type(m).__name__ for m in block.model]
     assert kinds == ["LeakyReLU", "Conv2d", "BatchNorm2d", "UnetSkipConnectionBlock", "ReLU", "ConvTranspose2d",
                      "BatchNorm2d"]
+
+
+# ---- FAN v2 options ----------------------------------------------------------------------------
+V2 = dict(in_channels=8, inputs=["delit", "visibility", "confidence", "albedo_pca"], depth=7, upsample="resize",
+          output_activation="gated")
+
+
+def test_v2_options_round_trip_and_leave_v1_configs_as_they_were(tmp_path):
+    from facelift.models import FAN
+
+    v1 = FAN(resolution=128)
+    assert set(v1.config) == {"resolution", "in_channels", "out_channels", "ngf", "flip_features",
+                              "output_activation", "max_rate"}
+    net = FAN(resolution=128, **V2)
+    net.save_pretrained(tmp_path / "v2")
+    back = FAN.from_pretrained(tmp_path / "v2")
+    assert back.config == net.config and back.inputs == tuple(V2["inputs"])
+    x = torch.rand(2, 8, 128, 128)
+    net.eval()
+    assert torch.allclose(back(x), net(x), atol=1e-6)
+
+
+def test_gated_output_passes_the_first_input_through_where_the_gate_opens():
+    from facelift.models import FAN
+
+    net = FAN(resolution=128, **V2).eval()
+    head = net.model.model[-1]  # the outermost up-convolution: channels 0-2 completion, 3 the gate
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 30.0]))
+    x = torch.rand(1, 8, 128, 128)
+    assert torch.allclose(net(x), x[:, :3], atol=1e-6)
+    assert torch.allclose(net.gate(x), torch.ones(1, 1, 128, 128))
+    with torch.no_grad():
+        head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, -30.0]))
+    assert torch.allclose(net(x), torch.full((1, 3, 128, 128), 0.5), atol=1e-6)  # the completion, sigmoid(0)
+
+
+def test_capped_depth_runs_the_same_weights_at_both_resolutions():
+    from facelift.models import FAN
+
+    small, large = FAN(resolution=128, **V2), FAN(resolution=256, **V2)
+    large.load_state_dict(small.state_dict())
+    assert large(torch.rand(1, 8, 256, 256)).shape == (1, 3, 256, 256)
+    with pytest.raises(RuntimeError):
+        FAN(resolution=256, in_channels=8, inputs=V2["inputs"]).load_state_dict(small.state_dict())
+
+
+def test_resize_upsampling_has_no_checkerboard_on_a_flat_input():
+    """Transposed stride-2 convolutions give periodic artefacts; resize-convolutions do not: on a
+    constant input, the output's rows and columns differ only smoothly (no period-2 pattern)."""
+    from facelift.models import FAN
+
+    torch.manual_seed(0)
+    net = FAN(resolution=128, **V2).eval()
+    y = net(torch.full((1, 8, 128, 128), 0.5))[0].mean(0)[16:-16, 16:-16]
+    second = (y[2:] - 2 * y[1:-1] + y[:-2]).abs().mean() + (y[:, 2:] - 2 * y[:, 1:-1] + y[:, :-2]).abs().mean()
+    first = (y[1:] - y[:-1]).abs().mean() + (y[:, 1:] - y[:, :-1]).abs().mean()
+    assert second <= 1.5 * first + 1e-6  # an alternating pattern would make the second difference twice the first
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(in_channels=8, inputs=["delit", "nope"]), "inputs"),
+    (dict(in_channels=7, inputs=V2["inputs"]), "channels"),
+    (dict(in_channels=8, inputs=V2["inputs"], depth=3), "depth"),
+    (dict(in_channels=8, inputs=V2["inputs"], depth=9), "depth"),
+    (dict(in_channels=8, inputs=V2["inputs"], upsample="nearest"), "upsample"),
+    (dict(in_channels=5, inputs=["visibility", "confidence", "albedo_pca"], output_activation="gated"), "gated"),
+    (dict(in_channels=3, inputs="texture"), "inputs"),
+])
+def test_v2_options_are_validated(kwargs, match):
+    from facelift.models import FAN
+
+    with pytest.raises(ValueError, match=match):
+        FAN(resolution=128, **kwargs)
+
+
+def test_v2_gradients_reach_every_input_channel():
+    from facelift.models import FAN
+
+    net = FAN(resolution=128, **V2)
+    x = torch.rand(2, 8, 128, 128, requires_grad=True)
+    net(x).mean().backward()
+    assert (x.grad.abs().flatten(2).sum(-1) > 0).all()

@@ -1,0 +1,130 @@
+"""FAN v2 (facelift.training.fan_v2, facelift.training.occlusion): the map operations on known
+cases, the occluder generator, and a short run of the recipe on the tiny synthetic data."""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from training_support import train as _train
+
+import fit_lighting
+from facelift.shading import directional_light_sh, irradiance, light_direction
+from facelift.training import fan_v2
+from facelift.training.occlusion import random_occluders, random_sh
+
+
+def _hemisphere(R=32):
+    yy, xx = (np.mgrid[0:R, 0:R] + 0.5) / R * 2 - 1
+    zz = np.sqrt(np.clip(1 - xx ** 2 - yy ** 2, 0, None))
+    n = np.stack([xx, -yy, zz], -1)
+    n /= np.linalg.norm(n, axis=-1, keepdims=True)
+    vis = ((xx ** 2 + yy ** 2) < 0.8).astype(np.float32)
+    return torch.from_numpy(n.astype(np.float32)).permute(2, 0, 1)[None], torch.from_numpy(vis)[None, None]
+
+
+def _shading(normal, sh):
+    return torch.from_numpy(irradiance(normal[0].permute(1, 2, 0).numpy(), sh).astype(np.float32)).permute(2, 0, 1)[None]
+
+
+def test_delit_recovers_the_albedo_and_the_confidence_flags_an_occluder():
+    normal, vis = _hemisphere()
+    sh = directional_light_sh(light_direction(30, 20), intensity=0.8, ambient=0.5)
+    shading = _shading(normal, sh)
+    albedo = torch.full_like(shading, 0.6) * vis
+    texture = albedo * shading
+    d = fan_v2.delit(texture, shading, vis)
+    ok = (vis > 0) & (shading > 0.05).all(1, keepdim=True)
+    assert torch.allclose(d[ok.expand_as(d)], albedo[ok.expand_as(d)], atol=1e-5)
+    occluded = texture.clone()
+    occluded[..., 10:20, 10:20] = 0.0
+    conf = fan_v2.confidence_map(occluded, albedo, shading, vis, torch.tensor([0.05]))
+    assert conf.shape == vis.shape
+    assert conf[..., 10:20, 10:20].max() == 0 and conf[vis.bool() & (conf > 0)].min() > 0.99
+
+
+def test_relighting_with_the_same_light_is_the_identity_and_reestimation_finds_a_new_light():
+    normal, vis = _hemisphere()
+    sh = directional_light_sh(light_direction(0, 0), intensity=0.7, ambient=0.5)
+    shading = _shading(normal, sh)
+    albedo = torch.full_like(shading, 0.5)
+    texture = albedo * shading * vis
+    same = fan_v2.relit_texture(texture, shading, shading, vis)
+    assert torch.allclose(same, texture, atol=1e-6)
+    new_sh = directional_light_sh(light_direction(50, 10), intensity=0.7, ambient=0.5)
+    new = fan_v2.relit_texture(texture, shading, _shading(normal, new_sh), vis)
+    assert (new - texture).abs().max() > 0.05
+    est = fan_v2.reestimate_sh(new, albedo, normal, vis, prior={}, stride=1)
+    relit_shading = _shading(normal, est[0].numpy())
+    m = vis.bool().expand_as(new)
+    assert (albedo * relit_shading - new)[m].abs().mean() < 0.01  # the new light explains the relit texture
+
+
+def test_random_occluders_stay_on_visible_texels_and_follow_the_probability():
+    normal, vis = _hemisphere(64)
+    tex = torch.rand(4, 3, 64, 64) * vis
+    vis4 = vis.expand(4, 1, 64, 64)
+    alpha, colour = random_occluders(tex, vis4, np.random.default_rng(0), probability=1.0)
+    assert alpha.shape == (4, 1, 64, 64) and colour.shape == (4, 3, 64, 64)
+    assert alpha.min() >= 0 and alpha.max() <= 1 and (alpha * (1 - vis4)).abs().max() == 0
+    assert (alpha.flatten(1).sum(1) > 0).all()  # every sample got an occluder
+    again, _ = random_occluders(tex, vis4, np.random.default_rng(0), probability=1.0)
+    assert torch.equal(alpha, again)  # reproducible from the generator
+    none, _ = random_occluders(tex, vis4, np.random.default_rng(0), probability=0.0)
+    assert none.abs().max() == 0
+
+
+def test_random_sh_lights_the_front_of_the_face():
+    sh = random_sh(16, np.random.default_rng(0))
+    assert sh.shape == (16, 3, 9) and torch.isfinite(sh).all()
+    front = irradiance(np.tile([[[0.0, 0.0, 1.0]]], (16, 1, 1)), sh.numpy())  # (16, 1, 3)
+    assert (front > 0.1).all()
+
+
+@pytest.fixture(scope="module")
+def fan_v2_run(tiny, vgg_path):
+    fit_lighting.main(["--data", str(tiny["data"]), "--face-model", str(tiny["face_model"]), "--method", "robust"])
+    out = tiny["root"] / "fan_v2"
+    _train("fan", tiny, out, 4, "--config", str(fan_v2_config()), "--lr", "3e-4", "--set", "grad_share_every=2")
+    return out
+
+
+def fan_v2_config():
+    from training_support import REPO
+
+    return REPO / "training" / "configs" / "fan_v2.json"
+
+
+def test_fan_v2_trains_logs_every_term_and_loads_in_the_pipeline(fan_v2_run, tiny):
+    with open(fan_v2_run / "losses.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4
+    terms = ("pixel", "percep", "adv", "lowfreq", "consistency")
+    for k in terms:
+        assert all(math.isfinite(float(r[k])) for r in rows), k
+        assert float(rows[-1][f"gshare_{k}"]) > 0, k  # every term reaches the albedo's gradient
+    assert sum(float(rows[-1][f"gshare_{k}"]) for k in terms) == pytest.approx(1.0, abs=1e-3)
+    summary = json.loads((fan_v2_run / "final" / "summary.json").read_text())
+    assert summary["recipe"] == "v2" and summary["last_shares"]
+    from facelift.models import FAN
+
+    fan = FAN.from_pretrained(fan_v2_run / "final")
+    assert fan.config["inputs"] == ["delit", "visibility", "confidence", "albedo_pca"]
+    assert fan.config["output_activation"] == "gated" and fan.config["depth"] == 7
+    # the 128-trained weights run at 256 (fine-tuning starts from them)
+    fan256 = FAN(**{**fan.config, "resolution": 256})
+    fan256.load_state_dict(fan.state_dict())
+    assert fan256(torch.rand(1, 8, 256, 256)).shape == (1, 3, 256, 256)
+
+
+def test_fan_v2_needs_the_robust_lighting_file(tiny, tmp_path, vgg_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny["data"], data)
+    (data / "lighting_robust.npz").unlink(missing_ok=True)
+    with pytest.raises(FileNotFoundError, match="method robust"):
+        _train("fan", {**tiny, "data": data}, tmp_path / "run", 1, "--config", str(fan_v2_config()))
