@@ -18,7 +18,7 @@ import torch
 from dataclasses import dataclass
 
 from .face_model import FaceModel
-from .shading import estimate_sh, irradiance
+from .shading import LAMBERT, estimate_sh, irradiance, sh_basis
 
 
 def resize_maps(maps_chw: np.ndarray, resolution: int) -> np.ndarray:
@@ -111,6 +111,13 @@ class _Subsample:
         self.mean = np.clip(sample_maps(model.albedo_mean, R, sub), 0, 1)
         K = model.n_albedo
         self.basis = _sample_texels(model.albedo_basis, R, sub, rows=model.albedo_texel_rows).reshape(len(sub), K, 3)
+        self.sh_basis = sh_basis(self.nrm) * LAMBERT  # the normals do not change: one SH basis for every solve
+
+    def shading(self, sh: np.ndarray) -> np.ndarray:
+        return self.sh_basis @ np.asarray(sh, np.float64).T  # irradiance(self.nrm, sh)
+
+    def light(self, albedo: np.ndarray, weights, prior: dict) -> np.ndarray:
+        return estimate_sh(self.tex, albedo, self.nrm, weights=weights, basis=self.sh_basis, **prior)
 
     def albedo(self, coeffs: np.ndarray) -> np.ndarray:
         nz = np.flatnonzero(coeffs)
@@ -119,7 +126,7 @@ class _Subsample:
 
     def residual(self, coeffs: np.ndarray, sh: np.ndarray) -> np.ndarray:
         """|texture - albedo * shading| per texel (RMS over RGB), (N,)."""
-        d = self.tex - self.albedo(coeffs) * irradiance(self.nrm, sh)
+        d = self.tex - self.albedo(coeffs) * self.shading(sh)
         return np.sqrt((d * d).mean(-1))
 
     def solve(self, weights, prior_weight: float, light_prior: float, iterations: int, coeffs=None, sh=None,
@@ -131,11 +138,10 @@ class _Subsample:
         prior = _light_prior_args(self.model, light_prior)
         w = np.ones(len(self.tex)) if weights is None else np.asarray(weights, np.float64)
         if sh is None:
-            sh = estimate_sh(self.tex, self.mean if coeffs is None else self.albedo(coeffs), self.nrm, weights=w,
-                             **prior)
+            sh = self.light(self.mean if coeffs is None else self.albedo(coeffs), w, prior)
         basis = self.basis[:, :k]
         for _ in range(iterations):
-            shading = irradiance(self.nrm, sh)
+            shading = self.shading(sh)
             lhs = np.zeros((k, k))
             rhs = np.zeros(k)
             for c in range(3):  # normal equations channel by channel: no (3N, K) copy
@@ -146,7 +152,7 @@ class _Subsample:
             n = 3 * w.sum()
             coeffs = np.zeros(K, np.float32)
             coeffs[:k] = np.linalg.solve(lhs / n + prior_weight * np.eye(k), rhs / n)
-            sh = estimate_sh(self.tex, self.albedo(coeffs), self.nrm, weights=w, **prior)
+            sh = self.light(self.albedo(coeffs), w, prior)
         return coeffs, sh
 
 
@@ -259,3 +265,13 @@ def confidence_for(texture: np.ndarray, albedo: np.ndarray, normals: np.ndarray,
     r = np.sqrt(((texture - albedo * shading) ** 2).mean(-1))[vis]
     scale = max(1.4826 * float(np.median(r)), MIN_RESIDUAL_SCALE) if r.size else MIN_RESIDUAL_SCALE
     return skin_confidence(texture, albedo, shading, vis, scale).astype(np.float32), scale
+
+
+def network_sources(texture: np.ndarray, visibility: np.ndarray, normals: np.ndarray,
+                    low: LowFrequencyFit) -> dict:
+    """The (R, R, C) UV maps a U-Net may be fed (facelift.models.UV_INPUTS), from the unwrapped
+    texture, visibility and normals and the low-frequency stage's fit."""
+    visible = (np.asarray(visibility) > 0.5).astype(np.float32)
+    shading = irradiance(normals, low.sh).astype(np.float32)
+    return {"texture": texture, "visibility": visible[..., None], "confidence": low.confidence[..., None],
+            "albedo_pca": low.albedo, "delit": delit_texture(texture, shading, visible).astype(np.float32)}

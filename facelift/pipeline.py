@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import __version__, _hub
-from .albedo import LowFrequencyFit, confidence_for, delit_texture, fit_low_frequency, pca_albedo
+from .albedo import LowFrequencyFit, confidence_for, fit_low_frequency, network_sources, pca_albedo
 from .errors import (ExtremePoseError, FaceCutOffError, FaceIndexError, FaceLiftError, ImageTooSmallError,
                      OutputError, OutputExistsError, WeightsError)
 from ._jsonfile import read_json_file
@@ -93,6 +93,9 @@ class FaceLift:
         self.bnet, self.fan, self.drn = (
             None if net is None else net.to(self.device).eval() for net in (bnet, fan, drn)
         )
+        for net in (self.fan, self.drn):  # channels-last convolutions: ~1.6x faster U-Nets on a CPU
+            if net is not None:
+                net.to(memory_format=torch.channels_last)
         self.uv_resolution = int(self.config["uv_resolution"])
         if isinstance(max_faces, bool) or not isinstance(max_faces, int) or not 1 <= max_faces <= 100:
             raise ValueError(f"max_faces must be an integer from 1 to 100, got {max_faces!r}")
@@ -299,13 +302,7 @@ class FaceLift:
             albedo_pca_source=pca_source)
 
     def _network_sources(self, maps: UVMaps, low: LowFrequencyFit) -> dict:
-        """The UV maps a U-Net may be fed (facelift.models.UV_INPUTS), (R, R, C) each."""
-        from .shading import irradiance
-
-        visible = (maps.visibility > 0.5).astype(np.float32)
-        shading = irradiance(maps.normal, low.sh).astype(np.float32)
-        return {"texture": maps.texture, "visibility": visible[..., None], "confidence": low.confidence[..., None],
-                "albedo_pca": low.albedo, "delit": delit_texture(maps.texture, shading, visible).astype(np.float32)}
+        return network_sources(maps.texture, maps.visibility, maps.normal, low)
 
     def _to_net(self, uv_map: np.ndarray, resolution: int) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(uv_map.transpose(2, 0, 1), dtype=np.float32))[None].to(self.device)
@@ -324,7 +321,7 @@ class FaceLift:
         """`net` on the stack of the maps it takes (`net.inputs`), back at the unwrap resolution."""
         resolution = int(net.config["resolution"])
         x = torch.cat([self._to_net(sources[name], resolution) for name in net.inputs], 1)
-        return self._from_net(net(x))
+        return self._from_net(net(x.contiguous(memory_format=torch.channels_last)))
 
     def _low_frequency(self, maps: UVMaps) -> tuple[LowFrequencyFit, str]:
         """PCA albedo (eq. 2), SH lighting (eq. 3) and skin confidence: from the B-Net, or by the

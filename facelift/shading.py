@@ -143,9 +143,10 @@ def mean_irradiance(gamma, normals, weights=None):
     return (g.sum(-2) / 3 * _mean_basis(xp, n, w[0] if w else None)).sum(-1)
 
 
-def _mean_basis(xp, n, w=None):
-    """`(..., 9)`: the weighted mean over M of `A_b Y_b(n_m)`."""
-    basis = sh_basis(n) * _const(xp, LAMBERT, n)  # (..., M, 9)
+def _mean_basis(xp, n, w=None, basis=None):
+    """`(..., 9)`: the weighted mean over M of `A_b Y_b(n_m)` (`basis`: those values, if known)."""
+    if basis is None:
+        basis = sh_basis(n) * _const(xp, LAMBERT, n)  # (..., M, 9)
     if w is None:
         return basis.mean(-2)
     return (basis * w[..., None]).sum(-2) / w.sum(-1)[..., None]
@@ -173,7 +174,7 @@ def light_prior(gamma, brightness: float | None = None, normals=None, weights=No
 
 
 def estimate_sh(texture, albedo, normals, weights=None, ridge: float = 1e-4, colour_prior: float = 0.0,
-                brightness: float | None = None, brightness_prior: float = 0.0):
+                brightness: float | None = None, brightness_prior: float = 0.0, basis=None):
     """Closed-form weighted least-squares SH lighting `(3, 9)` per colour channel.
 
     Solves `min_g sum_m w_m (texture[m,c] - albedo[m,c] * sum_b g[c,b] A_b Y_b(n_m))^2
@@ -185,6 +186,7 @@ def estimate_sh(texture, albedo, normals, weights=None, ridge: float = 1e-4, col
     `colour_prior` > 0 adds `colour_prior * sum_{c,b} (g[c,b] - mean_c g[c,b])^2` and
     `brightness_prior` > 0 adds `brightness_prior * (mean_irradiance(g, normals, weights) -
     brightness)^2` (see `light_prior`); the channels are then solved jointly.
+    `basis`: `sh_basis(normals) * LAMBERT` when the caller already has it (repeated solves).
     """
     extra = () if weights is None else (weights,)
     xp, t, a, n, *w = _prepare(texture, albedo, normals, *extra)
@@ -212,7 +214,8 @@ def estimate_sh(texture, albedo, normals, weights=None, ridge: float = 1e-4, col
     if bool((wsum <= 0).any()):
         raise ValueError("weights sum to zero: nothing to estimate the lighting from.")
 
-    basis = sh_basis(n) * _const(xp, LAMBERT, n)  # (..., M, 9)
+    if basis is None:
+        basis = sh_basis(n) * _const(xp, LAMBERT, n)  # (..., M, 9)
     # normal equations per channel c: sum_m w_m a_mc^2 B_m B_m^T and sum_m w_m a_mc t_mc B_m, as matmuls
     wa = (w / wsum[..., None])[..., :, None] * a  # (..., M, 3)
     bt = xp.swapaxes(basis, -1, -2)[..., None, :, :]  # (..., 1, 9, M)
@@ -236,7 +239,7 @@ def estimate_sh(texture, albedo, normals, weights=None, ridge: float = 1e-4, col
     big = big + _const(xp, ridge * np.eye(27) + colour_prior * centre, t)
     rhs = rhs.reshape(*lead, 27)
     if brightness_prior > 0:
-        mb = _mean_basis(xp, n, w)  # (..., 9)
+        mb = _mean_basis(xp, n, w, basis)  # (..., 9)
         u = xp.concatenate([mb, mb, mb], -1) / 3  # mean_irradiance(g) = u . g
         big = big + brightness_prior * u[..., :, None] * u[..., None, :]
         rhs = rhs + brightness_prior * float(brightness) * u

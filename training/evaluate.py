@@ -5,7 +5,7 @@
   (b) the FAN albedo, lit by the same SH;
   (c) the FAN albedo on the DRN-displaced normals (FAN + DRN);
   (d) what the shipped pipeline does without a B-Net: PCA albedo and SH by least squares
-      (facelift.albedo.fit_albedo_and_light), and the FAN albedo lit by that SH.
+      (facelift.albedo.fit_low_frequency, the robust stage), and the FAN albedo lit by that SH.
 
     python training/evaluate.py --data /work/data/uv128/val --bnet /work/data/runs/bnet/final \
         --bundle checkpoints --out docs/training/val_metrics.json
@@ -33,7 +33,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from facelift.albedo import fit_albedo_and_light  # noqa: E402
+from facelift.albedo import fit_low_frequency, network_sources  # noqa: E402
 from facelift.face_model import FaceModel  # noqa: E402
 from facelift.models import DRN, FAN, BNet  # noqa: E402
 from facelift.training.data import UVDataset  # noqa: E402
@@ -59,7 +59,19 @@ def evaluate(data, bnet_dir, fan_dir, drn_dir, face_model, batch_size=32, limit=
                            "grad_fan_ls", "grad_fan_drn_ls", "displacement_abs_mm")}
     for b in loader:
         tex, vis, nrm, mask = b["texture"], b["visibility"], b["normal"], b["mask"]
-        alb = fan(tex)
+        # the pipeline's low-frequency stage (robust least squares), per image
+        lows = [fit_low_frequency(model, *(x[i].permute(1, 2, 0).numpy() for x in (tex, nrm)), vis[i, 0].numpy() > 0.5)
+                for i in range(len(tex))]
+        if fan.inputs == ("texture",):
+            alb = fan(tex)
+        else:  # a FAN fed the robust stage's maps (FAN v2), built as the pipeline builds them
+            rows = []
+            for i, low in enumerate(lows):
+                src = network_sources(tex[i].permute(1, 2, 0).numpy(), vis[i, 0].numpy(),
+                                      nrm[i].permute(1, 2, 0).numpy(), low)
+                rows.append(torch.cat([torch.from_numpy(np.ascontiguousarray(src[k], np.float32)).permute(2, 0, 1)
+                                       for k in fan.inputs]))
+            alb = fan(torch.stack(rows))
         maps_for_colour = [("texture", tex), ("fan", alb)]
         sh = None
         if bnet is not None:
@@ -85,11 +97,9 @@ def evaluate(data, bnet_dir, fan_dir, drn_dir, face_model, batch_size=32, limit=
             out["fan_drn"] += masked_l1(tex, syn2, vis).tolist()
             for i in range(len(tex)):
                 out["grad_fan_drn"].append(float(gradient_loss(tex[i:i + 1], syn2[i:i + 1], vis[i:i + 1])))
-        for i in range(len(tex)):  # least squares, per image, as in FaceLift._low_frequency
-            hwc = [x[i].permute(1, 2, 0).numpy() for x in (tex, nrm)]
-            _, alb_ls, sh_ls = fit_albedo_and_light(model, hwc[0], hwc[1], vis[i, 0].numpy() > 0.5)
-            sh_ls = torch.from_numpy(sh_ls)[None]
-            alb_ls = torch.from_numpy(alb_ls).permute(2, 0, 1)[None]
+        for i, low in enumerate(lows):  # the robust least squares, per image, as in FaceLift._low_frequency
+            sh_ls = torch.from_numpy(low.sh)[None]
+            alb_ls = torch.from_numpy(low.albedo).permute(2, 0, 1)[None]
             sl = slice(i, i + 1)
             out["pca_ls"] += masked_l1(tex[sl], render_texture(alb_ls, nrm[sl], sh_ls), vis[sl]).tolist()
             syn_ls = render_texture(alb[sl], nrm[sl], sh_ls)

@@ -1,0 +1,47 @@
+"""Save the network of a training run's latest checkpoint (RUN/state) as a network folder
+(config.json + model.safetensors), e.g. to evaluate a run that is still going:
+
+    python training/export_state.py --run /work/data/runs/fan_v2_128 --out /tmp/fan_step
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main(argv=None) -> Path:
+    from safetensors.torch import load_file
+
+    from facelift.training.config import FANConfig, load_config
+    from facelift.training.fan_v2 import build_fan
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", type=Path, required=True, help="a FAN run folder (train_config.json, state/)")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    values = json.loads((args.run / "train_config.json").read_text())
+    values.pop("_class", None)
+    cfg = load_config(FANConfig, None, None)
+    for k, v in values.items():
+        setattr(cfg, k, tuple(v) if k == "betas" else v)
+    if cfg.recipe != "v2":
+        raise SystemExit(f"{args.run} is a {cfg.recipe!r} FAN run; only v2 runs are exported by this script")
+    cfg.init_from = None
+    fan = build_fan(cfg)
+    fan.load_state_dict(load_file(str(args.run / "state" / "model.safetensors")))
+    fan.save_pretrained(str(args.out))
+    progress = json.loads((args.run / "progress.json").read_text())
+    (args.out / "train_config.json").write_text(json.dumps(values, indent=2) + "\n")
+    (args.out / "summary.json").write_text(json.dumps({**progress, "recipe": "v2", "exported_from": str(args.run)},
+                                                      indent=2) + "\n")
+    print(f"step {progress['step']} -> {args.out}")
+    return args.out
+
+
+if __name__ == "__main__":
+    main()
