@@ -5,7 +5,9 @@ unwrap, FAN, DRN, lighting, dense mesh (from `Reconstruction.timings`), render (
 re-render) and export (`Reconstruction.export`: GLB, OBJ, maps, preview, params). End to end
 is decode -> export, what `facelift reconstruct` does per photo. Batch throughput runs
 `reconstruct` + `export` over `batch` photos in a row (files, decoded each time) and reports
-photos per second. Also: model load time and the process's peak RSS.
+photos per second. Also: model load time and the process's peak RSS, and the *floor*: the
+median of landmarks + FAN + DRN per run (the work no pipeline can skip), against which
+`reconstruct()` less decode is compared (`floor_ratio`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 PIPELINE_STAGES = ("decode", "landmarks", "fit", "unwrap", "fan", "drn", "lighting", "mesh")
+FLOOR_STAGES = ("landmarks", "fan", "drn")
 STAGES = PIPELINE_STAGES + ("render", "export")
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "astronaut.png"
 
@@ -58,7 +61,7 @@ def run_benchmark(image=None, *, size: int = 512, repeat: int = 20, weights=None
                 rec = fl.reconstruct(photo_path)
                 rec.render(size=render_size)
             per_stage = {s: [] for s in STAGES}
-            end_to_end, reconstruct_ms, relight_ms = [], [], []
+            end_to_end, reconstruct_ms, relight_ms, floor_ms, less_decode_ms = [], [], [], [], []
             for i in range(repeat):
                 t0 = time.perf_counter()
                 rec = fl.reconstruct(photo_path)
@@ -69,6 +72,8 @@ def run_benchmark(image=None, *, size: int = 512, repeat: int = 20, weights=None
                 end_to_end.append((t2 - t0) * 1000)
                 for s in PIPELINE_STAGES:
                     per_stage[s].append(rec.timings.get(s, 0.0))
+                floor_ms.append(sum(rec.timings.get(s, 0.0) for s in FLOOR_STAGES))
+                less_decode_ms.append(rec.timings["total"] - rec.timings.get("decode", 0.0))
                 per_stage["export"].append((t2 - t1) * 1000)
                 t = time.perf_counter()
                 rec.render(yaw=(i * 17) % 90 - 45, pitch=10, size=render_size)
@@ -102,6 +107,9 @@ def run_benchmark(image=None, *, size: int = 512, repeat: int = 20, weights=None
         "stages_ms": {s: _stats(v) for s, v in per_stage.items()},
         "end_to_end_ms": _stats(end_to_end),
         "reconstruct_call_ms": _stats(reconstruct_ms),
+        "reconstruct_less_decode_ms": _stats(less_decode_ms),
+        "floor_ms": _stats(floor_ms),
+        "floor_ratio": float(np.median(less_decode_ms) / max(np.median(floor_ms), 1e-9)),
         "relight_ms": _stats(relight_ms),
         "batch_throughput": throughput,
         "peak_rss_mb": peak_rss_mb(),
@@ -124,6 +132,9 @@ def format_table(result: dict) -> str:
     if tp:
         lines.append(f"batch throughput: {tp['photos_per_s']:.2f} photos/s ({tp['photos']} photos, reconstruct + "
                      f"export, {tp['seconds']:.1f} s)")
+    lines.append(f"reconstruct() less decode {result['reconstruct_less_decode_ms']['median']:.1f} ms median = "
+                 f"{result['floor_ratio']:.2f} x the floor (landmarks + FAN + DRN, "
+                 f"{result['floor_ms']['median']:.1f} ms median)")
     lines.append(f"model load {result['model_load_ms']:.0f} ms; peak RSS {result['peak_rss_mb']:.0f} MB; "
                  f"{result['repeat']} runs on a {result['image_size']}x{result['image_size']} photo, "
                  f"renders {result['render_size']}x{result['render_size']}; "
@@ -144,6 +155,9 @@ def format_markdown(result: dict) -> str:
     if tp:
         extra.append(f"- batch throughput: **{tp['photos_per_s']:.2f} photos/s** ({tp['photos']} photos, "
                      f"reconstruct + export in a row, {tp['seconds']:.1f} s)")
+    extra.append(f"- `reconstruct()` less decode: {result['reconstruct_less_decode_ms']['median']:.1f} ms median, "
+                 f"**{result['floor_ratio']:.2f} x the floor** (landmarks + FAN + DRN: "
+                 f"{result['floor_ms']['median']:.1f} ms median)")
     extra.append(f"- model load: {result['model_load_ms']:.0f} ms")
     extra.append(f"- peak RSS: {result['peak_rss_mb']:.0f} MB")
     m = result["machine"]

@@ -150,6 +150,10 @@ def test_benchmark_prints_every_stage_and_writes_json(tmp_path, capsys):
         assert key in result and result[key]
     assert result["end_to_end_ms"]["p90"] >= result["end_to_end_ms"]["median"] > 0
     assert "photos/s" in text and "end to end" in text
+    floor = result["floor_ms"]["median"]
+    assert 0 < floor < result["reconstruct_less_decode_ms"]["median"]  # the floor is part of the run
+    assert result["floor_ratio"] == result["reconstruct_less_decode_ms"]["median"] / floor
+    assert "x the floor" in text
 
 
 # ----------------------------------------------------------------------------- failures, summary, Ctrl-C
