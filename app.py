@@ -540,28 +540,44 @@ def _client_address(request) -> str | None:
     return getattr(client, "host", None)
 
 
-def heavy_jobs(session_hash, address) -> tuple[int, int]:
-    """Heavy jobs (concurrency_id "heavy") waiting or running: (of this session, of this address)."""
+def _heavy_events() -> list:
+    """gradio's queued and running events of the heavy jobs (concurrency_id "heavy")."""
     queue = getattr(demo, "_queue", None)
     if queue is None:
-        return 0, 0
+        return []
     events = [e for q in list(queue.event_queue_per_concurrency_id.values()) for e in list(q.queue)]
     events += [e for job in list(queue.active_jobs) if job for e in list(job)]
-    events = [e for e in events if getattr(e, "concurrency_id", None) == "heavy"]
-    mine = sum(1 for e in events if session_hash is not None and e.session_hash == session_hash)
-    theirs = sum(1 for e in events if address is not None and _client_address(e.request) == address)
-    return mine, theirs
+    return [e for e in events if getattr(e, "concurrency_id", None) == "heavy"]
+
+
+# A job accepted by a validator enters gradio's queue a moment later; until then it is counted
+# from here (validators run concurrently: without this, a burst would all see a queue below the limit).
+_accepted: list[tuple[str | None, str | None, float]] = []  # (session hash, address, time.monotonic())
+_accepted_lock = threading.Lock()
+ACCEPTED_WINDOW_S = 3.0
 
 
 def job_refusal(request) -> str | None:
-    """Why a new heavy job of this request's session/client is refused now, or None."""
-    session, client = heavy_jobs(getattr(request, "session_hash", None), _client_address(request))
-    if session >= MAX_JOBS_PER_SESSION:
-        return (f"This page already has {session} reconstructions or exports waiting or running; "
-                "wait for them to finish, then try again.")
-    if client >= MAX_JOBS_PER_CLIENT:
-        return (f"Too many reconstructions from your address are waiting or running ({client}); "
-                "wait for them to finish, then try again.")
+    """Why a new heavy job of this request's session/client is refused now (None: accepted and
+    counted): at most MAX_JOBS_PER_SESSION per session and MAX_JOBS_PER_CLIENT per address,
+    waiting or running."""
+    session, address = getattr(request, "session_hash", None), _client_address(request)
+    with _accepted_lock:
+        now = time.monotonic()
+        events = _heavy_events()
+        # an accepted job still counts here until an event of its session is in the queue (or a while passed)
+        _accepted[:] = [(s, a, t) for s, a, t in _accepted if now - t < ACCEPTED_WINDOW_S and not any(
+            e.session_hash == s and getattr(e, "enqueue_time", 0.0) >= t for e in events)]
+        jobs = [(e.session_hash, _client_address(e.request)) for e in events] + [(s, a) for s, a, _ in _accepted]
+        of_session = sum(1 for s, _ in jobs if session is not None and s == session)
+        of_client = sum(1 for _, a in jobs if address is not None and a == address)
+        if of_session >= MAX_JOBS_PER_SESSION:
+            return (f"This page already has {of_session} reconstructions or exports waiting or running; "
+                    "wait for them to finish, then try again.")
+        if of_client >= MAX_JOBS_PER_CLIENT:
+            return (f"Too many reconstructions from your address are waiting or running ({of_client}); "
+                    "wait for them to finish, then try again.")
+        _accepted.append((session, address, now))
     return None
 
 

@@ -424,16 +424,24 @@ NOT_AN_UPLOAD = ("FaceLift only reads photos uploaded to this page. Upload the p
 SERVER_FILE = REPO / "checkpoints" / "albedo_pca.png"  # a real image on the server, outside the uploads
 
 
-def _raw_reconstruct(server, image, face_index=0, timeout=30.0):
+def _raw_reconstruct(server, image, face_index=0, timeout=30.0, headers=None, session_hash=None):
     """POST /gradio_api/call/reconstruct with a hand-made JSON payload, as a script would (no
-    upload, no FileData check on the client): (seconds, event, data) of the streamed answer."""
+    upload, no FileData check on the client): (seconds, event, data) of the streamed answer.
+    A job refused before it is queued (an input check or a limit, run by gradio's validator)
+    comes back as event "refused" with {"error": message}."""
     import httpx
 
     url = server.url + "gradio_api/call/reconstruct"
+    body = {"data": [image, face_index], **({"session_hash": session_hash} if session_hash else {})}
     start = time.perf_counter()
     with httpx.Client(timeout=timeout) as http:
-        event_id = http.post(url, json={"data": [image, face_index]}).json()["event_id"]
-        text = http.get(f"{url}/{event_id}").text
+        response = http.post(url, json=body, headers=headers or {})
+        if response.status_code != 200:
+            detail = response.json().get("detail")
+            if isinstance(detail, list):  # validator results, one per input
+                detail = next((d["message"] for d in detail if not d.get("is_valid", True)), None)
+            return time.perf_counter() - start, "refused", {"error": detail, "status": response.status_code}
+        text = http.get(f"{url}/{response.json()['event_id']}").text
     events = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("event:")]
     data = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("data:")]
     return time.perf_counter() - start, events[-1], json.loads(data[-1]) if data else None
@@ -477,16 +485,18 @@ def test_server_files_pipes_and_proc_paths_are_refused_with_one_message(server, 
     ("File not found", "is a folder", ...), and a FIFO or /proc/self/fd/N held a worker forever."""
     for name, payload in _hostile_paths(server, tmp_path).items():
         seconds, event, data = _raw_reconstruct(server, payload)
-        assert event == "error", (name, data)
+        assert event in ("error", "refused"), (name, data)  # refused before it is even queued
         assert data["error"] == NOT_AN_UPLOAD, (name, data)
         assert seconds < 5, (name, seconds)
-    # ... and with gradio's FileData meta gradio refuses them itself, without a detail
-    for payload in ({"path": str(SERVER_FILE), "meta": {"_type": "gradio.FileData"}},
-                    {"path": "/proc/self/fd/3", "meta": {"_type": "gradio.FileData"}},
-                    {"path": str(tmp_path / "pipe.png"), "orig_name": "x.svg", "meta": {"_type": "gradio.FileData"}}):
-        seconds, event, data = _raw_reconstruct(server, payload)
-        assert event == "error" and data["error"] in (None, NOT_AN_UPLOAD), (payload, data)
-        assert seconds < 5
+    # ... and with gradio's FileData meta gradio refuses them itself, the same words whether the
+    # file exists or not (it quotes only the path sent)
+    answers = []
+    for path in (str(SERVER_FILE), "/nonexistent/facelift/x.png", "/proc/self/fd/3", str(tmp_path / "pipe.png")):
+        seconds, event, data = _raw_reconstruct(server, {"path": path, "orig_name": "x.svg",
+                                                         "meta": {"_type": "gradio.FileData"}})
+        assert event in ("error", "refused") and seconds < 5, (path, data)
+        answers.append(None if data["error"] is None else data["error"].replace(path, "PATH"))
+    assert len(set(answers)) == 1, answers
     # no worker was left blocked: two FIFO requests at once, then a normal upload still works
     from concurrent.futures import ThreadPoolExecutor
 
@@ -502,20 +512,20 @@ def test_uploaded_files_and_examples_are_still_read(server):
     import httpx
 
     seconds, event, data = _raw_reconstruct(server, {"path": str(EXAMPLE)})
-    assert event == "complete" and "Face 1 of 1" in data[8], data
+    assert event == "complete" and "Face 1 of 1" in str(data), data
     with httpx.Client(timeout=30) as http, open(EXAMPLE, "rb") as fh:
         uploaded = http.post(server.url + "gradio_api/upload", files={"files": ("me.png", fh, "image/png")}).json()
     assert Path(uploaded[0]).is_relative_to(server.upload_dir)
     for payload in ({"path": uploaded[0]}, {"path": uploaded[0], "orig_name": "me.png",
                                             "meta": {"_type": "gradio.FileData"}}):
         seconds, event, data = _raw_reconstruct(server, payload)
-        assert event == "complete" and "Face 1 of 1" in data[8], data
+        assert event == "complete" and "Face 1 of 1" in str(data), data
 
 
 @pytest.mark.parametrize("face_index", ["inf", "-inf", "1e400", "nan", "NaN", 1e300, "second"])
 def test_face_index_that_is_not_a_number_is_a_clear_message(server, face_index):
     seconds, event, data = _raw_reconstruct(server, {"path": str(EXAMPLE)}, face_index)
-    assert event == "error" and data["error"] is not None, data
+    assert event in ("error", "refused") and data["error"] is not None, data
     assert data["error"].startswith("The face selector must be a face number"), data
 
 
@@ -585,3 +595,56 @@ def test_large_photos_are_downscaled_before_the_heavy_stages(monkeypatch, tmp_pa
     assert "Face 1 of 1" in out[-2]
     app._drop_session(session)
     assert app.MAX_SIDE >= 1024 and isinstance(app.MAX_SIDE, int)
+
+
+# ---- queued work per session and per client address (issue 17) -----------------------------
+
+def test_one_flooding_address_cannot_fill_the_queue(server):
+    """24 reconstructs at once from one address (each with its own session, as the flood in the
+    issue): at most MAX_JOBS_PER_CLIENT (16) are taken, the rest refused at once with a message;
+    a visitor from another address is then served at once. (uvicorn takes X-Forwarded-For from a
+    loopback peer, so the test plays several addresses.)"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    flood = {"X-Forwarded-For": "10.17.0.1"}
+    with ThreadPoolExecutor(24) as pool:
+        answers = list(pool.map(lambda i: _raw_reconstruct(server, {"path": str(EXAMPLE)}, 0, 120, flood, f"flood{i}"),
+                                range(24)))
+    done = [a for a in answers if a[1] == "complete"]
+    refused = [a for a in answers if a[1] == "refused"]
+    assert len(done) + len(refused) == 24, [a[1:] for a in answers if a[1] not in ("complete", "refused")]
+    assert 2 <= len(done) <= 16 and len(refused) >= 8, (len(done), len(refused))
+    assert all("Too many reconstructions from your address" in a[2]["error"] and a[0] < 10 for a in refused)
+    seconds, event, data = _raw_reconstruct(server, {"path": str(EXAMPLE)}, 0, 120, {"X-Forwarded-For": "10.17.0.2"})
+    assert event == "complete", data
+
+
+def test_job_limits_per_session_and_address(monkeypatch):
+    """job_refusal counts gradio's queued and running heavy events, and the jobs accepted a
+    moment ago that are not in the queue yet (validators of a burst run concurrently)."""
+    from types import SimpleNamespace
+
+    import app
+
+    def request(session, address):
+        return SimpleNamespace(session_hash=session, client=SimpleNamespace(host=address))
+
+    queued = []
+    monkeypatch.setattr(app, "_heavy_events", lambda: list(queued))
+    monkeypatch.setattr(app, "_accepted", [])
+    monkeypatch.setattr(app, "MAX_JOBS_PER_SESSION", 2)
+    monkeypatch.setattr(app, "MAX_JOBS_PER_CLIENT", 3)
+    assert app.job_refusal(request("a", "1.1.1.1")) is None
+    assert app.job_refusal(request("a", "1.1.1.1")) is None  # accepted, not queued yet: counted
+    assert "This page already has 2" in app.job_refusal(request("a", "1.1.1.1"))
+    assert app.job_refusal(request("b", "1.1.1.1")) is None
+    assert "from your address" in app.job_refusal(request("c", "1.1.1.1"))
+    assert app.job_refusal(request("c", "2.2.2.2")) is None  # another address
+    # once its events are in gradio's queue, an accepted job is counted once, not twice
+    later = time.monotonic() + 1
+    queued[:] = [SimpleNamespace(session_hash="a", request=request("a", "1.1.1.1"), enqueue_time=later)]
+    assert "This page already has" not in (app.job_refusal(request("a", "1.1.1.1")) or "")
+    # and they stop counting when they finish
+    queued.clear()
+    monkeypatch.setattr(app, "ACCEPTED_WINDOW_S", 0.0)
+    assert app.job_refusal(request("a", "1.1.1.1")) is None
