@@ -587,11 +587,6 @@ def _refuse_or_accept(refusal: str | None, n_inputs: int) -> list:
     return [gr.validate(refusal is None, refusal or "")] + [gr.validate(True, "")] * (n_inputs - 1)
 
 
-def reconstruct_validator(image, face_index, state, request: gr.Request):
-    """Run by gradio before a reconstruct is queued (after the image input's checks)."""
-    return _refuse_or_accept(job_refusal(request), 3)
-
-
 def view_job_validator(state, yaw, pitch, light_azimuth, light_elevation, light_intensity, details, mode,
                        lighting, albedo, request: gr.Request):
     """Run by gradio before a downloads or turntable job is queued."""
@@ -682,8 +677,7 @@ def build_demo() -> gr.Blocks:
             visibility = "public" if public else "private"
             trigger(reconstruct, [photo, face, state], [*maps, face, info, state],
                     api_name="reconstruct" if public else "reconstruct_face", api_visibility=visibility,
-                    show_progress_on=maps, concurrency_id="heavy", concurrency_limit=CONCURRENCY,
-                    validator=reconstruct_validator) \
+                    show_progress_on=maps, concurrency_id="heavy", concurrency_limit=CONCURRENCY) \
                 .success(render, [state, *view_inputs], [view], api_name=f"first_view_{visibility}",
                          api_visibility="private", show_progress="minimal",
                          concurrency_id="render", concurrency_limit=2 * CONCURRENCY) \
