@@ -353,13 +353,13 @@ def cmd_evaluate(args) -> int:
         return 2
     try:
         result = evaluate_paths(fl, paths, seed=args.seed, lpips=lpips, progress=not args.quiet and len(paths) > 1,
-                                root=args.images)
+                                root=args.images, photo_metrics=args.photo_metrics)
     finally:
         fl.close()
     result["config"] = {"images": str(args.images), "limit": args.limit, "seed": args.seed,
                         "weights": fl.source, "trained": _trained_flags(fl.source),
                         "lpips": None if lpips is None else lpips.path, "bnet": fl.bnet is not None,
-                        "albedo_pca_components": int(fl.face_model.n_albedo)}
+                        "albedo_pca_components": int(fl.face_model.n_albedo), "photo_metrics": args.photo_metrics}
     print(format_table(result))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -434,6 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--lpips-weights", default=None,
                     help="LPIPS VGG-16 safetensors (default: ../shared/weights/vgg16_imagenet_lpips.safetensors)")
     ev.add_argument("--no-lpips", action="store_true", help="skip LPIPS (faster)")
+    ev.add_argument("--photo-metrics", action=argparse.BooleanOptionalAction, default=True,
+                    help="image-space occlusion and photo consistency: 11 more reconstructions per photo "
+                         "(default on; --no-photo-metrics skips them)")
     ev.add_argument("-q", "--quiet", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
     return parser

@@ -73,6 +73,85 @@ def nme(pred: np.ndarray, gt: np.ndarray, points: np.ndarray | slice | None = No
     return float(d.mean() / norm * 100.0)
 
 
+LUMA = np.array([0.299, 0.587, 0.114])
+#: Gaussian sigma (texels) of the sharpness metric's high-pass filter.
+SHARPNESS_SIGMA = 2.0
+
+
+def luminance(uv_map: np.ndarray) -> np.ndarray:
+    """(R, R) float64 Rec. 601 luminance of an (R, R, 3) map."""
+    return np.asarray(uv_map, np.float64)[..., :3] @ LUMA
+
+
+def _local_linear_fit(values: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """(R, R): at each texel, the value there of the plane fitted to `values` by least squares
+    weighted with a Gaussian (`sigma` texels) times `mask` (first-order normalised convolution).
+    Unlike a plain normalised blur it has no bias at the mask's border on linear ramps (the
+    weights' centroid moves inwards there); where the fit is degenerate (a one-texel-wide strip)
+    it falls back to the normalised blur."""
+    import cv2
+
+    R0, R1 = mask.shape
+    m = mask.astype(np.float64)
+    k = int(2 * np.ceil(3 * sigma) + 1)
+
+    def blur(a):
+        return cv2.GaussianBlur(a, (k, k), sigma, borderType=cv2.BORDER_CONSTANT)
+
+    yy, xx = np.mgrid[0:R0, 0:R1].astype(np.float64)
+    f = values * m
+    s0, sx, sy = blur(m), blur(m * xx), blur(m * yy)
+    sxx, sxy, syy = blur(m * xx * xx), blur(m * xx * yy), blur(m * yy * yy)
+    f0, fx, fy = blur(f), blur(f * xx), blur(f * yy)
+    # moments about each texel (coordinates x - p_x, y - p_y)
+    cx, cy = sx - xx * s0, sy - yy * s0
+    cxx = sxx - 2 * xx * sx + xx * xx * s0
+    cyy = syy - 2 * yy * sy + yy * yy * s0
+    cxy = sxy - xx * sy - yy * sx + xx * yy * s0
+    gx, gy = fx - xx * f0, fy - yy * f0
+    A = np.stack([np.stack([s0, cx, cy], -1), np.stack([cx, cxx, cxy], -1), np.stack([cy, cxy, cyy], -1)], -2)
+    b = np.stack([f0, gx, gy], -1)
+    zero = f0 / np.maximum(s0, 1e-12)
+    det = np.linalg.det(A)
+    ok = (mask & (s0 > 1e-6) & (det > 1e-6 * np.maximum(s0, 1e-12) ** 3 * sigma ** 4))
+    out = zero.copy()
+    if ok.any():
+        out[ok] = np.linalg.solve(A[ok], b[ok][..., None])[:, 0, 0]
+    return out
+
+
+def high_pass(uv_map: np.ndarray, mask: np.ndarray, sigma: float = SHARPNESS_SIGMA) -> np.ndarray:
+    """(R, R) fine-scale detail of a map's luminance L on `mask`: (L - G) / G, with G the local
+    Gaussian-weighted (`sigma` texels) mean of L over `mask`, as a plane fit
+    (`_local_linear_fit`): texels outside the mask do not leak in, and smooth gradients leave no
+    false detail at the mask's border. Relative to the local mean, so a map times a smooth field
+    (an albedo = texture / smooth shading) has the same high pass. Zero outside `mask`."""
+    m = _region(mask, np.shape(uv_map))
+    lum = luminance(uv_map)
+    low = _local_linear_fit(lum, m, sigma)
+    out = (lum - low) / np.maximum(low, 0.02)
+    return np.where(m, out, 0.0)
+
+
+def sharpness(albedo: np.ndarray, texture: np.ndarray, mask: np.ndarray, sigma: float = SHARPNESS_SIGMA):
+    """(ratio, correlation) of the albedo's fine-scale detail to the texture's on `mask`:
+    std(high_pass(albedo)) / std(high_pass(texture)) (1 = as sharp as the photo, 0 = no detail;
+    above 1 = more high-frequency content than the photo, e.g. noise), and the Pearson
+    correlation of the two high passes (1 = the same detail, 0 = unrelated). NaN for an empty
+    mask or a texture without detail."""
+    m = _region(mask, np.shape(texture))
+    if m.sum() < 2:
+        return float("nan"), float("nan")
+    ha, ht = high_pass(albedo, m, sigma)[m], high_pass(texture, m, sigma)[m]
+    st, sa = float(ht.std()), float(ha.std())
+    if st <= 1e-9:
+        return float("nan"), float("nan")
+    if sa <= 1e-9:  # no detail at all (round-off of a constant map)
+        return 0.0, 0.0
+    corr = float(np.mean((ha - ha.mean()) * (ht - ht.mean())) / (sa * st))
+    return sa / st, corr
+
+
 def summarise(values) -> dict:
     """{"mean", "median", "count"} of the finite values (None and NaN are skipped)."""
     arr = np.asarray([v for v in values if v is not None and np.isfinite(v)], np.float64)

@@ -30,8 +30,10 @@ bash training/run_ablations.sh /work/data    # needs the UV samples and B-Net ru
 python -m facelift.evaluation.report --run "eval=docs/evaluation/eval.json" \\
     --run "utkface/val=docs/evaluation/utkface_val.json" -o docs/EVALUATION.md
 ```
-(`--weights BUNDLE` evaluates another bundle; `--no-lpips` skips LPIPS; `--seed` changes the
-occluders and lights; `--limit N` takes N photos evenly spaced over the sorted file list.)"""
+(`--weights BUNDLE` evaluates another bundle; `--no-lpips` skips LPIPS; `--no-photo-metrics` skips
+the image-space occlusion and photo-consistency metrics, which rerun the pipeline 11 more times per
+photo; `--seed` changes the occluders, lights and photo edits; `--limit N` takes N photos evenly
+spaced over the sorted file list.)"""
 
 FINDINGS_NOTE = """\
 For the weights shipped on 2026-12-01 (re-read this when the weights change): the FAN re-renders
@@ -94,7 +96,44 @@ through the model's UV layout (the model's vertices are the 468 MediaPipe points
    the *fitted face model* (`fit.project(model)` at the vertices below) against the ground
    truth; NME = mean point distance / sqrt(w x h) of the ground-truth box, in percent. Also
    without the jaw (51 points) and the jaw alone.
-6. **Failures**: photos without a face, unreadable files and any error are listed with the
+6. **Image-space occlusion** (lower is better; `--no-photo-metrics` skips it). Three occluders
+   are drawn into the *photo* (`image_occluders.py`), placed from the detected face's 2D
+   landmarks, and the whole pipeline (landmarks, fit, unwrap, low-frequency stage, FAN) is rerun
+   on each edited photo: sunglasses (two dark tinted lenses sized from each eye's contour and
+   turned with the eye line, a bridge, temples), a hand (palm ellipse + four fingers, random skin
+   tone and shading gradient, centred near a random mouth, cheek, chin or jaw landmark, random
+   angle) and a phone (a dark rounded rectangle with a lighter rim, held against one cheek,
+   tilted +-25 degrees); sizes scale with the face box. The occluded texels are those whose
+   projection through the edited photo's fit falls on the occluder (its coverage sampled like
+   the unwrap samples the photo, > 0.5), visible in both reconstructions. Ratio = mean
+   |A(occluded photo) - A(photo)| / mean |T(occluded photo) - T(photo)| there, FAN and PCA albedo,
+   per kind and their mean. Unlike metric 2 this includes what the occluder does to the
+   landmarks and the fit. A kind is not scored when the face is no longer found (no face, or a
+   face overlapping the original's box by IoU < 0.5: `image_occlusion_lost` counts them) or
+   when it covers fewer than 16 visible texels.
+7. **Photo consistency** (lower is better; `--no-photo-metrics` skips it). The same photo as a
+   different camera could have taken it (`perturbations.py`), each rerun through the whole
+   pipeline: exposure x0.7 and x1.3 (linear light), white balance (linear gains: red x(1 + k),
+   blue x(1 - k), |k| 10-20 %, warmer or cooler at random), gamma 0.8 and 1.25 (on the encoded
+   values), JPEG quality 30, downscaling to half size and back (area, then bilinear), and a soft
+   cast shadow over half the face (a straight edge through the face centre at a random angle,
+   35 % of the light on the shadowed side, edge 6 % of the face wide). Ratio = mean
+   |A(edited) - A(photo)| / mean |T(edited) - T(photo)| over the texels that are visible skin in
+   both reconstructions: 0 = the albedo ignores the edit, 1 = it follows it as the texture does.
+   Per edit and their mean, FAN and PCA albedo. Exposure, white balance and shadows are changes
+   of the light a perfect albedo removes; JPEG and half size are losses of detail, where a
+   ratio below 1 also means the albedo held less of the detail to begin with (see metric 8).
+8. **Sharpness** (higher is sharper; always on). How much of the texture's fine-scale detail
+   (freckles, moles, pores, fine wrinkles) survives in the albedo on clean skin: the visible skin
+   texels whose skin confidence (the robust low-frequency stage's weight) is above 0.5. High pass
+   of the luminance: (L - G) / G with G the Gaussian blur of L (sigma 2 texels), normalised over
+   that region so that texels outside it do not leak in; relative to the local mean, so an albedo
+   equal to the texture divided by a smooth shading has the texture's high pass. Ratio =
+   std(high pass of the albedo) / std(high pass of the texture): 1 = as sharp as the photo, 0 =
+   no fine detail (fully blurred), above 1 = more high-frequency content than the photo (noise,
+   artefacts); and the correlation of the two high passes: 1 = the photo's own detail, 0 =
+   unrelated. Robustness (metrics 2, 3, 6, 7) bought by blurring shows here as a low ratio.
+9. **Failures**: photos without a face, unreadable files and any error are listed with the
    message and counted; they never stop the run.
 """
 
@@ -116,9 +155,20 @@ def _pca_note(runs) -> str:
             "smooth by construction, against which the FAN is compared.")
 
 
+#: (what, FAN key, PCA key) compared in "What the figures say"; lower is better but for HIGHER_IS_BETTER.
+FINDINGS = (("re-render L1", "l1_fan", "l1_pca"), ("re-render LPIPS", "lpips_fan", "lpips_pca"),
+            ("occlusion ratio", "occlusion_fan", "occlusion_pca"),
+            ("image-space occlusion ratio", "image_occlusion_fan", "image_occlusion_pca"),
+            ("lighting ratio", "lighting_fan", "lighting_pca"),
+            ("photo consistency ratio", "photo_consistency_fan", "photo_consistency_pca"),
+            ("completion L1", "completion_fan", "completion_pca"),
+            ("sharpness ratio", "sharpness_fan", "sharpness_pca"))
+HIGHER_IS_BETTER = {"sharpness_fan", "sharpness_corr_fan"}
+
+
 def _findings(label: str, result: dict) -> list[str]:
     """Plain statements of how the FAN compares with the PCA albedo in one run (lower is better
-    for every figure compared here)."""
+    for every figure compared here but sharpness)."""
     S = result["summary"]
 
     def mean(key):
@@ -126,15 +176,12 @@ def _findings(label: str, result: dict) -> list[str]:
         return v.get("mean") if v.get("count") else None
 
     out = []
-    for what, fan_key, pca_key in (("re-render L1", "l1_fan", "l1_pca"), ("re-render LPIPS", "lpips_fan", "lpips_pca"),
-                                   ("occlusion ratio", "occlusion_fan", "occlusion_pca"),
-                                   ("lighting ratio", "lighting_fan", "lighting_pca"),
-                                   ("completion L1", "completion_fan", "completion_pca")):
+    for what, fan_key, pca_key in FINDINGS:
         f, p = mean(fan_key), mean(pca_key)
         if f is None or p is None or p == 0:
             continue
         change = (f / p - 1) * 100
-        verdict = "better" if f < p else "worse"
+        verdict = "better" if (f > p if fan_key in HIGHER_IS_BETTER else f < p) else "worse"
         out.append(f"{what}: FAN {f:.4f} vs PCA {p:.4f} ({change:+.0f} %, FAN {verdict})")
     return [f"- **{label}**: " + "; ".join(out) + "."] if out else []
 
@@ -294,7 +341,8 @@ def build(runs, figure: str | None = "comparison.png", ablations: dict | None = 
     findings = [line for label, r in runs for line in _findings(label, r)]
     if findings:
         L += ["## What the figures say", "",
-              "Every figure compared here is lower-is-better; the per-photo means from the tables above.", ""]
+              "Every figure compared here is lower-is-better but sharpness (higher is sharper); the "
+              "per-photo means from the tables above.", ""]
         L += findings + ["", FINDINGS_NOTE, ""]
     L += ["## Metrics", "", DEFINITIONS, "", _pca_note(runs), ""]
     L += ["## 68-point correspondence", "",

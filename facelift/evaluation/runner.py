@@ -1,8 +1,10 @@
 """Evaluate FaceLift on a folder of photos: per-image metrics, a summary, failures.
 
-`evaluate_image` computes every metric of docs/EVALUATION.md for one reconstruction;
+`evaluate_reconstruction` computes every metric of docs/EVALUATION.md for one reconstruction
+(with `photo_metrics`, also those that rerun the pipeline on edited copies of the photo);
 `evaluate_paths` runs it over photos (failures are recorded, never raised); `format_table`
-prints the summary. All randomness (occluders, lights) is seeded from `seed` and the file name.
+prints the summary. All randomness (occluders, lights, photo edits) is seeded from `seed` and
+the file name.
 """
 
 from __future__ import annotations
@@ -18,13 +20,23 @@ import numpy as np
 from ..shading import directional_light_sh, irradiance, light_direction
 from . import metrics as M
 from .landmarks68 import INNER, REGIONS, load_ground_truth, model_landmarks68
+from .image_occluders import KINDS as IMAGE_KINDS
+from .image_occluders import make_image_occluder, occluder_uv_coverage
+from .image_occluders import paste as paste_in_photo
 from .masks import skin_mask, static_skin_mask
 from .occluders import KINDS, make_occluder, paste
+from .perturbations import PERTURBATIONS, perturb
 
 #: Faces turned further than this (degrees of yaw) are scored for completion.
 COMPLETION_MIN_YAW = 30.0
 #: Texels whose estimated irradiance is below this are left out of the relighting ratio.
 MIN_IRRADIANCE = 0.05
+#: Texels of the image-space occluder, seen in both photos, below which a kind is not scored.
+MIN_OCCLUDED_TEXELS = 16
+#: Texels with a skin confidence (robust low-frequency stage) above this count as clean skin.
+CLEAN_SKIN_CONFIDENCE = 0.5
+#: The face found in an edited photo must overlap the original's box by this IoU, else it is lost.
+MIN_FACE_IOU = 0.5
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 
 #: (key, label, lower-is-better note) in table order.
@@ -46,10 +58,32 @@ METRICS = (
     ("completion_pca", "completion L1, PCA (|yaw|>30)"),
     ("completion_texture", "completion L1, texture (|yaw|>30)"),
     ("completion_ratio", "completion ratio FAN/texture"),
+    ("image_occlusion_fan", "image-space occlusion ratio, FAN (all kinds)"),
+    ("image_occlusion_fan_sunglasses", "  sunglasses"),
+    ("image_occlusion_fan_hand", "  hand"),
+    ("image_occlusion_fan_phone", "  phone"),
+    ("image_occlusion_pca", "image-space occlusion ratio, PCA (all kinds)"),
+    ("photo_consistency_fan", "photo consistency ratio, FAN (all edits)"),
+    *((f"photo_consistency_fan_{name}", f"  {name.replace('_', ' ')}") for name in PERTURBATIONS),
+    ("photo_consistency_pca", "photo consistency ratio, PCA (all edits)"),
+    ("sharpness_fan", "sharpness ratio, FAN (1 = as sharp as the photo)"),
+    ("sharpness_pca", "sharpness ratio, PCA"),
+    ("sharpness_corr_fan", "sharpness correlation, FAN"),
+    ("sharpness_corr_pca", "sharpness correlation, PCA"),
     ("nme", "landmark NME % (68)"),
     ("nme_inner", "landmark NME % (51, no jaw)"),
     ("nme_jaw", "landmark NME % (jaw 17)"),
     ("seconds", "seconds per photo (all metrics)"),
+    ("seconds_image_occlusion", "  of which image-space occlusion"),
+    ("seconds_photo_consistency", "  of which photo consistency"),
+)
+#: The keys the photo-level metrics (extra reconstructions per photo) fill in.
+PHOTO_METRIC_KEYS = (
+    "image_occlusion_fan", "image_occlusion_pca", "image_occlusion_lost",
+    *(f"image_occlusion_{a}_{k}" for k in IMAGE_KINDS for a in ("fan", "pca", "texels")),
+    "photo_consistency_fan", "photo_consistency_pca", "photo_consistency_lost",
+    *(f"photo_consistency_{a}_{n}" for n in PERTURBATIONS for a in ("fan", "pca")),
+    "seconds_image_occlusion", "seconds_photo_consistency",
 )
 
 
@@ -115,8 +149,112 @@ def _seed(seed: int, path) -> int:
     return (int(seed) * 1_000_003 + zlib.crc32(Path(str(path)).name.encode())) % (2 ** 32)
 
 
-def evaluate_reconstruction(fl, rec, *, rng: np.random.Generator, lpips=None, ground_truth=None) -> dict:
-    """Every metric for one reconstruction (a flat dict of floats/None; see METRICS)."""
+def _box_iou(a, b) -> float:
+    ax0, ay0, ax1, ay1 = a
+    bx0, by0, bx1, by1 = b
+    iw, ih = max(0.0, min(ax1, bx1) - max(ax0, bx0)), max(0.0, min(ay1, by1) - max(ay0, by0))
+    union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - iw * ih
+    return float(iw * ih / union) if union > 0 else 0.0
+
+
+def _rerun(fl, rec, photo: np.ndarray):
+    """The whole pipeline on an edited copy of `rec`'s photo; None when the face is no longer
+    found there (no face, or the face found does not overlap the original's box)."""
+    from ..errors import FaceLiftError
+
+    try:
+        out = fl.reconstruct(photo, face_index=rec.face_index)
+    except FaceLiftError:
+        return None
+    return out if _box_iou(out.face.box, rec.face.box) >= MIN_FACE_IOU else None
+
+
+def _visible(maps) -> np.ndarray:
+    return (maps.visibility > 0.5) & maps.mask
+
+
+def image_occlusion(fl, rec, rng: np.random.Generator, kinds=IMAGE_KINDS) -> dict:
+    """Occluders drawn into the photo at the face's landmarks, the whole pipeline rerun on each
+    edited photo: mean |A(occluded) - A(clean)| / mean |T(occluded) - T(clean)| over the texels
+    the occluder covers (its image-space coverage through the edited photo's fit > 0.5) that are
+    visible in both reconstructions; FAN and PCA albedo, per kind and their mean."""
+    out: dict = {}
+    vis0 = _visible(rec.maps)
+    fan_r, pca_r, lost = [], [], 0
+    for kind in kinds:
+        occ = make_image_occluder(kind, rec.image.shape, rec.face.points, rng)
+        out.update({f"image_occlusion_fan_{kind}": None, f"image_occlusion_pca_{kind}": None,
+                    f"image_occlusion_texels_{kind}": 0})
+        rec1 = _rerun(fl, rec, paste_in_photo(rec.image, occ))
+        if rec1 is None:
+            lost += 1
+            continue
+        region = (occluder_uv_coverage(occ, rec1) > 0.5) & vis0 & _visible(rec1.maps)
+        out[f"image_occlusion_texels_{kind}"] = int(region.sum())
+        if region.sum() < MIN_OCCLUDED_TEXELS:
+            continue
+        out[f"image_occlusion_fan_{kind}"] = M.change_ratio(rec1.albedo, rec.albedo, rec1.texture, rec.texture, region)
+        out[f"image_occlusion_pca_{kind}"] = M.change_ratio(rec1.albedo_pca, rec.albedo_pca, rec1.texture,
+                                                            rec.texture, region)
+        fan_r.append(out[f"image_occlusion_fan_{kind}"])
+        pca_r.append(out[f"image_occlusion_pca_{kind}"])
+    out.update(image_occlusion_fan=_nanmean(fan_r), image_occlusion_pca=_nanmean(pca_r), image_occlusion_lost=lost)
+    return out
+
+
+def photo_consistency(fl, rec, rng: np.random.Generator, skin: np.ndarray | None = None,
+                      perturbations=PERTURBATIONS) -> dict:
+    """The photo under each of `perturbations` (exposure, white balance, gamma, JPEG, half size,
+    cast shadow), the whole pipeline rerun: mean |A(edited) - A(original)| / mean
+    |T(edited) - T(original)| on the texels that are visible skin in both; per edit and their
+    mean, FAN and PCA albedo (0 = the albedo ignores the edit, 1 = it copies it)."""
+    model = fl.face_model
+    skin = skin_mask(model, rec.maps) if skin is None else skin
+    out: dict = {}
+    fan_r, pca_r, lost = [], [], 0
+    for name in perturbations:
+        photo = perturb(rec.image, name, rec.face.points, rng)
+        out.update({f"photo_consistency_fan_{name}": None, f"photo_consistency_pca_{name}": None})
+        rec1 = _rerun(fl, rec, photo)
+        if rec1 is None:
+            lost += 1
+            continue
+        region = skin & skin_mask(model, rec1.maps)
+        out[f"photo_consistency_fan_{name}"] = M.change_ratio(rec1.albedo, rec.albedo, rec1.texture, rec.texture,
+                                                              region)
+        out[f"photo_consistency_pca_{name}"] = M.change_ratio(rec1.albedo_pca, rec.albedo_pca, rec1.texture,
+                                                              rec.texture, region)
+        fan_r.append(out[f"photo_consistency_fan_{name}"])
+        pca_r.append(out[f"photo_consistency_pca_{name}"])
+    out.update(photo_consistency_fan=_nanmean(fan_r), photo_consistency_pca=_nanmean(pca_r),
+               photo_consistency_lost=lost)
+    return out
+
+
+def clean_skin(rec, skin: np.ndarray) -> np.ndarray:
+    """Visible skin texels (`skin`) that the robust low-frequency stage trusts
+    (skin_confidence > CLEAN_SKIN_CONFIDENCE; all of `skin` where there is no confidence)."""
+    conf = getattr(rec, "skin_confidence", None)
+    return skin if conf is None else skin & (np.asarray(conf) > CLEAN_SKIN_CONFIDENCE)
+
+
+def sharpness_metrics(rec, skin: np.ndarray) -> dict:
+    """std and correlation of the albedos' fine-scale detail against the texture's on clean skin
+    (metrics.sharpness), FAN and PCA."""
+    region = clean_skin(rec, skin)
+    out = {"sharpness_texels": int(region.sum())}
+    for k, albedo in (("fan", rec.albedo), ("pca", rec.albedo_pca)):
+        out[f"sharpness_{k}"], out[f"sharpness_corr_{k}"] = M.sharpness(albedo, rec.texture, region)
+    return out
+
+
+def evaluate_reconstruction(fl, rec, *, rng: np.random.Generator, lpips=None, ground_truth=None,
+                            photo_metrics: bool = True) -> dict:
+    """Every metric for one reconstruction (a flat dict of floats/None; see METRICS).
+
+    `photo_metrics`: also the image-space occlusion and photo-consistency metrics, which rerun
+    the whole pipeline on edited copies of the photo (len(IMAGE_KINDS) + len(PERTURBATIONS)
+    reconstructions more); off, their keys are None."""
     model = fl.face_model
     maps = rec.maps
     tex = maps.texture
@@ -179,6 +317,20 @@ def evaluate_reconstruction(fl, rec, *, rng: np.random.Generator, lpips=None, gr
         out["nme"] = M.nme(pred, ground_truth)
         out["nme_inner"] = M.nme(pred, ground_truth, INNER)
         out["nme_jaw"] = M.nme(pred, ground_truth, REGIONS["jaw"])
+
+    # 6. sharpness: fine-scale detail of the albedos against the texture's, on clean skin
+    out.update(sharpness_metrics(rec, skin))
+
+    # 7.-8. photo-level metrics: the whole pipeline rerun on edited photos (drawn after every
+    # other metric's random numbers, so those do not depend on this switch)
+    out.update(dict.fromkeys(PHOTO_METRIC_KEYS))
+    if photo_metrics:
+        t = time.perf_counter()
+        out.update(image_occlusion(fl, rec, rng))
+        out["seconds_image_occlusion"] = time.perf_counter() - t
+        t = time.perf_counter()
+        out.update(photo_consistency(fl, rec, rng, skin=skin))
+        out["seconds_photo_consistency"] = time.perf_counter() - t
     return {k: _clean(v) for k, v in out.items()}
 
 
@@ -193,9 +345,11 @@ def _clean(v):
     return v
 
 
-def evaluate_paths(fl, paths, *, seed: int = 0, lpips=None, progress: bool = False, root=None) -> dict:
+def evaluate_paths(fl, paths, *, seed: int = 0, lpips=None, progress: bool = False, root=None,
+                   photo_metrics: bool = True) -> dict:
     """Run the pipeline and every metric on `paths`. Returns {"images": [...], "failures": [...],
-    "summary": {key: {mean, median, count}}}; a failing photo is listed, never raised."""
+    "summary": {key: {mean, median, count}}}; a failing photo is listed, never raised.
+    `photo_metrics=False` skips the metrics that rerun the pipeline on edited photos."""
     from ..errors import FaceLiftError
 
     images, failures = [], []
@@ -210,7 +364,7 @@ def evaluate_paths(fl, paths, *, seed: int = 0, lpips=None, progress: bool = Fal
         try:
             rec = fl.reconstruct(p)
             m = evaluate_reconstruction(fl, rec, rng=np.random.default_rng(_seed(seed, p)), lpips=lpips,
-                                        ground_truth=load_ground_truth(p))
+                                        ground_truth=load_ground_truth(p), photo_metrics=photo_metrics)
             m["seconds"] = time.perf_counter() - t
             images.append({"image": name, "n_faces": len(rec.faces), **m})
         except FaceLiftError as exc:

@@ -92,3 +92,66 @@ def test_lpips_identical_is_zero_and_difference_is_positive(shared_dir):
     right = np.zeros_like(mask)
     right[:, 40:] = True
     assert lp(a, b, right) == pytest.approx(0.0, abs=1e-6)  # differences outside the mask are ignored
+
+
+def _detailed_texture(size=64, seed=1):
+    """Smooth skin-like shading plus fine-scale detail (texel noise and small dark spots)."""
+    g = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    base = 0.45 + 0.2 * np.sin(2 * xx + yy)[..., None] * np.array([1.0, 0.9, 0.8])
+    detail = g.normal(0, 0.03, (size, size, 1))
+    spots = (g.uniform(0, 1, (size, size, 1)) < 0.02) * -0.15
+    return np.clip(base + detail + spots, 0, 1).astype(np.float32)
+
+
+def _disc(size=64, r=26):
+    yy, xx = np.mgrid[0:size, 0:size]
+    return (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < r * r
+
+
+def test_sharpness_of_the_texture_itself_is_one_and_of_a_constant_zero():
+    tex, mask = _detailed_texture(), _disc()
+    assert M.sharpness(tex, tex, mask) == pytest.approx((1.0, 1.0))
+    ratio, corr = M.sharpness(np.full_like(tex, 0.6), tex, mask)
+    assert ratio == pytest.approx(0.0, abs=1e-9) and corr == 0.0
+
+
+def test_sharpness_of_a_blurred_albedo_is_well_below_one():
+    import cv2
+
+    tex, mask = _detailed_texture(), _disc()
+    blurred = cv2.GaussianBlur(tex, (0, 0), 2.0)
+    ratio, corr = M.sharpness(blurred, tex, mask)
+    assert ratio < 0.4 and ratio < M.sharpness(cv2.GaussianBlur(tex, (0, 0), 0.7), tex, mask)[0] < 1.0
+    assert 0 < corr < 1
+
+
+def test_sharpness_ignores_smooth_shading_and_what_is_outside_the_mask():
+    """texture / smooth shading (a de-lit albedo) keeps the photo's detail: ratio ~ 1."""
+    tex, mask = _detailed_texture(), _disc()
+    yy, xx = np.mgrid[0:64, 0:64] / 64
+    shading = (0.6 + 0.4 * xx + 0.1 * yy)[..., None]
+    ratio, corr = M.sharpness(tex / shading, tex, mask)
+    assert ratio == pytest.approx(1.0, abs=0.03) and corr > 0.99
+    other = tex.copy()
+    other[~mask] = rng.uniform(0, 1, (int((~mask).sum()), 3))  # wild values outside do not leak in
+    assert M.sharpness(other, tex, mask) == pytest.approx((1.0, 1.0))
+
+
+def test_sharpness_of_noise_is_high_but_uncorrelated():
+    tex, mask = _detailed_texture(), _disc()
+    noisy = np.clip(tex + np.random.default_rng(5).normal(0, 0.05, tex.shape[:2])[..., None], 0, 1)
+    own_noise = _detailed_texture(seed=2)  # the same kind of detail, somewhere else
+    ratio, corr = M.sharpness(own_noise, tex, mask)
+    assert ratio == pytest.approx(1.0, abs=0.15) and abs(corr) < 0.15
+    ratio, corr = M.sharpness(noisy, tex, mask)
+    assert ratio > 1.3 and corr < 0.7
+    assert all(math.isnan(v) for v in M.sharpness(tex, tex, np.zeros_like(mask)))
+    assert all(math.isnan(v) for v in M.sharpness(tex, np.full_like(tex, 0.5), mask))
+
+
+def test_high_pass_of_a_smooth_map_is_zero_inside_the_mask():
+    yy, xx = np.mgrid[0:64, 0:64] / 64
+    smooth = np.repeat((0.3 + 0.4 * xx)[..., None], 3, -1)
+    hp = M.high_pass(smooth, _disc())
+    assert np.abs(hp[_disc()]).max() < 0.01 and (hp[~_disc()] == 0).all()

@@ -84,3 +84,19 @@ def test_displacement_is_a_factor_not_a_verdict():
                                       "drn_pixel": {"val": pixel, "eval": None}})
     finding = next(line for line in lines if line.startswith("- DRN with a pixel loss"))
     assert "val mean abs displacement mm x15.00" in finding
+
+
+def test_new_metrics_are_compared_with_sharpness_higher_is_better():
+    run = _run(image_occlusion_fan=0.6, image_occlusion_pca=0.8, photo_consistency_fan=0.9,
+               photo_consistency_pca=0.6, sharpness_fan=0.7, sharpness_pca=0.35)
+    text = report.build([("eval", run)], figure=None)
+    finding = next(line for line in text.splitlines() if line.startswith("- **eval**"))
+    assert "image-space occlusion ratio: FAN 0.6000 vs PCA 0.8000 (-25 %, FAN better)" in finding
+    assert "photo consistency ratio: FAN 0.9000 vs PCA 0.6000 (+50 %, FAN worse)" in finding
+    assert "sharpness ratio: FAN 0.7000 vs PCA 0.3500 (+100 %, FAN better)" in finding  # higher is sharper
+    worse = report.build([("eval", _run(sharpness_fan=0.2, sharpness_pca=0.4))], figure=None)
+    assert "(-50 %, FAN worse)" in worse
+    assert "| image-space occlusion ratio, FAN (all kinds) | 0.6000 |" in text
+    assert "| &nbsp;&nbsp;jpeg 30 | - | - | 0 |" in text  # a run without that key: a dash, not an error
+    for words in ("**Image-space occlusion**", "**Photo consistency**", "**Sharpness**", "`--no-photo-metrics`"):
+        assert words in text, words

@@ -73,3 +73,123 @@ def test_collect_images_limit_is_evenly_spaced(tmp_path):
     assert len(collect_images(tmp_path)) == 10
     four = collect_images(tmp_path, limit=4)
     assert len(four) == 4 and {p.parent.name for p in four} == {"a", "b"}
+
+
+# ---- photo-level metrics: the whole pipeline rerun on edited photos ----------------------
+
+def _counting_reconstruct(monkeypatch, pipeline):
+    calls = []
+    real = pipeline.reconstruct
+
+    def counted(image, face_index=0):
+        calls.append(image)
+        return real(image, face_index=face_index)
+
+    monkeypatch.setattr(pipeline, "reconstruct", counted)
+    return calls
+
+
+def _constant_pca(monkeypatch, pipeline, value=0.5):
+    real = pipeline._low_frequency
+
+    def constant_albedo(maps):
+        low, source = real(maps)
+        return dataclasses.replace(low, albedo=np.full_like(low.albedo, value)), source
+
+    monkeypatch.setattr(pipeline, "_low_frequency", constant_albedo)
+
+
+def test_photo_metrics_of_a_copying_fan_are_one_and_of_a_constant_pca_zero(monkeypatch, pipeline):
+    """FAN = texture: the albedo changes exactly as the texture does under every photo edit and
+    occluder (ratio 1) and keeps all its detail (sharpness 1); a constant PCA albedo ignores them
+    all (ratio 0) and has no detail (sharpness 0)."""
+    from facelift.evaluation.image_occluders import KINDS
+    from facelift.evaluation.perturbations import PERTURBATIONS
+
+    _with_fan(monkeypatch, pipeline, lambda t: t.copy())
+    _constant_pca(monkeypatch, pipeline)
+    rec = pipeline.reconstruct(ASTRONAUT)
+    calls = _counting_reconstruct(monkeypatch, pipeline)
+    m = evaluate_reconstruction(pipeline, rec, rng=np.random.default_rng(0))
+    assert len(calls) == len(KINDS) + len(PERTURBATIONS)  # one rerun per occluder and per edit
+    assert m["image_occlusion_lost"] == 0 and m["photo_consistency_lost"] == 0
+    for kind in KINDS:
+        assert m[f"image_occlusion_texels_{kind}"] > 200, kind
+        assert m[f"image_occlusion_fan_{kind}"] == pytest.approx(1.0, abs=1e-9), kind
+        assert m[f"image_occlusion_pca_{kind}"] == pytest.approx(0.0, abs=1e-9), kind
+    for name in PERTURBATIONS:
+        assert m[f"photo_consistency_fan_{name}"] == pytest.approx(1.0, abs=1e-9), name
+        assert m[f"photo_consistency_pca_{name}"] == pytest.approx(0.0, abs=1e-9), name
+    assert m["image_occlusion_fan"] == pytest.approx(1.0) and m["photo_consistency_fan"] == pytest.approx(1.0)
+    assert m["image_occlusion_pca"] == 0.0 and m["photo_consistency_pca"] == 0.0
+    assert m["sharpness_fan"] == pytest.approx(1.0) and m["sharpness_corr_fan"] == pytest.approx(1.0)
+    assert m["sharpness_pca"] == 0.0 and m["sharpness_texels"] > 1000
+    assert m["seconds_image_occlusion"] > 0 and m["seconds_photo_consistency"] > 0
+
+
+def test_photo_metrics_of_a_half_copying_fan_are_one_half(monkeypatch, pipeline):
+    """FAN = 0.5 x texture + 0.25 follows every change by half: ratio 0.5. Its relative detail
+    0.5 (L - G) / (0.5 G + 0.25) is the texture's damped by a factor that varies (smoothly) with
+    the local mean G: sharpness between 0 and 1, nearly (not exactly) perfect correlation."""
+    _with_fan(monkeypatch, pipeline, lambda t: 0.5 * t + 0.25)
+    rec = pipeline.reconstruct(ASTRONAUT)
+    m = evaluate_reconstruction(pipeline, rec, rng=np.random.default_rng(1))
+    assert m["image_occlusion_fan"] == pytest.approx(0.5, abs=1e-6)
+    assert m["photo_consistency_fan"] == pytest.approx(0.5, abs=1e-6)
+    assert 0.2 < m["sharpness_fan"] < 0.8 and 0.95 < m["sharpness_corr_fan"] < 1
+
+
+def test_photo_metrics_switched_off_rerun_nothing(monkeypatch, pipeline, rec):
+    calls = _counting_reconstruct(monkeypatch, pipeline)
+    m = evaluate_reconstruction(pipeline, rec, rng=np.random.default_rng(0), photo_metrics=False)
+    assert calls == []
+    assert m["image_occlusion_fan"] is None and m["photo_consistency_pca"] is None
+    assert m["seconds_photo_consistency"] is None
+    assert m["sharpness_fan"] is not None  # always on
+    on = evaluate_reconstruction(pipeline, rec, rng=np.random.default_rng(0), photo_metrics=True)
+    for key in ("l1_fan", "occlusion_fan", "lighting_fan", "sharpness_fan"):  # the switch changes no other figure
+        assert on[key] == m[key], key
+
+
+def test_image_occluder_region_is_where_the_occluder_is(pipeline, rec):
+    """With the real pipeline: the texels scored for the sunglasses show them (dark) in the
+    occluded photo's texture and lie around the eyes; with the FAN and PCA of the shipped weights
+    both ratios are finite and positive."""
+    from facelift.evaluation.image_occluders import make_image_occluder, occluder_uv_coverage, paste
+    from facelift.evaluation.masks import REGIONS, region_mask
+    from facelift.evaluation.runner import image_occlusion
+
+    occ = make_image_occluder("sunglasses", rec.image.shape, rec.face.points, np.random.default_rng(0))
+    rec1 = pipeline.reconstruct(paste(rec.image, occ))
+    region = (occluder_uv_coverage(occ, rec1) > 0.5) & (rec1.visibility > 0.5) & (rec.visibility > 0.5)
+    lum = rec1.texture @ np.array([0.299, 0.587, 0.114])
+    assert region.sum() > 500 and np.median(lum[region]) < 0.2 < np.median((rec.texture @ [0.299, 0.587, 0.114])[region])
+    model = pipeline.face_model
+    eyes = region_mask(model.uv, REGIONS["right_eye"], 256) | region_mask(model.uv, REGIONS["left_eye"], 256)
+    assert (region & eyes).sum() > 0.8 * eyes.sum()  # the lenses cover the eyes in UV too
+    m = image_occlusion(pipeline, rec, np.random.default_rng(0), kinds=("sunglasses",))
+    assert 0 < m["image_occlusion_pca_sunglasses"] and 0 < m["image_occlusion_fan_sunglasses"] < 1.5
+
+
+def test_a_face_that_is_lost_in_the_edited_photo_is_not_scored(pipeline, rec):
+    from facelift.evaluation.runner import _rerun
+
+    assert _rerun(pipeline, rec, np.full_like(rec.image, 200)) is None  # no face at all
+    x0, _, x1, _ = rec.face.box
+    moved = np.roll(rec.image, int(0.7 * (x1 - x0)), axis=1)  # the same face, somewhere else
+    assert _rerun(pipeline, rec, moved) is None
+    assert _rerun(pipeline, rec, rec.image.copy()) is not None
+
+
+def test_cli_no_photo_metrics_skips_them_and_says_so(tmp_path, capsys):
+    import json
+
+    from facelift.cli import main
+
+    out = tmp_path / "e.json"
+    assert main(["evaluate", str(ASTRONAUT), "--no-lpips", "--no-photo-metrics", "--json", str(out), "-q"]) == 0
+    result = json.loads(out.read_text())
+    assert result["config"]["photo_metrics"] is False
+    assert result["summary"]["photo_consistency_fan"]["count"] == 0
+    assert result["summary"]["sharpness_fan"]["count"] == 1
+    assert "photo consistency ratio, FAN" in capsys.readouterr().out
