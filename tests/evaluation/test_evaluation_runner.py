@@ -162,8 +162,8 @@ def test_image_occluder_region_is_where_the_occluder_is(pipeline, rec):
     occ = make_image_occluder("sunglasses", rec.image.shape, rec.face.points, np.random.default_rng(0))
     rec1 = pipeline.reconstruct(paste(rec.image, occ))
     region = (occluder_uv_coverage(occ, rec1) > 0.5) & (rec1.visibility > 0.5) & (rec.visibility > 0.5)
-    lum = rec1.texture @ np.array([0.299, 0.587, 0.114])
-    assert region.sum() > 500 and np.median(lum[region]) < 0.2 < np.median((rec.texture @ [0.299, 0.587, 0.114])[region])
+    luma = np.array([0.299, 0.587, 0.114])
+    assert region.sum() > 500 and np.median((rec1.texture @ luma)[region]) < 0.2 < np.median((rec.texture @ luma)[region])
     model = pipeline.face_model
     eyes = region_mask(model.uv, REGIONS["right_eye"], 256) | region_mask(model.uv, REGIONS["left_eye"], 256)
     assert (region & eyes).sum() > 0.8 * eyes.sum()  # the lenses cover the eyes in UV too
