@@ -95,8 +95,8 @@ def build_fan(cfg: FANConfig):
 
 def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
     from ..face_model import FaceModel
-    from ..models import PatchGAN, stack_inputs
-    from .loop import Run, _optimizer, load_pca
+    from ..models import PatchGAN, perceptual_loss, stack_inputs
+    from .loop import Run, load_pca, prepare_gan
 
     vgg = load_vgg(cfg.vgg)
     run = Run(cfg, with_lighting="robust")
@@ -107,14 +107,8 @@ def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
     if face_model.light_brightness is not None:
         prior = {"colour_prior": 1.0, "brightness": face_model.light_brightness, "brightness_prior": 1.0}
     pca = load_pca(cfg.face_model, cfg.resolution).to(dev)
-    fan = build_fan(cfg)
-    disc = PatchGAN(ndf=cfg.ndf, n_layers=cfg.n_layers_d)
-    opt_g = _optimizer(fan.parameters(), cfg.lr, cfg.betas)
-    opt_d = _optimizer(disc.parameters(), cfg.lr_d or cfg.lr, cfg.betas)
-    fan, disc, opt_g, opt_d = run.prepare(fan, disc, opt_g, opt_d)
-    if resume:
-        run.resume()
-    disc_plain = run.acc.unwrap_model(disc)
+    fan, disc, opt_g, opt_d, disc_plain = prepare_gan(run, build_fan(cfg),
+                                                      PatchGAN(ndf=cfg.ndf, n_layers=cfg.n_layers_d), cfg, resume)
     fan_plain = run.acc.unwrap_model(fan)
     rng = np.random.default_rng(cfg.seed + 7919 * run.step + run.acc.process_index)
     fan.train()
@@ -162,8 +156,6 @@ def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
         synth = fake * shading
         terms = {"pixel": ((synth - tex).abs().mean(1, keepdim=True) * weight).sum() / weight.sum().clamp_min(1)}
         composite = synth * weight + tex * (1 - weight)
-        from ..models import perceptual_loss
-
         with torch.no_grad():
             ft = vgg(_downsize(tex, cfg.percep_resolution))
         terms["percep"] = perceptual_loss(ft, vgg(_downsize(composite, cfg.percep_resolution)), squared=True)

@@ -207,6 +207,17 @@ def _optimizer(params, lr, betas):
     return torch.optim.Adam(params, lr=lr, betas=tuple(betas))
 
 
+def prepare_gan(run: Run, generator, disc, cfg, resume: bool):
+    """Adam for a generator and its discriminator, both prepared by Accelerate, the run resumed
+    when asked: (generator, disc, opt_g, opt_d, the unwrapped disc)."""
+    opt_g = _optimizer(generator.parameters(), cfg.lr, cfg.betas)
+    opt_d = _optimizer(disc.parameters(), cfg.lr_d or cfg.lr, cfg.betas)
+    generator, disc, opt_g, opt_d = run.prepare(generator, disc, opt_g, opt_d)
+    if resume:
+        run.resume()
+    return generator, disc, opt_g, opt_d, run.acc.unwrap_model(disc)
+
+
 def load_pca(face_model_path: str, resolution: int, n_albedo: int | None = None) -> PCAAlbedo:
     from ..face_model import FaceModel
 
@@ -269,14 +280,9 @@ def train_fan(cfg: FANConfig, resume: bool = True) -> Path:
     vgg = vgg.to(run.device)
     bnet = load_frozen(BNet, cfg.bnet, run.device)
     pca = load_pca(cfg.face_model, cfg.resolution, bnet.n_albedo).to(run.device)
-    fan = FAN(resolution=cfg.resolution, ngf=cfg.ngf, flip_features=cfg.flip_features)
-    disc = PatchGAN(ndf=cfg.ndf)
-    opt_g = _optimizer(fan.parameters(), cfg.lr, cfg.betas)
-    opt_d = _optimizer(disc.parameters(), cfg.lr_d or cfg.lr, cfg.betas)
-    fan, disc, opt_g, opt_d = run.prepare(fan, disc, opt_g, opt_d)
-    if resume:
-        run.resume()
-    disc_plain = run.acc.unwrap_model(disc)
+    fan, disc, opt_g, opt_d, disc_plain = prepare_gan(
+        run, FAN(resolution=cfg.resolution, ngf=cfg.ngf, flip_features=cfg.flip_features), PatchGAN(ndf=cfg.ndf),
+        cfg, resume)
     fan.train()
     disc.train()
     for batch in run.batches():
