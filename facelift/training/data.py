@@ -125,27 +125,36 @@ class UVDataset(torch.utils.data.Dataset):
     ``lighting_ls.npz`` (an error if that file is missing or does not match the shards);
     ``with_lighting="robust"`` adds instead the robust stage's fit from ``lighting_robust.npz``
     ("sh_lf", "coefficients_lf", "outlier_sh_lf", "outlier_coefficients_lf", "scale_lf").
+    ``select(name) -> bool`` keeps only some samples (read shard by shard, so the others never
+    take memory); ``limit`` then applies to what is kept.
     """
 
     def __init__(self, root: str | os.PathLike, resolution: int | None = None, limit: int | None = None,
-                 with_position: bool = False, with_lighting: bool = False):
+                 with_position: bool = False, with_lighting: bool = False, select=None):
         index = ShardIndex.load(root)
         fields = FIELDS if with_position else FIELDS[:3]
         parts = {k: [] for k in fields}
-        names = []
+        names, rows, offset = [], [], 0
         for s in index.shards:
             if s["count"] == 0:
                 continue
             with np.load(index.root / s["file"]) as z:
-                for k in fields:
-                    parts[k].append(z[k])
-                names += list(z["names"])
+                shard_names = list(z["names"])
+                keep = [i for i, nm in enumerate(shard_names) if select is None or select(str(nm))]
+                if keep:
+                    for k in fields:
+                        arr = z[k]
+                        parts[k].append(arr if len(keep) == len(shard_names) else arr[keep])
+                    names += [shard_names[i] for i in keep]
+                    rows += [offset + i for i in keep]
+                offset += len(shard_names)
             if limit and len(names) >= limit:
                 break
         n = len(names) if not limit else min(limit, len(names))
         if n == 0:
-            raise ValueError(f"no samples in {root}")
+            raise ValueError(f"no samples in {root}" + (" pass the selection" if select is not None else ""))
         self.names = names[:n]
+        self.rows = np.asarray(rows[:n])  # each kept sample's row in the shards (and the lighting files)
         self.texture = torch.from_numpy(np.concatenate(parts["texture"])[:n]).permute(0, 3, 1, 2).contiguous()
         self.visibility = torch.from_numpy(np.concatenate(parts["visibility"])[:n])[:, None].contiguous()
         self.normal = torch.from_numpy(np.concatenate(parts["normal"])[:n]).permute(0, 3, 1, 2).contiguous()
@@ -165,20 +174,20 @@ class UVDataset(torch.utils.data.Dataset):
             if not path.is_file():
                 raise FileNotFoundError(f"{path} not found: run training/fit_lighting.py --method robust --data {root}")
             with np.load(path) as z:
-                if list(z["names"])[:n] != self.names:
+                if not _names_match(z["names"], self.rows, self.names):
                     raise ValueError(f"{path} does not match the shards in {root}; run training/fit_lighting.py "
                                      "--method robust again")
-                self.robust = {f"{k}_lf": torch.from_numpy(z[k][:n].astype(np.float32)) for k in ROBUST_FIELDS}
+                self.robust = {f"{k}_lf": torch.from_numpy(z[k][self.rows].astype(np.float32)) for k in ROBUST_FIELDS}
         elif with_lighting:
             path = Path(root) / LIGHTING_FILE
             if not path.is_file():
                 raise FileNotFoundError(f"{path} not found: run training/fit_lighting.py --data {root}")
             with np.load(path) as z:
                 names_ls, sh, coefficients = list(z["names"]), z["sh"], z["coefficients"]
-            if names_ls[:n] != self.names:
+            if not _names_match(names_ls, self.rows, self.names):
                 raise ValueError(f"{path} does not match the shards in {root}; run training/fit_lighting.py again")
-            self.sh_ls = torch.from_numpy(sh[:n].astype(np.float32))
-            self.coefficients_ls = torch.from_numpy(coefficients[:n].astype(np.float32))
+            self.sh_ls = torch.from_numpy(sh[self.rows].astype(np.float32))
+            self.coefficients_ls = torch.from_numpy(coefficients[self.rows].astype(np.float32))
 
     def __len__(self) -> int:
         return len(self.names)
@@ -210,6 +219,32 @@ class UVDataset(torch.utils.data.Dataset):
                                                       align_corners=False)[0] * mask
             item["position"] = pos
         return item
+
+
+def _names_match(file_names, rows, names) -> bool:
+    file_names = list(file_names)
+    return len(rows) == 0 or (int(rows.max()) < len(file_names) and [file_names[i] for i in rows] == list(names))
+
+
+def utkface_age(name: str) -> int | None:
+    """The age UTKFace writes first in its file names ("61_0_1_2017....jpg.chip.jpg"), or None."""
+    head = Path(str(name)).name.split("_", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def age_selection(min_age: int, keep_younger: int = 0):
+    """A `UVDataset` select: every face of at least `min_age` (the ones with wrinkles to learn
+    from) and every `keep_younger`-th younger one (0: none); names without an age are kept."""
+    counter = {"n": 0}
+
+    def select(name: str) -> bool:
+        age = utkface_age(name)
+        if age is None or age >= min_age:
+            return True
+        counter["n"] += 1
+        return bool(keep_younger) and counter["n"] % keep_younger == 0
+
+    return select
 
 
 def synthetic_shards(root: str | os.PathLike, n: int = 8, resolution: int = 128, seed: int = 0,
