@@ -157,15 +157,23 @@ def _set_buffer_view_targets(tree: dict) -> None:
                     views[view]["target"] = target
 
 
-def export_glb(path, vertices, faces, uv, normals, albedo_uint8) -> Path:
+def export_glb(path, vertices, faces, uv, normals, albedo_uint8, normal_map_uint8=None) -> Path:
     """Write a binary glTF: one mesh with normals, UVs and a PBR material whose
-    baseColorTexture is `albedo_uint8` (embedded PNG), metallic 0, single-sided."""
+    baseColorTexture is `albedo_uint8` (embedded PNG), metallic 0, single-sided; with
+    `normal_map_uint8` (H, W, 3), a tangent-space normal map (`normal_map_to_uint8` of
+    `mesh.detail_normal_map`) as the material's normalTexture."""
     import trimesh
 
     v, f, t, n, albedo = _check_mesh(vertices, faces, uv, normals, albedo_uint8)
+    extra = {}
+    if normal_map_uint8 is not None:
+        nm = np.asarray(normal_map_uint8)
+        if nm.dtype != np.uint8 or nm.ndim != 3 or nm.shape[2] != 3:
+            raise ValueError(f"normal map must be (H, W, 3) uint8, got {nm.shape} {nm.dtype}")
+        extra["normalTexture"] = Image.fromarray(np.ascontiguousarray(nm))
     material = trimesh.visual.material.PBRMaterial(
         name="albedo", baseColorFactor=[255, 255, 255, 255], baseColorTexture=Image.fromarray(albedo),
-        metallicFactor=0.0, roughnessFactor=GLB_ROUGHNESS, doubleSided=False)
+        metallicFactor=0.0, roughnessFactor=GLB_ROUGHNESS, doubleSided=False, **extra)
     mesh = trimesh.Trimesh(vertices=v, faces=f, vertex_normals=n, process=False,
                            visual=trimesh.visual.TextureVisuals(uv=t, material=material))
     data = trimesh.exchange.gltf.export_glb(trimesh.Scene(mesh), include_normals=True,

@@ -394,3 +394,53 @@ class DenseMeshBuilder:
             grid_index=self.grid_index,
             resolution=self.resolution,
         )
+
+
+def _surface_derivative(rate: np.ndarray, position: np.ndarray, mask: np.ndarray, axis: int, sign: int):
+    """d rate / d arc length along +u (axis 1, sign +1: columns) or +v (axis 0, sign -1: rows go
+    down) on the UV grid: central differences inside the layout, one-sided on its border, 0 alone."""
+    def shifted(a, k):  # a[i + k] along axis (k = +-1), zero-filled beyond the edge
+        out = np.zeros_like(a)
+        src = [slice(None)] * a.ndim
+        dst = [slice(None)] * a.ndim
+        if k > 0:
+            src[axis], dst[axis] = slice(k, None), slice(None, -k)
+        else:
+            src[axis], dst[axis] = slice(None, k), slice(-k, None)
+        out[tuple(dst)] = a[tuple(src)]
+        return out
+
+    fwd_ok, bwd_ok = shifted(mask, sign) & mask, shifted(mask, -sign) & mask
+    r_f, r_b = shifted(rate, sign), shifted(rate, -sign)
+    p_f, p_b = shifted(position, sign), shifted(position, -sign)
+    both = fwd_ok & bwd_ok
+    hi = np.where(fwd_ok[..., None], p_f, position)
+    lo = np.where(bwd_ok[..., None], p_b, position)
+    dr = np.where(fwd_ok, r_f, rate) - np.where(bwd_ok, r_b, rate)
+    length = np.linalg.norm(hi - lo, axis=-1)
+    ok = (both | fwd_ok | bwd_ok) & (length > 1e-9)
+    return np.where(ok, dr / np.maximum(length, 1e-9), 0.0)
+
+
+def detail_normal_map(displacement_rate: np.ndarray, position: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Tangent-space normals (R, R, 3) of the surface displaced by r_d along its normal.
+
+    In the frame glTF, Blender and three.js use for normal maps (x along +u, y along +v, z the
+    surface normal), a height field r_d gives n = normalise(-dr/ds_u, -dr/ds_v, 1), with s the
+    arc length on the surface (measured on the camera-space `position` map, metres). (0, 0, 1)
+    outside the layout, where the map changes nothing."""
+    r = np.asarray(displacement_rate, np.float64)
+    p = np.asarray(position, np.float64)
+    m = np.asarray(mask, bool)
+    if r.ndim == 3 and r.shape[2] == 1:
+        r = r[..., 0]
+    if r.ndim != 2 or p.shape != r.shape + (3,) or m.shape != r.shape:
+        raise ValueError(f"displacement_rate (R, R), position (R, R, 3) and mask (R, R) must agree; got {r.shape}, "
+                         f"{p.shape} and {m.shape}.")
+    if not (np.isfinite(r[m]).all() and np.isfinite(p[m]).all()):
+        raise ValueError("displacement_rate or position contains NaN or infinite values.")
+    r = np.where(m, r, 0.0)
+    n = np.stack([-_surface_derivative(r, p, m, 1, 1), -_surface_derivative(r, p, m, 0, -1), np.ones_like(r)], -1)
+    n /= np.linalg.norm(n, axis=-1, keepdims=True)
+    n[~m] = (0.0, 0.0, 1.0)
+    return n.astype(np.float32)

@@ -174,3 +174,21 @@ def test_save_png_and_normal_map(tmp_path):
     assert u8.dtype == np.uint8
     assert list(u8[0, 0]) == [0, 128, 128] and list(u8[1, 1]) == [128, 128, 255]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png", "g.png"]
+
+
+def test_glb_carries_the_detail_normal_map(tmp_path, face):
+    v, f, uv, n, albedo = face
+    rng = np.random.default_rng(0)
+    normal_map = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    tree, blob = read_glb(ex.export_glb(tmp_path / "mesh.glb", v, f, uv, n, albedo, normal_map))
+    material = tree["materials"][tree["meshes"][0]["primitives"][0]["material"]]
+    image = tree["images"][tree["textures"][material["normalTexture"]["index"]]["source"]]
+    view = tree["bufferViews"][image["bufferView"]]
+    png = Image.open(io.BytesIO(blob[view.get("byteOffset", 0):view.get("byteOffset", 0) + view["byteLength"]]))
+    assert np.array_equal(np.asarray(png.convert("RGB")), normal_map)  # rows as given: +v up is +y
+    mesh = only_geometry(trimesh.load(tmp_path / "mesh.glb"))
+    assert np.array_equal(np.asarray(mesh.visual.material.normalTexture.convert("RGB")), normal_map)
+    plain, _ = read_glb(ex.export_glb(tmp_path / "plain.glb", v, f, uv, n, albedo))
+    assert "normalTexture" not in plain["materials"][0]
+    with pytest.raises(ValueError, match="normal map"):
+        ex.export_glb(tmp_path / "bad.glb", v, f, uv, n, albedo, normal_map[..., :2])

@@ -384,3 +384,66 @@ def test_real_dense_mesh_keeps_an_open_mouth_open():
     cu = np.stack([j.mean(1), i.mean(1)], 1)  # face centroids in texel units
     inside_hole = ndimage.binary_erosion(tri >= 0)[np.round(cu[:, 1]).astype(int), np.round(cu[:, 0]).astype(int)]
     assert not inside_hole.any()
+
+
+# ---- tangent-space detail normals ---------------------------------------------------------
+def _grid_map(mesh, values, fill=0.0):
+    G = mesh.resolution
+    out = np.full((G * G,) + values.shape[1:], fill, np.float64)
+    out[mesh.grid_index] = values
+    return out.reshape((G, G) + values.shape[1:])
+
+
+@pytest.mark.parametrize("yaw", [0.0, 35.0])
+def test_detail_normal_map_matches_the_displaced_mesh(synthetic_model, builder, yaw):
+    from facelift.mesh import detail_normal_map
+
+    V = synthetic_model.mean_shape @ rot(yaw).T
+    base = builder.build(V)
+    G = builder.resolution
+    yy, xx = np.mgrid[0:G, 0:G] / G
+    rate = (1e-3 * np.sin(2 * np.pi * 6 * xx) * np.cos(2 * np.pi * 4 * yy)).astype(np.float32)
+    moved = builder.build(V, rate)
+    mask = _grid_map(base, np.ones(len(base.grid_index))) > 0.5
+    position = _grid_map(base, base.vertices.astype(np.float64))
+    got = detail_normal_map(rate, position, mask)
+    # the displaced mesh's normals in the base surface's frame (x along +u, y along +v)
+    N = _grid_map(base, base.normals.astype(np.float64))
+    Nd = _grid_map(base, moved.normals.astype(np.float64))
+    P = position
+    Pu = np.roll(P, -1, 1) - np.roll(P, 1, 1)
+    Pv = np.roll(P, 1, 0) - np.roll(P, -1, 0)  # rows go down, v up
+    T = Pu - np.sum(Pu * N, -1, keepdims=True) * N
+    T /= np.linalg.norm(T, axis=-1, keepdims=True).clip(1e-12)
+    B = Pv - np.sum(Pv * N, -1, keepdims=True) * N - np.sum(Pv * T, -1, keepdims=True) * T
+    B /= np.linalg.norm(B, axis=-1, keepdims=True).clip(1e-12)
+    want = np.stack([np.sum(Nd * T, -1), np.sum(Nd * B, -1), np.sum(Nd * N, -1)], -1)
+    inner = ndimage.binary_erosion(mask, iterations=3)
+    tilt = np.degrees(np.arccos(np.clip(want[inner][:, 2], -1, 1)))
+    assert np.median(tilt) > 3  # the test field tilts the surface visibly
+    err = np.degrees(np.arccos(np.clip(np.sum(got[inner] * want[inner], -1), -1, 1)))
+    assert np.median(err) < 1.0 and np.percentile(err, 95) < 3.0, (np.median(err), np.percentile(err, 95))
+    assert np.allclose(got[~mask], (0, 0, 1))
+    np.testing.assert_allclose(np.linalg.norm(got, axis=-1), 1, atol=1e-5)
+
+
+def test_detail_normal_map_signs_and_flat_case():
+    from facelift.mesh import detail_normal_map
+
+    R = 32
+    i, j = np.mgrid[0:R, 0:R]
+    position = np.stack([j * 1e-3, -i * 1e-3, np.zeros((R, R))], -1)  # a plane, 1 mm texels, v up
+    mask = np.ones((R, R), bool)
+    flat = detail_normal_map(np.zeros((R, R)), position, mask)
+    np.testing.assert_allclose(flat, np.broadcast_to((0, 0, 1), flat.shape), atol=1e-7)
+    ramp_u = detail_normal_map(j * 1e-4, position, mask)  # rises along +u by 0.1 mm per mm
+    np.testing.assert_allclose(ramp_u[..., 0], -0.1 / np.sqrt(1.01), rtol=1e-5)
+    np.testing.assert_allclose(ramp_u[..., 1], 0, atol=1e-7)
+    ramp_v = detail_normal_map(-i * 1e-4, position, mask)  # rises upwards (+v)
+    np.testing.assert_allclose(ramp_v[..., 1], -0.1 / np.sqrt(1.01), rtol=1e-5)
+    with pytest.raises(ValueError, match="must agree"):
+        detail_normal_map(np.zeros((R, R)), position[:-1], mask)
+    bad = np.zeros((R, R))
+    bad[3, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        detail_normal_map(bad, position, mask)
