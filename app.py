@@ -131,6 +131,7 @@ class Session:
         self.rec = rec
         self.name = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")[:40] or "face"
         self.dirs: list[tuple[str, Path]] = []
+        self.glbs: dict[bool, Path] = {}  # the latest export's GLB with / without the details
         self.closed = False
         self._busy: set[Path] = set()
         self._lock = threading.Lock()
@@ -516,9 +517,20 @@ def downloads(state, yaw, pitch, light_azimuth, light_elevation, light_intensity
         gif = _turntable(session, rec, folder, yaw, pitch, light_azimuth, light_elevation, light_intensity, details,
                          mode, lighting, albedo)
         maps = ["texture.png", "visibility.png", "skin_confidence.png", "albedo.png", "albedo_pca.png", "displacement.png",
-                "normal_map.png"]
+                "normal_map.png", "normal_map_details.png"]
         files = [out / "mesh.glb", obj_zip, *(out / m for m in maps), out / "params.json", gif]
-    return str(out / "mesh.glb"), [str(f) for f in files], gif
+        # the 3D view follows "Geometric details": the GLB without its detail normal map
+        session.glbs = {True: out / "mesh.glb", False: rec.export_glb(folder / f"{session.name}_no_details.glb",
+                                                                      details=False)}
+    return str(session.glbs[bool(details)]), [str(f) for f in files], gif
+
+
+def model_view(state, details):
+    """The GLB of the latest export, with or without the details, for the 3D view."""
+    glbs = getattr(state, "glbs", None) if isinstance(state, Session) and not state.closed else None
+    if not glbs or not glbs[bool(details)].is_file():
+        return gr.skip()
+    return str(glbs[bool(details)])
 
 
 def turntable(state, yaw, pitch, light_azimuth, light_elevation, light_intensity, details, mode, lighting, albedo):
@@ -690,6 +702,8 @@ def build_demo() -> gr.Blocks:
                                   lighting, albedo)],
               render, [state, *view_inputs], [view], api_name="render", trigger_mode="always_last",
               show_progress="hidden", concurrency_id="render", concurrency_limit=2 * CONCURRENCY)
+        details.change(model_view, [state, details], [model3d], api_name="model_view", api_visibility="private",
+                       queue=False)
         turntable_button.click(turntable, [state, *view_inputs], [turntable_gif], api_name="turntable",
                                concurrency_id="heavy", concurrency_limit=CONCURRENCY, validator=view_job_validator)
         photo.change(reset_faces, None, [face], api_name="reset_faces", api_visibility="private", queue=False)

@@ -53,7 +53,8 @@ WARN_PITCH_DEG = 45.0
 #: params.json FaceLift wrote) is a previous export, which a new export may replace.
 EXPORT_FILES = frozenset({"mesh.glb", "mesh.obj", "mesh.mtl", "albedo.png", "texture.png", "visibility.png",
                           "skin_confidence.png",
-                          "albedo_pca.png", "displacement.png", "normal_map.png", "render.png", "params.json"})
+                          "albedo_pca.png", "displacement.png", "normal_map.png", "normal_map_details.png",
+                          "render.png", "params.json"})
 _OS_CLUTTER = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})  # a file browser's, not the user's
 TMP_MARK = ".facelift-tmp-"  # in the names of export's temporary folders: .<name>.facelift-tmp-<pid>-...
 RENDER_MODES = ("albedo", "shaded", "shaded_details", "normals")
@@ -290,6 +291,7 @@ class FaceLift:
             with _timed(timings, "drn"):
                 if self.drn is not None:
                     sources = sources or self._network_sources(maps, low)
+                    sources["albedo_fan"] = albedo  # the PCA albedo when there is no FAN
                     displacement = self._run_unet(self.drn, sources)[..., 0]
                     displacement_scale = float(self.drn.config["max_rate"])
         inside = maps.mask
@@ -578,6 +580,15 @@ class Reconstruction:
     def normal_map(self) -> np.ndarray:
         return self.maps.normal
 
+    def detail_normal_map(self) -> np.ndarray:
+        """(R, R, 3) tangent-space normals of the DRN's details (x along +u, y along +v, z out;
+        `facelift.mesh.detail_normal_map`): (0, 0, 1) everywhere without a DRN."""
+        if "detail_normals" not in self._meshes:
+            from .mesh import detail_normal_map
+
+            self._meshes["detail_normals"] = detail_normal_map(self.displacement, self.maps.position, self.maps.mask)
+        return self._meshes["detail_normals"]
+
     def dense_mesh(self, details: bool = True) -> DenseMesh:
         key = bool(details) and self.displacement_scale > 0
         if key not in self._meshes:
@@ -642,6 +653,18 @@ class Reconstruction:
             "timings_ms": dict(self.timings),
         }
 
+    def export_glb(self, path: str | os.PathLike, details: bool = True) -> Path:
+        """Write the GLB alone: the smooth dense mesh with the albedo, and with `details` (and a
+        DRN) the details as the material's tangent-space normal map, so they show in any glTF
+        viewer whatever the mesh resolution (the OBJ of `export` carries them in its geometry)."""
+        from . import export as ex
+
+        base = self.dense_mesh(details=False)
+        albedo_u8 = (np.clip(self.albedo, 0, 1) * 255 + 0.5).astype(np.uint8)
+        normal_map = (ex.normal_map_to_uint8(self.detail_normal_map())
+                      if details and self.displacement_scale > 0 else None)
+        return ex.export_glb(path, base.vertices, base.faces, base.uv, base.normals, albedo_u8, normal_map)
+
     def export(self, directory: str | os.PathLike, render_size: int = 512) -> Path:
         """Write meshes, maps, a preview and params.json (EXPORT_FILES) into `directory`.
 
@@ -666,8 +689,9 @@ class Reconstruction:
             t = time.perf_counter()
             mesh = self.dense_mesh(details=True)
             albedo_u8 = (np.clip(self.albedo, 0, 1) * 255 + 0.5).astype(np.uint8)
-            ex.export_glb(tmp / "mesh.glb", mesh.vertices, mesh.faces, mesh.uv, mesh.normals, albedo_u8)
+            self.export_glb(tmp / "mesh.glb")
             ex.export_obj(tmp, mesh.vertices, mesh.faces, mesh.uv, mesh.normals, albedo_u8)
+            ex.save_png(tmp / "normal_map_details.png", ex.normal_map_to_uint8(self.detail_normal_map()))
             ex.save_png(tmp / "texture.png", self.texture)
             ex.save_png(tmp / "visibility.png", self.visibility)
             if self.skin_confidence is not None:

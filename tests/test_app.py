@@ -121,6 +121,14 @@ def test_downloads(client, reconstructed):
     assert params["n_faces"] == 1 and len(params["sh_coefficients"]) == 27
     with Image.open(gif) as im:
         assert im.format == "GIF" and im.n_frames >= 12
+    # the 3D view's GLB carries the details as its normal map, and drops it with "Geometric details" off
+    import trimesh
+
+    assert "normal_map_details.png" in names
+    assert trimesh.load(glb, force="mesh").visual.material.normalTexture is not None
+    smooth, _, _ = client.predict(details=False, api_name="/downloads")
+    assert Path(smooth).name == "astronaut_no_details.glb"
+    assert trimesh.load(smooth, force="mesh").visual.material.normalTexture is None
 
 
 def test_sessions_are_separate_and_render_needs_a_reconstruction(server):

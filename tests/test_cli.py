@@ -16,7 +16,7 @@ from facelift.cli import collect_inputs, main, output_names
 REPO = Path(__file__).resolve().parents[1]
 ASTRONAUT = REPO / "examples" / "astronaut.png"
 EXPORTED_FILES = {"mesh.glb", "mesh.obj", "mesh.mtl", "albedo.png", "texture.png", "visibility.png", "skin_confidence.png",
-                  "albedo_pca.png", "displacement.png", "normal_map.png", "render.png", "params.json"}
+                  "albedo_pca.png", "displacement.png", "normal_map.png", "normal_map_details.png", "render.png", "params.json"}
 
 
 def test_console_script_on_the_shipped_example(tmp_path):

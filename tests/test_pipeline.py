@@ -14,7 +14,7 @@ from facelift.pipeline import CHECKPOINTS_DIR
 REPO = Path(__file__).resolve().parents[1]
 ASTRONAUT = REPO / "examples" / "astronaut.png"
 EXPORTED_FILES = {"mesh.glb", "mesh.obj", "mesh.mtl", "albedo.png", "texture.png", "visibility.png", "skin_confidence.png",
-                  "albedo_pca.png", "displacement.png", "normal_map.png", "render.png", "params.json"}
+                  "albedo_pca.png", "displacement.png", "normal_map.png", "normal_map_details.png", "render.png", "params.json"}
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +114,32 @@ def test_export_writes_every_file(rec, tmp_path):
     assert conf.shape[:2] == rec.skin_confidence.shape
     grey = conf if conf.ndim == 2 else conf[..., 0]
     assert np.abs(grey / 255.0 - rec.skin_confidence).max() <= 1 / 255 + 1e-6
+    # the details: in the OBJ's geometry, and as the GLB's tangent-space normal map on the smooth mesh
+    import trimesh
+
+    details = np.asarray(Image.open(out / "normal_map_details.png").convert("RGB"))
+    assert details.shape == rec.albedo.shape
+    np.testing.assert_array_equal(details, (np.clip((rec.detail_normal_map() + 1) / 2, 0, 1) * 255 + 0.5).astype(np.uint8))
+    glb = trimesh.load(out / "mesh.glb", force="mesh")
+    np.testing.assert_array_equal(np.asarray(glb.visual.material.normalTexture.convert("RGB")), details)
+    np.testing.assert_allclose(glb.vertices, rec.dense_mesh(details=False).vertices, atol=1e-6)
+    obj = trimesh.load(out / "mesh.obj", force="mesh", process=False)
+    np.testing.assert_allclose(obj.vertices, rec.dense_mesh(details=True).vertices, atol=1e-6)
     # no temporary folder left behind
     assert [p.name for p in tmp_path.iterdir()] == ["astronaut"]
+
+
+def test_detail_normal_map_follows_the_displacement(rec):
+    from scipy import ndimage
+
+    n = rec.detail_normal_map()
+    mask = rec.maps.mask
+    assert n.shape == rec.maps.normal.shape and np.allclose(n[~mask], (0, 0, 1))
+    # its x component is minus the displacement's slope along +u
+    slope_u = np.gradient(rec.displacement, axis=1)
+    inner = ndimage.binary_erosion(mask, iterations=2) & (np.abs(slope_u) > 0)
+    assert inner.sum() > 1000
+    assert np.corrcoef(n[..., 0][inner], -slope_u[inner])[0, 1] > 0.9
 
 
 def test_export_replaces_an_earlier_export_and_an_empty_folder(rec, tmp_path):
