@@ -270,8 +270,10 @@ def confidence_for(texture: np.ndarray, albedo: np.ndarray, normals: np.ndarray,
 def network_sources(texture: np.ndarray, visibility: np.ndarray, normals: np.ndarray,
                     low: LowFrequencyFit) -> dict:
     """The (R, R, C) UV maps a U-Net may be fed (facelift.models.UV_INPUTS), from the unwrapped
-    texture, visibility and normals and the low-frequency stage's fit."""
+    texture, visibility and normals and the low-frequency stage's fit ("albedo_fan", the FAN's
+    output, is added by the pipeline once the FAN has run)."""
     visible = (np.asarray(visibility) > 0.5).astype(np.float32)
     shading = irradiance(normals, low.sh).astype(np.float32)
     return {"texture": texture, "visibility": visible[..., None], "confidence": low.confidence[..., None],
-            "albedo_pca": low.albedo, "delit": delit_texture(texture, shading, visible).astype(np.float32)}
+            "albedo_pca": low.albedo, "delit": delit_texture(texture, shading, visible).astype(np.float32),
+            "shading": shading}

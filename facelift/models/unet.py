@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from facelift.models._base import (
@@ -39,7 +40,51 @@ RESOLUTIONS = (128, 256)
 ACTIVATIONS = ("sigmoid", "tanh", "gated")
 UPSAMPLING = ("transpose", "resize")
 #: The UV maps a U-Net can be fed, with their channel counts (stacked in the order named).
-UV_INPUTS = {"texture": 3, "delit": 3, "visibility": 1, "confidence": 1, "albedo_pca": 3}
+UV_INPUTS = {"texture": 3, "delit": 3, "visibility": 1, "confidence": 1, "albedo_pca": 3,
+             "shading": 3, "albedo_fan": 3}  # shading: the low-frequency SH irradiance; albedo_fan: the FAN's output
+
+
+def check_pyramid(sigmas, activation: str) -> tuple:
+    if sigmas is None:
+        return ()
+    if (isinstance(sigmas, (str, bytes)) or not isinstance(sigmas, (list, tuple)) or not 1 <= len(sigmas) <= 6
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 16 for v in sigmas)):
+        raise ValueError(f"output_pyramid must be a list of 1 to 6 Gaussian sigmas in [0, 16] texels, got {sigmas!r}")
+    if activation != "tanh":
+        raise ValueError("output_pyramid applies to a displacement (output_activation='tanh')")
+    return tuple(float(v) for v in sigmas)
+
+
+class PyramidSum(nn.Module):
+    """y -> sum over sigmas of y blurred by a Gaussian of that sigma (0: y itself), before the
+    tanh of a displacement: a fixed preconditioner. E_grad reaches r_d through a high-pass chain
+    (displacement -> normals -> shading -> image gradient), so a network predicting r_d directly
+    gets almost no gradient for anything wider than a texel or two; predicting the pyramid's
+    input, it does."""
+
+    def __init__(self, sigmas):
+        super().__init__()
+        self.sigmas = tuple(sigmas)
+        for k, s in enumerate(self.sigmas):
+            if s > 0:
+                r = max(1, int(3 * s + 0.5))
+                t = torch.arange(-r, r + 1, dtype=torch.float32)
+                g = torch.exp(-0.5 * (t / s) ** 2)
+                self.register_buffer(f"kernel{k}", g / g.sum(), persistent=False)
+
+    def forward(self, y: Tensor) -> Tensor:
+        out = torch.zeros_like(y)
+        c = y.shape[1]
+        for k, s in enumerate(self.sigmas):
+            if s == 0:
+                out = out + y
+                continue
+            g = getattr(self, f"kernel{k}").to(y.dtype)
+            r = (len(g) - 1) // 2
+            z = F.conv2d(F.pad(y, (r, r, 0, 0), mode="replicate"), g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+            out = out + F.conv2d(F.pad(z, (0, 0, r, r), mode="replicate"), g.view(1, 1, -1, 1).expand(c, 1, -1, 1),
+                                 groups=c)
+        return out
 
 
 def check_inputs(inputs, in_channels: int) -> tuple:
@@ -144,7 +189,8 @@ class UNet(FaceLiftModel):
 
     def __init__(self, resolution: int = 256, in_channels: int = 3, out_channels: int = 3, ngf: int = 16,
                  flip_features: bool = True, output_activation: str = "sigmoid", max_rate: float = 0.004,
-                 inputs: tuple | list | None = None, depth: int | None = None, upsample: str = "transpose"):
+                 inputs: tuple | list | None = None, depth: int | None = None, upsample: str = "transpose",
+                 output_pyramid: tuple | list | None = None):
         super().__init__()
         resolution = check_choice("resolution", resolution, RESOLUTIONS)
         in_channels = check_positive_int("in_channels", in_channels)
@@ -172,6 +218,9 @@ class UNet(FaceLiftModel):
             config["depth"] = depth
         if upsample != "transpose":
             config["upsample"] = upsample
+        pyramid = check_pyramid(output_pyramid, output_activation)
+        if pyramid:
+            config["output_pyramid"] = list(pyramid)
         self._register_config(**config)
         self.resolution = resolution
         self.in_channels = in_channels
@@ -195,6 +244,7 @@ class UNet(FaceLiftModel):
         self.model = UnetSkipConnectionBlock(head, ngf, input_nc=in_channels, submodule=block,
                                              outermost=True, flip_features=flip_features)
         init_pix2pix_weights(self)
+        self.pyramid = PyramidSum(pyramid) if pyramid else None
 
     @property
     def blocks(self) -> list[UnetSkipConnectionBlock]:
@@ -209,6 +259,8 @@ class UNet(FaceLiftModel):
         if self.output_activation == "gated":
             gate = torch.sigmoid(y[:, self.out_channels:])
             return gate * x[:, :self.out_channels] + (1 - gate) * torch.sigmoid(y[:, :self.out_channels])
+        if self.pyramid is not None:
+            y = self.pyramid(y)
         return self.max_rate * torch.tanh(y)
 
     def gate(self, x: Tensor) -> Tensor:
@@ -237,6 +289,7 @@ class DRN(UNet):
 
     def __init__(self, resolution: int = 256, in_channels: int = 3, out_channels: int = 1, ngf: int = 16,
                  flip_features: bool = True, output_activation: str = "tanh", max_rate: float = 0.004,
-                 inputs: tuple | list | None = None, depth: int | None = None, upsample: str = "transpose"):
+                 inputs: tuple | list | None = None, depth: int | None = None, upsample: str = "transpose",
+                 output_pyramid: tuple | list | None = None):
         super().__init__(resolution, in_channels, out_channels, ngf, flip_features, output_activation, max_rate,
-                         inputs, depth, upsample)
+                         inputs, depth, upsample, output_pyramid)

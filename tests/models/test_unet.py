@@ -283,3 +283,40 @@ def test_v2_gradients_reach_every_input_channel():
     x = torch.rand(2, 8, 128, 128, requires_grad=True)
     net(x).mean().backward()
     assert (x.grad.abs().flatten(2).sum(-1) > 0).all()
+
+
+def test_drn_output_pyramid_smooths_the_pre_activation_and_round_trips(tmp_path):
+    from facelift.models import DRN
+    from facelift.models.unet import PyramidSum
+
+    impulse = torch.zeros(1, 1, 33, 33)
+    impulse[..., 16, 16] = 1.0
+    summed = PyramidSum([0, 2])(impulse)
+    assert summed.sum() == pytest.approx(2.0, abs=1e-4)  # identity + a normalised blur
+    assert summed[0, 0, 16, 16] > 1.0 and summed[0, 0, 16, 20] > 0.0
+    drn = DRN(resolution=128, ngf=4, output_pyramid=[0, 1, 2, 4])
+    assert drn.config["output_pyramid"] == [0.0, 1.0, 2.0, 4.0]
+    x = torch.rand(1, 3, 128, 128, requires_grad=True)
+    y = drn(x)
+    assert y.abs().max() <= drn.max_rate
+    y.sum().backward()
+    assert x.grad.abs().sum() > 0
+    drn.save_pretrained(tmp_path / "drn")
+    again = DRN.from_pretrained(tmp_path / "drn")
+    assert set(again.state_dict()) == set(drn.state_dict())  # the kernels are not weights
+    drn.eval(), again.eval()
+    assert torch.allclose(again(x.detach()), drn(x.detach()))
+    assert "output_pyramid" not in DRN(resolution=128, ngf=4).config  # the paper's DRN's config is unchanged
+
+
+@pytest.mark.parametrize("bad", ["1,2", [], [0, 1, 2, 3, 4, 5, 6], [-1], [17], [True]])
+def test_drn_output_pyramid_rejects_bad_sigmas(bad):
+    from facelift.models import DRN
+
+    with pytest.raises(ValueError, match="output_pyramid"):
+        DRN(resolution=128, ngf=4, output_pyramid=bad)
+
+
+def test_output_pyramid_needs_a_displacement():
+    with pytest.raises(ValueError, match="output_pyramid"):
+        UNet(resolution=128, ngf=4, output_activation="sigmoid", output_pyramid=[0, 1])
