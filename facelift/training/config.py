@@ -98,6 +98,28 @@ class DRNConfig(TrainConfig):
     # Delta d enters E_const / E_smooth in metres * displacement_unit_scale (100 = cm);
     # the paper does not state its unit, see the model card.
     displacement_unit_scale: float = 100.0
+    # ---- recipe "v2" (facelift.training.drn_v2; training/configs/drn_v2.json): the DRN fed the
+    # robust stage's maps, E_grad only where the photo shows skin, the regularisers in mm,
+    # synthetic occluders kept flat, trained on the faces old enough to have wrinkles.
+    recipe: str = "paper"
+    inputs: list | None = None  # None: the recipe's (paper: texture; v2: texture, delit, visibility, confidence)
+    depth: int | None = None
+    upsample: str = "transpose"
+    min_age: int | None = None  # UTKFace ages: keep faces of at least this age ...
+    keep_younger: int = 0  # ... and every N-th younger one (0: none)
+    occlusion_prob: float = 0.0
+    w_flat: float = 0.0  # mean |r_d| (mm) where the input is not skin (occluders, hair, unseen)
+    # the albedo the DRN's render uses: blur(FAN) + albedo_detail * (FAN - blur(FAN)); 1 = the FAN
+    # albedo as it is (the paper), 0 = every fine-scale gradient must come from the geometry
+    albedo_detail: float = 1.0
+    albedo_blur: float = 2.0  # texels (at the training resolution) of that blur
+    init_from: str | None = None
+    output_pyramid: list | None = None  # v2: Gaussian sigmas (texels) summed before the tanh
+    grad_eps: float = 0.0  # v2: E_grad with the Charbonnier penalty of this eps (0: |x|, the paper)
+    squared_regularisers: bool = False  # v2: E_const and E_flat as mean squared mm, not mean |mm|
+    const_sigma: float = 0.0  # v2: E_const on r_d blurred by this many texels (0: on r_d, the paper)
+    output_init_scale: float = 1.0  # v2: the last convolution's initial weights times this
+    grad_share_every: int = 100
 
 
 def _coerce(value: str, current: Any):

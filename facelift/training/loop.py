@@ -45,7 +45,7 @@ from .losses import (PCAAlbedo, bnet_loss, drn_loss, gan_loss, load_vgg, percept
 class Run:
     """Accelerator, data, logging, checkpoints and the wall-clock budget of one training run."""
 
-    def __init__(self, cfg, with_position: bool = False, with_lighting: bool | str | None = None):
+    def __init__(self, cfg, with_position: bool = False, with_lighting: bool | str | None = None, select=None):
         if with_lighting is None:
             with_lighting = "least_squares" in (getattr(cfg, "lighting", "bnet"), getattr(cfg, "real_samples", "bnet"))
         from accelerate import Accelerator
@@ -62,7 +62,7 @@ class Run:
             self.out.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.out / "train_config.json")
         self.dataset = UVDataset(cfg.data, resolution=cfg.resolution, limit=cfg.limit, with_position=with_position,
-                                 with_lighting=with_lighting)
+                                 with_lighting=with_lighting, select=select)
         bs = min(cfg.batch_size, len(self.dataset))
         self.loader = torch.utils.data.DataLoader(self.dataset, batch_size=bs, shuffle=True,
                                                   drop_last=len(self.dataset) >= bs * self.acc.num_processes,
@@ -323,6 +323,11 @@ def train_fan(cfg: FANConfig, resume: bool = True) -> Path:
 # ---- DRN -----------------------------------------------------------------------------------
 def train_drn(cfg: DRNConfig, resume: bool = True) -> Path:
     from ..models import DRN, FAN, BNet
+
+    if cfg.recipe == "v2":
+        from .drn_v2 import train_drn_v2
+
+        return train_drn_v2(cfg, resume=resume)
 
     run = Run(cfg, with_position=True)
     bnet = load_frozen(BNet, cfg.bnet, run.device)

@@ -1,0 +1,102 @@
+"""DRN v2 (facelift.training.drn_v2): its map operations on known cases, the age selection of
+the data, and a short run of the recipe on the tiny synthetic data."""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from training_support import REPO
+from training_support import train as _train
+
+import fit_lighting
+from facelift.training import drn_v2
+from facelift.training.data import UVDataset, age_selection, utkface_age
+from facelift.training.losses import gradient_loss
+
+
+def test_gaussian_blur_keeps_constants_and_ignores_what_is_outside_the_mask():
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 4:28, 4:28] = 1
+    x = torch.full((1, 3, 32, 32), 0.7) * mask + (1 - mask) * 5.0  # a bright outside must not leak in
+    y = drn_v2.gaussian_blur(x, 2.0, mask)
+    assert torch.allclose(y[mask.expand_as(y) > 0], torch.tensor(0.7), atol=1e-5)
+    assert y[mask.expand_as(y) == 0].abs().max() == 0
+    impulse = torch.zeros(1, 1, 33, 33)
+    impulse[..., 16, 16] = 1
+    assert drn_v2.gaussian_blur(impulse, 1.5).sum() == pytest.approx(1.0, abs=1e-5)
+    assert torch.equal(drn_v2.gaussian_blur(impulse, 0), impulse)
+
+
+def test_weighted_gradient_loss_is_e_grad_for_a_binary_weight():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.rand(2, 3, 16, 16, generator=g), torch.rand(2, 3, 16, 16, generator=g)
+    vis = (torch.rand(2, 1, 16, 16, generator=g) > 0.3).float()
+    assert drn_v2.weighted_gradient_loss(a, b, vis) == pytest.approx(float(gradient_loss(a, b, vis)), rel=1e-6)
+    assert drn_v2.weighted_gradient_loss(a, a, vis) == 0
+
+
+def test_detail_statistics_of_texel_scale_stripes():
+    j = torch.arange(64).view(1, 1, 1, 64).expand(1, 1, 64, 64)
+    rate = torch.where(j % 2 == 0, 1e-3, -1e-3)  # +-1 mm
+    weight = torch.ones(1, 1, 64, 64)
+    stats = drn_v2.detail_statistics(rate, weight)
+    assert stats["fine_std_mm"] == pytest.approx(1.0, rel=0.02) and stats["p99_mm"] == pytest.approx(1.0)
+    assert drn_v2.detail_statistics(rate, torch.zeros_like(weight)) == {"fine_std_mm": 0.0, "p99_mm": 0.0}
+
+
+def test_utkface_ages_select_samples_and_keep_their_lighting_rows(tiny, tmp_path):
+    assert utkface_age("61_0_1_20170110.jpg.chip.jpg") == 61 and utkface_age("synthetic_000.png") is None
+    select = age_selection(40, keep_younger=2)
+    picked = [select(n) for n in ("20_a.jpg", "21_b.jpg", "22_c.jpg", "23_d.jpg", "45_e.jpg", "x.png")]
+    assert picked == [False, True, False, True, True, True]
+    fit_lighting.main(["--data", str(tiny["data"]), "--face-model", str(tiny["face_model"]), "--method", "robust"])
+    full = UVDataset(tiny["data"], with_lighting="robust")
+    odd = UVDataset(tiny["data"], with_lighting="robust", select=lambda n: int(n[-7:-4]) % 2 == 1)
+    assert odd.names == full.names[1::2] and list(odd.rows) == list(range(1, len(full), 2))
+    assert torch.equal(odd.robust["sh_lf"], full.robust["sh_lf"][1::2])
+    assert torch.equal(odd.texture, full.texture[1::2])
+    with pytest.raises(ValueError, match="selection"):
+        UVDataset(tiny["data"], select=lambda n: False)
+
+
+@pytest.fixture(scope="module")
+def drn_v2_run(tiny):
+    fit_lighting.main(["--data", str(tiny["data"]), "--face-model", str(tiny["face_model"]), "--method", "robust"])
+    out = tiny["root"] / "drn_v2"
+    _train("drn", tiny, out, 3, "--config", str(REPO / "training" / "configs" / "drn_v2.json"),
+           "--set", f"fan={REPO / 'checkpoints' / 'fan'}", "--set", "grad_share_every=1", "--set", "min_age=null")
+    return out
+
+
+def test_drn_v2_trains_logs_every_term_and_runs_in_the_pipeline(drn_v2_run, tiny):
+    with open(drn_v2_run / "losses.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3
+    terms = ("grad", "const", "smooth", "flat")
+    for k in terms:
+        assert all(math.isfinite(float(r[k])) for r in rows), k
+    assert sum(float(rows[-1][f"gshare_{k}"]) for k in terms) == pytest.approx(1.0, abs=1e-3)
+    assert float(rows[-1]["gshare_grad"]) > 0.5  # the shipped weights leave E_grad in charge
+    assert all(float(r["fine_std_mm"]) >= 0 for r in rows)
+    summary = json.loads((drn_v2_run / "final" / "summary.json").read_text())
+    assert summary["recipe"] == "v2" and set(summary["last_detail_statistics"]) == {"fine_std_mm", "p99_mm"}
+    from facelift.models import DRN
+
+    drn = DRN.from_pretrained(drn_v2_run / "final")
+    assert drn.config["inputs"] == drn_v2.V2_INPUTS and drn.config["upsample"] == "resize"
+    assert drn(torch.rand(1, 14, 128, 128)).abs().max() <= drn.config["max_rate"]
+
+
+def test_drn_v2_pixel_ablation_and_bad_detail_loss(tiny, tmp_path):
+    config = str(REPO / "training" / "configs" / "drn_v2.json")
+    common = ("--config", config, "--set", f"fan={REPO / 'checkpoints' / 'fan'}", "--set", "min_age=null")
+    fit_lighting.main(["--data", str(tiny["data"]), "--face-model", str(tiny["face_model"]), "--method", "robust"])
+    _train("drn", tiny, tmp_path / "pixel", 1, *common, "--set", "detail_loss=pixel")
+    with open(tmp_path / "pixel" / "losses.csv") as f:
+        assert math.isfinite(float(next(csv.DictReader(f))["grad"]))
+    with pytest.raises(ValueError, match="detail_loss"):
+        _train("drn", tiny, tmp_path / "bad", 1, *common, "--set", "detail_loss=l2")
