@@ -152,6 +152,37 @@ def sharpness(albedo: np.ndarray, texture: np.ndarray, mask: np.ndarray, sigma: 
     return sa / st, corr
 
 
+def fine_scale_std(values: np.ndarray, mask: np.ndarray, sigma: float = 3.0) -> float:
+    """Standard deviation on `mask` of `values` (R, R) minus their Gaussian-blurred copy (`sigma`
+    texels, normalised by the blurred mask so texels outside it do not pull the blur). NaN for
+    fewer than 2 texels."""
+    from scipy.ndimage import gaussian_filter
+
+    m = _region(mask, np.shape(values)).astype(np.float64)
+    if m.sum() < 2:
+        return float("nan")
+    v = np.asarray(values, np.float64) * m
+    blurred = gaussian_filter(v, sigma, mode="nearest") / np.maximum(gaussian_filter(m, sigma, mode="nearest"), 1e-9)
+    return float((v - blurred)[m > 0].std())
+
+
+def gradient_l1(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
+    """E_grad of eq. 9: mean |grad a - grad b| (mean over channels) over the horizontally and
+    vertically adjacent texel pairs that are both in `mask`. NaN without such a pair."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    if a.ndim == 2:
+        a, b = a[..., None], b[..., None]
+    m = _region(mask, a.shape[:2])
+    total, count = 0.0, 0
+    for axis in (0, 1):
+        da, db = np.diff(a, axis=axis), np.diff(b, axis=axis)
+        pair = (m[1:, :] & m[:-1, :]) if axis == 0 else (m[:, 1:] & m[:, :-1])
+        total += float(np.abs(da - db).mean(-1)[pair].sum())
+        count += int(pair.sum())
+    return total / count if count else float("nan")
+
+
 def summarise(values) -> dict:
     """{"mean", "median", "count"} of the finite values (None and NaN are skipped)."""
     arr = np.asarray([v for v in values if v is not None and np.isfinite(v)], np.float64)

@@ -70,6 +70,12 @@ METRICS = (
     ("sharpness_pca", "sharpness ratio, PCA"),
     ("sharpness_corr_fan", "sharpness correlation, FAN"),
     ("sharpness_corr_pca", "sharpness correlation, PCA"),
+    ("detail_fine_std_mm", "DRN detail: fine-scale std, mm (clean skin)"),
+    ("detail_p99_mm", "DRN detail: 99th percentile |r_d|, mm"),
+    ("e_grad_drn", "E_grad with the DRN (visible skin)"),
+    ("e_grad_no_drn", "E_grad without the DRN"),
+    ("e_grad_ratio", "E_grad ratio with/without DRN"),
+    ("image_occlusion_displacement_mm", "mean |r_d| inside image occluders, mm"),
     ("nme", "landmark NME % (68)"),
     ("nme_inner", "landmark NME % (51, no jaw)"),
     ("nme_jaw", "landmark NME % (jaw 17)"),
@@ -79,8 +85,8 @@ METRICS = (
 )
 #: The keys the photo-level metrics (extra reconstructions per photo) fill in.
 PHOTO_METRIC_KEYS = (
-    "image_occlusion_fan", "image_occlusion_pca", "image_occlusion_lost",
-    *(f"image_occlusion_{a}_{k}" for k in IMAGE_KINDS for a in ("fan", "pca", "texels")),
+    "image_occlusion_fan", "image_occlusion_pca", "image_occlusion_lost", "image_occlusion_displacement_mm",
+    *(f"image_occlusion_{a}_{k}" for k in IMAGE_KINDS for a in ("fan", "pca", "texels", "displacement_mm")),
     "photo_consistency_fan", "photo_consistency_pca", "photo_consistency_lost",
     *(f"photo_consistency_{a}_{n}" for n in PERTURBATIONS for a in ("fan", "pca")),
     "seconds_image_occlusion", "seconds_photo_consistency",
@@ -110,11 +116,11 @@ def albedos_for_texture(fl, maps, texture: np.ndarray):
     return pred.albedo, pred.albedo_pca, pred.sh
 
 
-def detail_normal_map(rec) -> np.ndarray:
-    """Camera-space normals (R, R, 3) of the dense mesh with DRN details (the smooth normals where
-    the mesh grid differs from the map resolution)."""
+def dense_normal_map(rec, details: bool = True) -> np.ndarray:
+    """Camera-space normals (R, R, 3) of the dense mesh, with DRN details or without (the smooth
+    normals where the mesh grid differs from the map resolution)."""
     normals = rec.maps.normal.copy()
-    mesh = rec.dense_mesh(details=True)
+    mesh = rec.dense_mesh(details=details)
     R = normals.shape[0]
     if mesh.resolution == R:
         normals.reshape(-1, 3)[mesh.grid_index] = mesh.normals @ np.asarray(rec.fit.rotation, np.float32).T
@@ -180,11 +186,11 @@ def image_occlusion(fl, rec, rng: np.random.Generator, kinds=IMAGE_KINDS) -> dic
     visible in both reconstructions; FAN and PCA albedo, per kind and their mean."""
     out: dict = {}
     vis0 = _visible(rec.maps)
-    fan_r, pca_r, lost = [], [], 0
+    fan_r, pca_r, disp_r, lost = [], [], [], 0
     for kind in kinds:
         occ = make_image_occluder(kind, rec.image.shape, rec.face.points, rng)
         out.update({f"image_occlusion_fan_{kind}": None, f"image_occlusion_pca_{kind}": None,
-                    f"image_occlusion_texels_{kind}": 0})
+                    f"image_occlusion_texels_{kind}": 0, f"image_occlusion_displacement_mm_{kind}": None})
         rec1 = _rerun(fl, rec, paste_in_photo(rec.image, occ))
         if rec1 is None:
             lost += 1
@@ -196,9 +202,13 @@ def image_occlusion(fl, rec, rng: np.random.Generator, kinds=IMAGE_KINDS) -> dic
         out[f"image_occlusion_fan_{kind}"] = M.change_ratio(rec1.albedo, rec.albedo, rec1.texture, rec.texture, region)
         out[f"image_occlusion_pca_{kind}"] = M.change_ratio(rec1.albedo_pca, rec.albedo_pca, rec1.texture,
                                                             rec.texture, region)
+        if rec1.displacement_scale > 0:  # does the occluder become geometry?
+            out[f"image_occlusion_displacement_mm_{kind}"] = float(np.abs(rec1.displacement[region]).mean() * 1e3)
+            disp_r.append(out[f"image_occlusion_displacement_mm_{kind}"])
         fan_r.append(out[f"image_occlusion_fan_{kind}"])
         pca_r.append(out[f"image_occlusion_pca_{kind}"])
-    out.update(image_occlusion_fan=_nanmean(fan_r), image_occlusion_pca=_nanmean(pca_r), image_occlusion_lost=lost)
+    out.update(image_occlusion_fan=_nanmean(fan_r), image_occlusion_pca=_nanmean(pca_r), image_occlusion_lost=lost,
+               image_occlusion_displacement_mm=_nanmean(disp_r))
     return out
 
 
@@ -248,6 +258,26 @@ def sharpness_metrics(rec, skin: np.ndarray) -> dict:
     return out
 
 
+def detail_metrics(rec, skin: np.ndarray) -> dict:
+    """The DRN's details: fine-scale standard deviation (sigma 3 texels) and 99th percentile of
+    |r_d| in mm on clean skin, and E_grad (eq. 9) of the FAN albedo x SH shading against the
+    photo's texture on visible skin, with and without the details' normals."""
+    region = clean_skin(rec, skin)
+    out = dict.fromkeys(("detail_fine_std_mm", "detail_p99_mm", "e_grad_drn", "e_grad_no_drn", "e_grad_ratio"))
+    out["image_min_side"] = int(min(rec.image.shape[:2]))
+    if rec.displacement_scale <= 0 or region.sum() < 2:
+        return out
+    out["detail_fine_std_mm"] = M.fine_scale_std(rec.displacement, region) * 1e3
+    out["detail_p99_mm"] = float(np.percentile(np.abs(rec.displacement[region]), 99) * 1e3)
+    with_details = np.clip(rec.albedo * irradiance(dense_normal_map(rec), rec.sh), 0, 1)
+    without = np.clip(rec.albedo * irradiance(dense_normal_map(rec, details=False), rec.sh), 0, 1)
+    out["e_grad_drn"] = M.gradient_l1(rec.texture, with_details, skin)
+    out["e_grad_no_drn"] = M.gradient_l1(rec.texture, without, skin)
+    if out["e_grad_no_drn"] and np.isfinite(out["e_grad_no_drn"]):
+        out["e_grad_ratio"] = out["e_grad_drn"] / out["e_grad_no_drn"]
+    return out
+
+
 def evaluate_reconstruction(fl, rec, *, rng: np.random.Generator, lpips=None, ground_truth=None,
                             photo_metrics: bool = True) -> dict:
     """Every metric for one reconstruction (a flat dict of floats/None; see METRICS).
@@ -262,7 +292,7 @@ def evaluate_reconstruction(fl, rec, *, rng: np.random.Generator, lpips=None, gr
     out: dict = {"skin_texels": int(skin.sum())}
 
     # 1. photometric fidelity: albedo x SH shading (with details) against the photo, on visible skin
-    shading = irradiance(detail_normal_map(rec), rec.sh).astype(np.float32)
+    shading = irradiance(dense_normal_map(rec), rec.sh).astype(np.float32)
     renders = {"pca": np.clip(rec.albedo_pca * shading, 0, 1), "fan": np.clip(rec.albedo * shading, 0, 1)}
     for k, img in renders.items():
         out[f"l1_{k}"] = M.masked_l1(img, tex, skin)
@@ -320,6 +350,7 @@ def evaluate_reconstruction(fl, rec, *, rng: np.random.Generator, lpips=None, gr
 
     # 6. sharpness: fine-scale detail of the albedos against the texture's, on clean skin
     out.update(sharpness_metrics(rec, skin))
+    out.update(detail_metrics(rec, skin))
 
     # 7.-8. photo-level metrics: the whole pipeline rerun on edited photos (drawn after every
     # other metric's random numbers, so those do not depend on this switch)

@@ -155,3 +155,30 @@ def test_high_pass_of_a_smooth_map_is_zero_inside_the_mask():
     smooth = np.repeat((0.3 + 0.4 * xx)[..., None], 3, -1)
     hp = M.high_pass(smooth, _disc())
     assert np.abs(hp[_disc()]).max() < 0.01 and (hp[~_disc()] == 0).all()
+
+
+def test_fine_scale_std_removes_the_blurred_copy():
+    R = 64
+    mask = np.zeros((R, R), bool)
+    mask[8:56, 8:56] = True
+    assert M.fine_scale_std(np.full((R, R), 3.0), mask) == pytest.approx(0.0, abs=1e-9)
+    ramp = np.tile(np.linspace(0, 1, R), (R, 1))
+    assert M.fine_scale_std(ramp, mask) < 0.01  # a slope is low-frequency
+    j = np.arange(R)[None, :].repeat(R, 0)
+    stripes = 1e-3 * np.where(j % 2 == 0, 1.0, -1.0)  # texel-scale detail: nothing of it is in the blur
+    assert M.fine_scale_std(stripes, mask) == pytest.approx(1e-3, rel=0.02)
+    assert np.isnan(M.fine_scale_std(stripes, np.zeros((R, R), bool)))
+    with pytest.raises(ValueError):
+        M.fine_scale_std(stripes, mask[:-1])
+
+
+def test_gradient_l1_of_identical_maps_is_zero_and_of_a_ramp_its_slope():
+    R = 16
+    a = np.random.default_rng(0).random((R, R, 3))
+    mask = np.ones((R, R), bool)
+    assert M.gradient_l1(a, a, mask) == 0.0
+    assert M.gradient_l1(a, a + 0.3, mask) == pytest.approx(0.0, abs=1e-12)  # an offset has no gradient
+    ramp = np.tile(np.arange(R) * 0.01, (R, 1))
+    # half of the pairs are horizontal (difference 0.01), half vertical (0)
+    assert M.gradient_l1(ramp, np.zeros((R, R)), mask) == pytest.approx(0.005)
+    assert np.isnan(M.gradient_l1(a, a, np.zeros((R, R), bool)))

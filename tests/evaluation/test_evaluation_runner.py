@@ -49,10 +49,10 @@ def test_a_pca_albedo_that_ignores_its_input_scores_ratio_zero(monkeypatch, pipe
 
 def test_fidelity_is_zero_when_the_render_reproduces_the_photo(monkeypatch, pipeline, rec):
     """An albedo equal to texture / shading re-renders the photo exactly on visible skin."""
-    from facelift.evaluation.runner import detail_normal_map
+    from facelift.evaluation.runner import dense_normal_map
     from facelift.shading import irradiance
 
-    shading = irradiance(detail_normal_map(rec), rec.sh)
+    shading = irradiance(dense_normal_map(rec), rec.sh)
     ok = (shading > 0.05).all(-1)
     exact = np.where(ok[..., None], rec.texture / np.where(ok[..., None], shading, 1), 0).astype(np.float32)
     monkeypatch.setattr(rec, "albedo", exact)
@@ -193,3 +193,31 @@ def test_cli_no_photo_metrics_skips_them_and_says_so(tmp_path, capsys):
     assert result["summary"]["photo_consistency_fan"]["count"] == 0
     assert result["summary"]["sharpness_fan"]["count"] == 1
     assert "photo consistency ratio, FAN" in capsys.readouterr().out
+
+
+def test_detail_metrics_of_a_flat_drn_and_of_a_bumpy_one(monkeypatch, pipeline):
+    """No displacement: E_grad is the same with and without it; texel-scale bumps: the
+    fine-scale std is their amplitude and E_grad changes."""
+    from facelift.evaluation.masks import skin_mask
+    from facelift.evaluation.runner import detail_metrics
+
+    real = pipeline._run_unet
+    for amplitude in (0.0, 5e-4):
+        def run_unet(net, sources, amplitude=amplitude):
+            if net is pipeline.drn:
+                R = sources["texture"].shape[0]
+                j = np.arange(R)[None, :].repeat(R, 0)
+                return (amplitude * np.where(j % 2 == 0, 1.0, -1.0))[..., None].astype(np.float32)
+            return real(net, sources)
+
+        monkeypatch.setattr(pipeline, "_run_unet", run_unet)
+        rec = pipeline.reconstruct(ASTRONAUT)
+        m = detail_metrics(rec, skin_mask(pipeline.face_model, rec.maps))
+        assert m["image_min_side"] == 512
+        if amplitude == 0:
+            assert m["detail_fine_std_mm"] == pytest.approx(0.0, abs=1e-9)
+            assert m["e_grad_ratio"] == pytest.approx(1.0, abs=1e-6)
+        else:
+            assert m["detail_fine_std_mm"] == pytest.approx(0.5, rel=0.05)
+            assert m["detail_p99_mm"] == pytest.approx(0.5, rel=0.01)
+            assert m["e_grad_ratio"] > 1.05  # stripes the photo does not have
