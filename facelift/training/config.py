@@ -115,6 +115,12 @@ class DRNConfig(TrainConfig):
     albedo_blur: float = 2.0  # texels (at the training resolution) of that blur
     init_from: str | None = None
     output_pyramid: list | None = None  # v2: Gaussian sigmas (texels) summed before the tanh
+    prior_steps: int = 0  # v2: warm start: steps regressing to the crease prior ...
+    w_prior: float = 0.0  # ... with this weight (mean squared mm) ...
+    prior_mm: float = 1.0  # ... of mm per unit of high-passed log luminance ...
+    prior_sigma: float = 3.0  # ... high-passed at this sigma (texels)
+    cavity: float = 0.0  # v2: render x (1 + cavity x (r_d - blur(r_d)) in mm): crease occlusion
+    cavity_sigma: float = 4.0  # texels of that blur
     grad_eps: float = 0.0  # v2: E_grad with the Charbonnier penalty of this eps (0: |x|, the paper)
     squared_regularisers: bool = False  # v2: E_const and E_flat as mean squared mm, not mean |mm|
     const_sigma: float = 0.0  # v2: E_const on r_d blurred by this many texels (0: on r_d, the paper)

@@ -39,6 +39,28 @@ def test_weighted_gradient_loss_is_e_grad_for_a_binary_weight():
     assert drn_v2.weighted_gradient_loss(a, a, vis) == 0
 
 
+def test_crease_prior_is_deeper_where_darker_and_zero_off_skin():
+    tex = torch.full((1, 3, 32, 32), 0.5)
+    tex[..., 16, 8:24] = 0.25  # a dark line
+    trust = torch.ones(1, 1, 32, 32)
+    trust[..., :, :4] = 0
+    prior = drn_v2.crease_prior(tex, trust, mm=2.0, sigma=3.0)
+    assert (prior[0, 0, 16, 8:24] < -0.5).all() and prior[0, 0, 6, :].abs().max() < 0.05  # mm below its surroundings
+    assert prior[..., :4].abs().max() == 0
+    assert drn_v2.crease_prior(torch.full_like(tex, 0.4), trust, 2.0, 3.0).abs().max() < 1e-6
+
+
+def test_cavity_shading_darkens_a_crease_and_leaves_a_plane():
+    mask = torch.ones(1, 1, 32, 32)
+    flat = torch.full((1, 1, 32, 32), 1e-3)
+    assert torch.allclose(drn_v2.cavity_shading(flat, mask, 0.3, 4.0), torch.ones_like(flat))
+    crease = torch.zeros(1, 1, 32, 32)
+    crease[..., 16, :] = -1e-3  # 1 mm deep
+    shade = drn_v2.cavity_shading(crease, mask, 0.3, 4.0)
+    assert 0.65 < shade[0, 0, 16, 16] < 0.8 and shade[0, 0, 8, 16] >= 1.0
+    assert shade.min() >= 0.5 and shade.max() <= 1.5
+
+
 def test_detail_statistics_of_texel_scale_stripes():
     j = torch.arange(64).view(1, 1, 1, 64).expand(1, 1, 64, 64)
     rate = torch.where(j % 2 == 0, 1e-3, -1e-3)  # +-1 mm
@@ -68,7 +90,8 @@ def drn_v2_run(tiny):
     fit_lighting.main(["--data", str(tiny["data"]), "--face-model", str(tiny["face_model"]), "--method", "robust"])
     out = tiny["root"] / "drn_v2"
     _train("drn", tiny, out, 3, "--config", str(REPO / "training" / "configs" / "drn_v2.json"),
-           "--set", f"fan={REPO / 'checkpoints' / 'fan'}", "--set", "grad_share_every=1", "--set", "min_age=null")
+           "--set", f"fan={REPO / 'checkpoints' / 'fan'}", "--set", "grad_share_every=1", "--set", "min_age=null",
+           "--set", "prior_steps=1")
     return out
 
 
@@ -76,11 +99,13 @@ def test_drn_v2_trains_logs_every_term_and_runs_in_the_pipeline(drn_v2_run, tiny
     with open(drn_v2_run / "losses.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 3
-    terms = ("grad", "const", "smooth", "flat")
+    terms = ("grad", "const", "smooth", "flat", "prior")
     for k in terms:
         assert all(math.isfinite(float(r[k])) for r in rows), k
     assert sum(float(rows[-1][f"gshare_{k}"]) for k in terms) == pytest.approx(1.0, abs=1e-3)
-    assert float(rows[-1]["gshare_grad"]) > 0.5  # the shipped weights leave E_grad in charge
+    assert float(rows[0]["gshare_prior"]) > 0.5  # the warm start ...
+    last = {k: float(rows[-1][f"gshare_{k}"]) for k in terms}
+    assert last["prior"] == 0 and last["grad"] > 0.2  # ... then E_grad
     assert all(float(r["fine_std_mm"]) >= 0 for r in rows)
     summary = json.loads((drn_v2_run / "final" / "summary.json").read_text())
     assert summary["recipe"] == "v2" and set(summary["last_detail_statistics"]) == {"fine_std_mm", "p99_mm"}
