@@ -58,6 +58,7 @@ EXPORT_FILES = frozenset({"mesh.glb", "mesh.obj", "mesh.mtl", "albedo.png", "tex
 _OS_CLUTTER = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})  # a file browser's, not the user's
 TMP_MARK = ".facelift-tmp-"  # in the names of export's temporary folders: .<name>.facelift-tmp-<pid>-...
 RENDER_MODES = ("albedo", "shaded", "shaded_details", "normals")
+GREY_ALBEDO = 0.7  # render(albedo="grey")
 
 DEFAULT_BUNDLE_CONFIG = {
     "format_version": BUNDLE_FORMAT_VERSION,
@@ -605,16 +606,19 @@ class Reconstruction:
         face); `light=(azimuth, elevation)` in degrees is a directional light fixed to the
         viewer. `mode` is one of RENDER_MODES: "albedo", "shaded", "shaded_details" (shaded
         with the DRN details whatever `details` says) or "normals"; `details` applies the
-        DRN displacement to the geometry; `albedo` picks "fan" or "pca".
+        DRN displacement to the geometry; `albedo` picks "fan", "pca" or "grey" (a uniform
+        albedo: the shape and its details alone).
         """
         if mode not in RENDER_MODES:
             raise ValueError(f"mode must be one of {RENDER_MODES}, got {mode!r}")
         if mode == "shaded_details":
             mode, details = "shaded", True
-        if albedo not in ("fan", "pca"):
-            raise ValueError(f"albedo must be 'fan' or 'pca', got {albedo!r}")
+        if albedo not in ("fan", "pca", "grey"):
+            raise ValueError(f"albedo must be 'fan', 'pca' or 'grey', got {albedo!r}")
         mesh = self.dense_mesh(details)
-        albedo_map = self.albedo if albedo == "fan" else self.albedo_pca
+        albedo_map = {"fan": self.albedo, "pca": self.albedo_pca}.get(albedo)
+        if albedo_map is None:  # the geometry alone
+            albedo_map = np.full_like(self.albedo, GREY_ALBEDO)
         return self.pipeline.renderer.render(
             mesh.vertices, mesh.faces, mesh.uv, mesh.normals, albedo_map, yaw=yaw, pitch=pitch, mode=mode,
             light=light, light_intensity=light_intensity, ambient=ambient,

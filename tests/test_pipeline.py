@@ -88,6 +88,20 @@ def test_render_views_and_lights(rec):
     assert not np.array_equal(plain, front)
     with pytest.raises(ValueError, match="mode"):
         rec.render(mode="wireframe")
+    grey = rec.render(light=(55, 20), size=256, albedo="grey", details=False)
+    skin = (grey < 250).any(axis=2)
+    g = grey[skin].astype(int)
+    assert (g.max(1) - g.min(1)).mean() < 2 and np.ptp(g.mean(1)) > 30  # no colour, only shading
+    assert not np.array_equal(grey, rec.render(light=(55, 20), size=256, albedo="grey", details=True))
+    with pytest.raises(ValueError, match="albedo"):
+        rec.render(albedo="chalk")
+
+
+def test_details_figure_has_a_row_per_photo(fl, tmp_path):
+    from facelift.evaluation.figures import DETAIL_COLUMNS, comparison_figure
+
+    fig, failed = comparison_figure(fl, [ASTRONAUT, tmp_path / "missing.png"], size=96, details=True)
+    assert fig.size == (96 * len(DETAIL_COLUMNS), 22 + 96) and len(failed) == 1
 
 
 def test_details_change_the_mesh(rec):

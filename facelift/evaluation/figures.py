@@ -1,6 +1,11 @@
 """Comparison figure: input | texture | PCA albedo | FAN albedo | displacement | relit render.
 
     python -m facelift.evaluation.figures PHOTO_OR_DIR... -o docs/comparison.png [--weights BUNDLE]
+    python -m facelift.evaluation.figures --details PHOTO_OR_DIR... -o docs/details.png
+
+`--details`: photo | shaded without details | shaded with details | displacement, the shading
+of the shape alone (a uniform grey albedo) under one directional light, the displacement in mm
+on a diverging colour map (blue: below the smooth surface, red: above).
 
 One row per photo (the largest face), every panel `--size` pixels square. The displacement is
 shown as grey (mid-grey = 0, white = +max_rate, black = -max_rate of the DRN); the relit render
@@ -17,6 +22,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 COLUMNS = ("input", "texture", "PCA albedo", "FAN albedo", "displacement", "relit render")
+DETAIL_COLUMNS = ("photo", "shaded, no details", "shaded, with details", "displacement, blue -1 to red +1 mm")
+DETAIL_LIGHT = (55, 20)  # azimuth, elevation (degrees): a raking light that shows relief
+DETAIL_LIMIT_M = 0.001  # the displacement colour map spans +-1 mm
 
 
 def _u8(x) -> np.ndarray:
@@ -44,18 +52,32 @@ def panels(rec, size: int = 192) -> list[np.ndarray]:
     return [np.asarray(Image.fromarray(im).convert("RGB").resize((size, size), Image.BICUBIC)) for im in images]
 
 
-def comparison_figure(pipeline, photos, size: int = 192, label_height: int = 22) -> tuple[Image.Image, list]:
-    """The figure for `photos` (paths); returns (image, [(photo, error)] for photos that failed)."""
+def detail_panels(rec, size: int = 256) -> list[np.ndarray]:
+    """The four panels of the details figure for one reconstruction, each (size, size, 3) uint8."""
+    from ..visualize import displacement_image
+
+    shaded = [rec.render(light=DETAIL_LIGHT, size=size, mode="shaded", details=d, albedo="grey", ambient=0.25)
+              for d in (False, True)]
+    disp = displacement_image(rec.displacement, rec.maps.mask, limit=DETAIL_LIMIT_M, size=size, legend=False)
+    images = [_square_crop(rec.image, rec.face.box), *shaded, disp]
+    return [np.asarray(Image.fromarray(im).convert("RGB").resize((size, size), Image.BICUBIC)) for im in images]
+
+
+def comparison_figure(pipeline, photos, size: int = 192, label_height: int = 22,
+                      details: bool = False) -> tuple[Image.Image, list]:
+    """The figure for `photos` (paths); returns (image, [(photo, error)] for photos that failed).
+    `details`: the details figure (DETAIL_COLUMNS) instead of the comparison (COLUMNS)."""
+    columns, make = (DETAIL_COLUMNS, detail_panels) if details else (COLUMNS, panels)
     rows, failed = [], []
     for p in photos:
         try:
-            rows.append((Path(p).name, panels(pipeline.reconstruct(p), size)))
+            rows.append((Path(p).name, make(pipeline.reconstruct(p), size)))
         except Exception as exc:  # noqa: BLE001 - a figure skips a bad photo, says so
             failed.append((str(p), f"{type(exc).__name__}: {exc}"))
-    W, H = size * len(COLUMNS), label_height + size * len(rows)
+    W, H = size * len(columns), label_height + size * len(rows)
     fig = Image.new("RGB", (W, max(H, label_height)), "white")
     draw = ImageDraw.Draw(fig)
-    for c, name in enumerate(COLUMNS):
+    for c, name in enumerate(columns):
         draw.text((c * size + 6, 5), name, fill=(0, 0, 0))
     for r, (_, ims) in enumerate(rows):
         for c, im in enumerate(ims):
@@ -72,11 +94,12 @@ def main(argv=None) -> int:
     ap.add_argument("-o", "--output", required=True, help="PNG to write")
     ap.add_argument("--weights", default=None)
     ap.add_argument("--size", type=int, default=192, help="panel size in pixels (default 192)")
+    ap.add_argument("--details", action="store_true", help="the DRN details figure (DETAIL_COLUMNS)")
     args = ap.parse_args(argv)
     photos = [p for item in args.photos for p in collect_images(item)]
     fl = FaceLift.from_pretrained(args.weights)
     try:
-        fig, failed = comparison_figure(fl, photos, args.size)
+        fig, failed = comparison_figure(fl, photos, args.size, details=args.details)
     finally:
         fl.close()
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
