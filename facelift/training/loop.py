@@ -128,13 +128,16 @@ class Run:
             return
         path = self.out / "losses.csv"
         if self._csv is None:
-            new = not path.is_file()
+            new = not path.is_file() or path.stat().st_size == 0
             self._fields = ["step", "epoch", "seconds", *vals]
+            if not new:  # a resumed run keeps the file's columns (a term logged only every N steps may be missing now)
+                with open(path, newline="") as f:
+                    self._fields = next(csv.reader(f), None) or self._fields
             self._csv = open(path, "a", newline="")
             if new:
                 csv.writer(self._csv).writerow(self._fields)
         csv.writer(self._csv).writerow([self.step, self.epoch, round(self.wall_seconds(), 2),
-                                        *(f"{vals[k]:.6g}" for k in self._fields[3:])])
+                                        *(f"{vals[k]:.6g}" if k in vals else "" for k in self._fields[3:])])
         self._csv.flush()
         if self.step % 25 == 0:
             self.acc.print(f"step {self.step} epoch {self.epoch} {self.wall_seconds():.0f}s "
@@ -168,6 +171,13 @@ class Run:
         return final
 
 
+def _number(text) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):  # an empty cell: the term was not measured at that step
+        return float("nan")
+
+
 def plot_losses(csv_path, png_path, smooth: int = 25) -> None:
     import numpy as np
 
@@ -189,11 +199,13 @@ def plot_losses(csv_path, png_path, smooth: int = 25) -> None:
     steps = np.array([float(r["step"]) for r in rows])
     fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3), squeeze=False)
     for ax, k in zip(axes[0], keys):
-        y = np.array([float(r[k]) for r in rows])
-        ax.plot(steps, y, lw=0.5, alpha=0.4)
+        y = np.array([_number(r.get(k)) for r in rows])
+        ok = np.isfinite(y)
+        x, y = steps[ok], y[ok]
+        ax.plot(x, y, lw=0.5, alpha=0.4)
         if len(y) > smooth:
             ys = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
-            ax.plot(steps[smooth - 1:], ys, lw=1.5)
+            ax.plot(x[smooth - 1:], ys, lw=1.5)
         ax.set_title(k)
         ax.set_xlabel("step")
         if (y > 0).all() and y.max() / max(y.min(), 1e-12) > 20:

@@ -125,3 +125,23 @@ def test_drn_v2_pixel_ablation_and_bad_detail_loss(tiny, tmp_path):
         assert math.isfinite(float(next(csv.DictReader(f))["grad"]))
     with pytest.raises(ValueError, match="detail_loss"):
         _train("drn", tiny, tmp_path / "bad", 1, *common, "--set", "detail_loss=l2")
+
+
+def test_a_resumed_run_keeps_the_loss_file_columns(tiny, tmp_path):
+    """Resuming at a step where the every-N-steps terms are not measured must not shift the
+    CSV's columns (it once broke the loss plot at the first checkpoint after a resume)."""
+    from facelift.training.loop import plot_losses
+
+    fit_lighting.main(["--data", str(tiny["data"]), "--face-model", str(tiny["face_model"]), "--method", "robust"])
+    args = ("--config", str(REPO / "training" / "configs" / "drn_v2.json"), "--set", f"fan={REPO / 'checkpoints' / 'fan'}",
+            "--set", "min_age=null", "--set", "grad_share_every=2")
+    _train("drn", tiny, tmp_path / "run", 3, *args)
+    _train("drn", tiny, tmp_path / "run", 4, *args)  # resumes at step 3: no gradient shares measured there
+    with open(tmp_path / "run" / "losses.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert [r[0] for r in rows[1:]] == ["1", "2", "3", "4"]
+    assert len({len(r) for r in rows}) == 1
+    header, last = rows[0], dict(zip(rows[0], rows[-1]))
+    assert "gshare_grad" in header and last["gshare_grad"] == "" and math.isfinite(float(last["grad"]))
+    plot_losses(tmp_path / "run" / "losses.csv", tmp_path / "curve.png")
+    assert (tmp_path / "curve.png").stat().st_size > 1000
