@@ -249,6 +249,12 @@ def fit_low_frequency(model: FaceModel, texture: np.ndarray, normals: np.ndarray
                            np.asarray(stiff_coeffs, np.float32), np.asarray(stiff_sh, np.float32))
 
 
+def stiff_pca_albedo(model: FaceModel, low: LowFrequencyFit, resolution: int) -> np.ndarray:
+    """The stiff model's PCA albedo (R, R, 3): the few components the outliers are found with,
+    under a strong prior, so an occluder moves it less than the final albedo."""
+    return pca_albedo(model, low.outlier_coefficients, resolution).astype(np.float32)
+
+
 def delit_texture(texture: np.ndarray, shading: np.ndarray, visible: np.ndarray, floor: float = 0.05) -> np.ndarray:
     """texture / shading (the albedo the photo shows under the estimated light), clipped to
     [0, 1], zero where not visible or too dark to divide by; (R, R, 3) maps, `visible` (R, R)."""
@@ -268,12 +274,16 @@ def confidence_for(texture: np.ndarray, albedo: np.ndarray, normals: np.ndarray,
 
 
 def network_sources(texture: np.ndarray, visibility: np.ndarray, normals: np.ndarray,
-                    low: LowFrequencyFit) -> dict:
+                    low: LowFrequencyFit, stiff_albedo: np.ndarray | None = None) -> dict:
     """The (R, R, C) UV maps a U-Net may be fed (facelift.models.UV_INPUTS), from the unwrapped
     texture, visibility and normals and the low-frequency stage's fit ("albedo_fan", the FAN's
-    output, is added by the pipeline once the FAN has run)."""
+    output, is added by the pipeline once the FAN has run; "albedo_stiff", the PCA albedo of
+    `low.outlier_coefficients`, only when given as `stiff_albedo`: `stiff_pca_albedo`)."""
     visible = (np.asarray(visibility) > 0.5).astype(np.float32)
     shading = irradiance(normals, low.sh).astype(np.float32)
-    return {"texture": texture, "visibility": visible[..., None], "confidence": low.confidence[..., None],
-            "albedo_pca": low.albedo, "delit": delit_texture(texture, shading, visible).astype(np.float32),
-            "shading": shading}
+    sources = {"texture": texture, "visibility": visible[..., None], "confidence": low.confidence[..., None],
+               "albedo_pca": low.albedo, "delit": delit_texture(texture, shading, visible).astype(np.float32),
+               "shading": shading}
+    if stiff_albedo is not None:
+        sources["albedo_stiff"] = stiff_albedo
+    return sources

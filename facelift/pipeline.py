@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from . import __version__, _hub
-from .albedo import LowFrequencyFit, confidence_for, fit_low_frequency, network_sources, pca_albedo
+from .albedo import (LowFrequencyFit, confidence_for, fit_low_frequency, network_sources, pca_albedo,
+                     stiff_pca_albedo)
 from .errors import (ExtremePoseError, FaceCutOffError, FaceIndexError, FaceLiftError, ImageTooSmallError,
                      OutputError, OutputExistsError, WeightsError)
 from ._jsonfile import read_json_file
@@ -305,7 +306,11 @@ class FaceLift:
             albedo_pca_source=pca_source)
 
     def _network_sources(self, maps: UVMaps, low: LowFrequencyFit) -> dict:
-        return network_sources(maps.texture, maps.visibility, maps.normal, low)
+        nets = [n for n in (self.fan, self.drn) if n is not None]
+        stiff = None
+        if any("albedo_stiff" in n.inputs for n in nets):
+            stiff = stiff_pca_albedo(self.face_model, low, maps.texture.shape[0])
+        return network_sources(maps.texture, maps.visibility, maps.normal, low, stiff)
 
     def _to_net(self, uv_map: np.ndarray, resolution: int) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(uv_map.transpose(2, 0, 1), dtype=np.float32))[None].to(self.device)

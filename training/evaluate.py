@@ -33,7 +33,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from facelift.albedo import fit_low_frequency, network_sources  # noqa: E402
+from facelift.albedo import fit_low_frequency, network_sources, stiff_pca_albedo  # noqa: E402
 from facelift.face_model import FaceModel  # noqa: E402
 from facelift.models import DRN, FAN, BNet  # noqa: E402
 from facelift.training.data import UVDataset  # noqa: E402
@@ -68,7 +68,8 @@ def evaluate(data, bnet_dir, fan_dir, drn_dir, face_model, batch_size=32, limit=
             rows = []
             for i, low in enumerate(lows):
                 src = network_sources(tex[i].permute(1, 2, 0).numpy(), vis[i, 0].numpy(),
-                                      nrm[i].permute(1, 2, 0).numpy(), low)
+                                      nrm[i].permute(1, 2, 0).numpy(), low,
+                                      stiff_pca_albedo(model, low, tex.shape[-1]))
                 rows.append(torch.cat([torch.from_numpy(np.ascontiguousarray(src[k], np.float32)).permute(2, 0, 1)
                                        for k in fan.inputs]))
             alb = fan(torch.stack(rows))

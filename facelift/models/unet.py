@@ -41,7 +41,9 @@ ACTIVATIONS = ("sigmoid", "tanh", "gated")
 UPSAMPLING = ("transpose", "resize")
 #: The UV maps a U-Net can be fed, with their channel counts (stacked in the order named).
 UV_INPUTS = {"texture": 3, "delit": 3, "visibility": 1, "confidence": 1, "albedo_pca": 3,
-             "shading": 3, "albedo_fan": 3}  # shading: the low-frequency SH irradiance; albedo_fan: the FAN's output
+             "shading": 3, "albedo_fan": 3, "albedo_stiff": 3}
+# shading: the low-frequency SH irradiance; albedo_fan: the FAN's output; albedo_stiff: the robust
+# stage's stiff (few-component, strongly regularised) PCA albedo, which occluders move least
 
 
 def check_pyramid(sigmas, activation: str) -> tuple:
@@ -251,14 +253,18 @@ class UNet(FaceLiftModel):
         """The skip-connection blocks, outermost first (``blocks[-1]`` is the innermost)."""
         return [m for m in self.modules() if isinstance(m, UnetSkipConnectionBlock)]
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, return_gate: bool = False):
+        """The output; with `return_gate` (gated networks only), (output, gate g (B, 1, R, R))."""
         check_input(x, self.in_channels, self.resolution, f"{type(self).__name__} input")
+        if return_gate and self.output_activation != "gated":
+            raise ValueError("only a network with output_activation='gated' has a gate")
         y = self.model(x * 2 - 1)
         if self.output_activation == "sigmoid":
             return torch.sigmoid(y)
         if self.output_activation == "gated":
             gate = torch.sigmoid(y[:, self.out_channels:])
-            return gate * x[:, :self.out_channels] + (1 - gate) * torch.sigmoid(y[:, :self.out_channels])
+            out = gate * x[:, :self.out_channels] + (1 - gate) * torch.sigmoid(y[:, :self.out_channels])
+            return (out, gate) if return_gate else out
         if self.pyramid is not None:
             y = self.pyramid(y)
         return self.max_rate * torch.tanh(y)

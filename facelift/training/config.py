@@ -81,6 +81,9 @@ class FANConfig(TrainConfig):
     relight: bool = False  # run every batch a second time, relit by random SH, for the consistency term
     init_from: str | None = None  # a saved FAN (save_pretrained folder) to start from, e.g. 128 -> 256
     grad_share_every: int = 100  # steps between measurements of each term's gradient on the albedo
+    # gate supervision (gated output): BCE asking the gate to close (0) on synthetic occluders and to
+    # pass the de-lit texture through (1) on clean, trusted skin; 0 leaves the gate to E_pixel alone
+    w_gate: float = 0.0
 
 
 @dataclass

@@ -130,7 +130,9 @@ def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
             tex_in = tex * (1 - alpha) + colour * alpha
             conf_in = confidence_map(tex_in, outlier_albedo, outlier_shading, vis, scale)
             maps = {"delit": delit(tex_in, shading, vis), "visibility": vis, "confidence": conf_in,
-                    "albedo_pca": albedo_pca, "texture": tex_in}
+                    "albedo_pca": albedo_pca, "albedo_stiff": outlier_albedo * mask, "texture": tex_in}
+            # the low-frequency guide the network is fed: the stiff albedo when it takes that one
+            guide = maps["albedo_stiff"] if "albedo_stiff" in fan_plain.inputs else albedo_pca
             x = stack_inputs(fan_plain.inputs, maps)
             H = max(1, B // 2)  # the first half of the batch is run a second time, relit
             if cfg.relight:
@@ -140,7 +142,7 @@ def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
                 sh_re = reestimate_sh(tex_relit, albedo_pca[:H], nrm[:H], (conf_in * vis)[:H], prior)
                 maps_r = dict(half, delit=delit(tex_relit, shading_map(nrm[:H], sh_re), vis[:H]), texture=tex_relit)
                 x = torch.cat([x, stack_inputs(fan_plain.inputs, maps_r)])
-        y = fan(x)
+        y, gate = fan(x, return_gate=True)
         fake = y[:B]
         real = _downsize(albedo_pca, cfg.disc_resolution)
         # discriminator: robust PCA albedos are real
@@ -162,19 +164,29 @@ def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
         terms["adv"] = gan_loss(disc_plain(_downsize(fake * mask, cfg.disc_resolution)), True)
         if cfg.w_lowfreq > 0:
             w_lf = F.avg_pool2d(mask * (1 - weight), 8)
-            diff = (F.avg_pool2d(fake * mask, 8) - F.avg_pool2d(albedo_pca, 8)).abs().mean(1, keepdim=True)
+            diff = (F.avg_pool2d(fake * mask, 8) - F.avg_pool2d(guide, 8)).abs().mean(1, keepdim=True)
             terms["lowfreq"] = (diff * w_lf).sum() / w_lf.sum().clamp_min(1e-6)
         if cfg.relight:
             cons = (y[B:] - fake[:H].detach()).abs().mean(1, keepdim=True) * vis[:H]
             terms["consistency"] = cons.sum() / vis[:H].sum().clamp_min(1)
+        if cfg.w_gate > 0:
+            occluded = (alpha > 0.5).float()
+            trusted = (weight > 0.5).float() * (alpha < 0.05).float()
+            sel = occluded + trusted
+            bce = F.binary_cross_entropy(gate[:B].clamp(1e-4, 1 - 1e-4), trusted, reduction="none")
+            # occluded and clean texels weigh the same, however few the occluded ones are
+            n_occ, n_ok = occluded.sum().clamp_min(1), trusted.sum().clamp_min(1)
+            terms["gate"] = 0.5 * ((bce * occluded).sum() / n_occ + (bce * trusted).sum() / n_ok) * (sel.sum() > 0)
         weights = {"pixel": cfg.w_pixel, "percep": cfg.w_percep, "adv": cfg.w_gan, "lowfreq": cfg.w_lowfreq,
-                   "consistency": cfg.w_consistency}
+                   "consistency": cfg.w_consistency,
+                   "gate": cfg.w_gate}
         weighted = {k: weights[k] * v for k, v in terms.items()}
         loss_g = sum(weighted.values())
         if cfg.grad_share_every and (run.step % cfg.grad_share_every == 0):
             norms = {}
             for k, v in weighted.items():
-                g = torch.autograd.grad(v, y, retain_graph=True, allow_unused=True)[0]
+                # on the albedo, except the gate term: on the gate (the albedo does not carry it)
+                g = torch.autograd.grad(v, (gate if k == "gate" else y), retain_graph=True, allow_unused=True)[0]
                 norms[k] = 0.0 if g is None else float(g.norm())
             total_norm = sum(norms.values()) or 1.0
             total = float(loss_g.detach())

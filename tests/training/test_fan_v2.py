@@ -128,3 +128,25 @@ def test_fan_v2_needs_the_robust_lighting_file(tiny, tmp_path, vgg_path):
     (data / "lighting_robust.npz").unlink(missing_ok=True)
     with pytest.raises(FileNotFoundError, match="method robust"):
         _train("fan", {**tiny, "data": data}, tmp_path / "run", 1, "--config", str(fan_v2_config()))
+
+
+def test_fan_v2_1_supervises_the_gate_and_takes_the_stiff_albedo(fan_v2_run, tiny, tmp_path, vgg_path):
+    """The v2.1 config (stiff albedo input, gate supervision) trains from a v2 FAN whose fourth
+    input it replaces, logs the gate term and its gradient share, and loads in the pipeline's shape."""
+    from training_support import REPO
+
+    out = tmp_path / "fan_v21"
+    _train("fan", tiny, out, 3, "--config", str(REPO / "training/configs/fan_v2_1.json"), "--lr", "3e-4",
+           "--set", "grad_share_every=1", "--set", f"init_from={fan_v2_run / 'final'}")
+    with open(out / "losses.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3
+    assert all(math.isfinite(float(r["gate"])) and float(r["gate"]) > 0 for r in rows)
+    assert float(rows[-1]["gshare_gate"]) > 0
+    from facelift.models import FAN
+
+    fan = FAN.from_pretrained(out / "final")
+    assert fan.config["inputs"] == ["delit", "visibility", "confidence", "albedo_stiff"]
+    y, gate = fan(torch.rand(1, 8, 128, 128), return_gate=True)
+    assert y.shape == (1, 3, 128, 128) and gate.shape == (1, 1, 128, 128)
+    assert ((gate >= 0) & (gate <= 1)).all()
