@@ -38,6 +38,7 @@ import ctypes.util
 import os
 import sys
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
@@ -316,7 +317,7 @@ class Renderer:
     def render(self, mesh_vertices, faces, uv, normals, albedo_map, *, yaw: float = 0.0,
                pitch: float = 0.0, mode: str = "shaded", light=None, light_intensity: float = 1.0,
                ambient: float = DEFAULT_AMBIENT, sh=None, rotation_of_face=None, size=None,
-               background=(255, 255, 255)) -> np.ndarray:
+               background=(255, 255, 255), view=None) -> np.ndarray:
         """Render the mesh; returns an (H, W, 3) uint8 image.
 
         mesh_vertices (M, 3) model space, faces (T, 3), uv (M, 2) with v up, normals (M, 3)
@@ -324,56 +325,68 @@ class Renderer:
         `mode`: "albedo" (unlit), "shaded" (albedo x irradiance) or "normals" ((n + 1) / 2
         of the view-space normals). Shading uses `light` if given, else `sh`, else
         `DEFAULT_LIGHT`. `size` is an int, (width, height) or None for the renderer's size.
+        `view` (3, 3), if given, replaces the view rotation of yaw, pitch and
+        `rotation_of_face` (e.g. the identity: the face from the front); `sh` still turns
+        with `rotation_of_face`.
         """
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        vertices = np.asarray(mesh_vertices, np.float64)
-        faces = np.asarray(faces)
-        uv = np.asarray(uv, np.float32)
-        normals = np.asarray(normals, np.float32)
-        m = len(vertices)
-        if vertices.ndim != 2 or vertices.shape[1] != 3 or m == 0:
-            raise ValueError(f"mesh_vertices must be (M, 3), got {vertices.shape}")
-        if faces.ndim != 2 or faces.shape[1] != 3 or (faces.size and (faces.min() < 0 or faces.max() >= m)):
-            raise ValueError("faces must be (T, 3) indices into the vertices")
-        if uv.shape != (m, 2) or normals.shape != (m, 3):
-            raise ValueError(f"uv must be ({m}, 2) and normals ({m}, 3), got {uv.shape} and {normals.shape}")
+        vertices, faces, uv, normals = _check_mesh(mesh_vertices, faces, uv, normals, mode)
         width, height = _parse_size(size, (self.width, self.height))
 
         # ---- CPU: pose, framing, lighting (outside the lock) ----
         lo, hi = vertices.min(0), vertices.max(0)
         centre = (lo + hi) / 2
         radius = max(float(np.sqrt(((vertices - centre) ** 2).sum(1).max())), 1e-9)
-        view = view_rotation(yaw, pitch, rotation_of_face)
+        view = view_rotation(yaw, pitch, rotation_of_face) if view is None else _rotation(view, "view")
         positions = ((vertices - centre) @ view.T).astype(np.float32)
-        unit = normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
-        n_view = unit @ view.T.astype(np.float32)
-
-        rgba = None
-        if mode == "normals":
-            colours = (n_view + 1) / 2
-        else:
-            rgba = _albedo_rgba(albedo_map)
-            if mode == "albedo":
-                colours = None
-            elif light is not None or sh is None:
-                light = DEFAULT_LIGHT if light is None else tuple(float(a) for a in light)
-                colours = _directional_irradiance(n_view, light, float(light_intensity), float(ambient))
-            else:
-                gamma = np.asarray(sh, np.float32)
-                if gamma.shape != (3, 9):
-                    raise ValueError(f"sh must be (3, 9), got {gamma.shape}")
-                face = np.eye(3) if rotation_of_face is None else np.asarray(rotation_of_face, float)
-                colours = _irradiance(unit @ face.T.astype(np.float32), gamma)
-        if colours is not None:
-            colours = np.concatenate([colours, np.ones((m, 1), np.float32)], 1).astype(np.float32)
-
+        colours, rgba = _vertex_colours(normals, view, albedo_map, mode, light, light_intensity, ambient, sh,
+                                        rotation_of_face)
         half = radius * FRAME_MARGIN
         xmag, ymag = (half * width / height, half) if width >= height else (half, half * height / width)
-        camera_pose = np.eye(4)
-        camera_pose[2, 3] = 3 * radius
-        bg = np.append(np.asarray(background, np.float32) / 255.0, 1.0)
+        colour, _ = self._draw(positions, faces, uv, colours, rgba, width, height, xmag=xmag, ymag=ymag,
+                               centre=(0.0, 0.0), camera_z=3 * radius, znear=radius, zfar=5 * radius,
+                               background=np.append(np.asarray(background, np.float32) / 255.0, 1.0))
+        return np.ascontiguousarray(colour[..., :3])
 
+    def render_photo_view(self, mesh_vertices, faces, uv, normals, albedo_map, *, scale: float, translation,
+                          rotation, size, mode: str = "shaded", light=None, light_intensity: float = 1.0,
+                          ambient: float = DEFAULT_AMBIENT, sh=None) -> "PhotoView":
+        """Render the mesh through the photo's weak-perspective camera (docs/ARCHITECTURE.md):
+        model point X lands at image point `x = s (R X)[0] + t[0]`, `y = -s (R X)[1] + t[1]`
+        (pixels, y down) of a `size` = (width, height) image, as `fitting.project_points` puts
+        it. An orthographic camera looking down -Z of the photo's camera space, so the same
+        culling and the same lighting (`sh` in camera space, `light` fixed to the viewer) as
+        `render` at yaw = pitch = 0. Returns a `PhotoView` (colour, coverage, depth).
+        """
+        vertices, faces, uv, normals = _check_mesh(mesh_vertices, faces, uv, normals, mode)
+        width, height = _parse_size(size, None)
+        s = float(scale)
+        t = np.asarray(translation, np.float64).reshape(-1)
+        if not (np.isfinite(s) and s > 0) or t.shape != (2,) or not np.isfinite(t).all():
+            raise ValueError(f"scale must be positive and translation (2,) finite, got {scale!r}, {translation!r}")
+        view = _rotation(rotation, "rotation")
+        positions = vertices @ view.T  # camera space, metres
+        colours, rgba = _vertex_colours(normals, view, albedo_map, mode, light, light_intensity, ambient, sh, view)
+        z_lo, z_hi = float(positions[:, 2].min()), float(positions[:, 2].max())
+        margin = max(z_hi - z_lo, 1e-6)
+        camera_z = z_hi + 2 * margin
+        # the image centre (W/2, H/2) seen from camera space; a pixel is 1/s metres wide
+        centre = ((width / 2 - t[0]) / s, (t[1] - height / 2) / s)
+        colour, depth = self._draw(positions.astype(np.float32), faces, uv, colours, rgba, width, height,
+                                   xmag=width / (2 * s), ymag=height / (2 * s), centre=centre, camera_z=camera_z,
+                                   znear=margin, zfar=4 * margin, background=np.zeros(4, np.float32), rgba_out=True)
+        covered = depth > 0
+        z = np.full(depth.shape, np.nan, np.float32)
+        z[covered] = camera_z - _orthographic_distance(depth[covered], margin, 4 * margin)
+        return PhotoView(np.ascontiguousarray(colour[..., :3]), colour[..., 3].astype(np.float32) / 255.0, z)
+
+    def _draw(self, positions, faces, uv, colours, rgba, width, height, *, xmag, ymag, centre, camera_z, znear,
+              zfar, background, rgba_out: bool = False):
+        """Rasterise `positions` with an orthographic camera at (centre, camera_z) looking down
+        -Z: the (H, W, 3, or 4 with `rgba_out`) uint8 colour, row 0 at the top, and pyrender's
+        depth (0 where nothing is drawn)."""
+        camera_pose = np.eye(4)
+        camera_pose[:2, 3] = centre
+        camera_pose[2, 3] = camera_z
         pyrender = _load_pyrender()
         with self._lock:
             osr = self._ensure_context(pyrender, width, height)
@@ -390,13 +403,86 @@ class Renderer:
             self._mesh_node = scene.add(pyrender.Mesh([primitive]))
             camera = self._camera_node.camera
             camera.xmag, camera.ymag = xmag, ymag
-            camera.znear, camera.zfar = radius, 5 * radius
+            camera.znear, camera.zfar = znear, zfar
             scene.set_pose(self._camera_node, camera_pose)
-            scene.bg_color = bg
+            scene.bg_color = background
+            flags = pyrender.RenderFlags.FLAT | (pyrender.RenderFlags.RGBA if rgba_out else 0)
             try:
-                colour, _ = osr.render(scene, flags=pyrender.RenderFlags.FLAT)
+                return osr.render(scene, flags=flags)
             except Exception as e:
                 raise RenderError(f"Rendering failed: {type(e).__name__}: {e}") from e
             finally:
                 _release_context(osr._platform)
-        return np.ascontiguousarray(colour[..., :3])
+
+
+class PhotoView(NamedTuple):
+    """`Renderer.render_photo_view`: what the photo's camera sees of the mesh.
+
+    image   (H, W, 3) uint8, premultiplied by `alpha` (black where nothing is drawn)
+    alpha   (H, W) float32 in [0, 1], the share of each pixel the mesh covers (anti-aliased rim)
+    depth   (H, W) float32, camera-space Z of the surface at the pixel centre (metres, larger =
+            closer to the camera, origin at the model's origin); NaN where nothing is drawn
+    """
+
+    image: np.ndarray
+    alpha: np.ndarray
+    depth: np.ndarray
+
+
+def _orthographic_distance(linear: np.ndarray, znear: float, zfar: float) -> np.ndarray:
+    """Distance from the camera of pyrender's depth values under an orthographic camera:
+    pyrender "linearises" the depth buffer with the perspective formula, undone here, and
+    the buffer of an orthographic camera is linear in the distance."""
+    d = np.asarray(linear, np.float64)
+    ndc = (zfar + znear - 2.0 * znear * zfar / d) / (zfar - znear)
+    return znear + (ndc + 1.0) / 2.0 * (zfar - znear)
+
+
+def _rotation(matrix, name: str) -> np.ndarray:
+    r = np.asarray(matrix, np.float64)
+    if r.shape != (3, 3) or not np.isfinite(r).all():
+        raise ValueError(f"{name} must be a finite (3, 3) rotation, got shape {r.shape}")
+    return r
+
+
+def _check_mesh(mesh_vertices, faces, uv, normals, mode):
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    vertices = np.asarray(mesh_vertices, np.float64)
+    faces = np.asarray(faces)
+    uv = np.asarray(uv, np.float32)
+    normals = np.asarray(normals, np.float32)
+    m = len(vertices)
+    if vertices.ndim != 2 or vertices.shape[1] != 3 or m == 0:
+        raise ValueError(f"mesh_vertices must be (M, 3), got {vertices.shape}")
+    if faces.ndim != 2 or faces.shape[1] != 3 or (faces.size and (faces.min() < 0 or faces.max() >= m)):
+        raise ValueError("faces must be (T, 3) indices into the vertices")
+    if uv.shape != (m, 2) or normals.shape != (m, 3):
+        raise ValueError(f"uv must be ({m}, 2) and normals ({m}, 3), got {uv.shape} and {normals.shape}")
+    return vertices, faces, uv, normals
+
+
+def _vertex_colours(normals, view, albedo_map, mode, light, light_intensity, ambient, sh, rotation_of_face):
+    """Per-vertex RGBA colours (irradiance, or view-space normals; None for "albedo") and the
+    albedo texture as RGBA (None for "normals")."""
+    unit = normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+    n_view = unit @ view.T.astype(np.float32)
+    rgba = None
+    if mode == "normals":
+        colours = (n_view + 1) / 2
+    else:
+        rgba = _albedo_rgba(albedo_map)
+        if mode == "albedo":
+            colours = None
+        elif light is not None or sh is None:
+            light = DEFAULT_LIGHT if light is None else tuple(float(a) for a in light)
+            colours = _directional_irradiance(n_view, light, float(light_intensity), float(ambient))
+        else:
+            gamma = np.asarray(sh, np.float32)
+            if gamma.shape != (3, 9):
+                raise ValueError(f"sh must be (3, 9), got {gamma.shape}")
+            face = np.eye(3) if rotation_of_face is None else np.asarray(rotation_of_face, float)
+            colours = _irradiance(unit @ face.T.astype(np.float32), gamma)
+    if colours is not None:
+        colours = np.concatenate([colours, np.ones((len(unit), 1), np.float32)], 1).astype(np.float32)
+    return colours, rgba

@@ -9,6 +9,7 @@ import pytest
 import trimesh
 
 from facelift import shading
+from facelift.fitting import project_points, rotation_from_yaw_pitch_roll
 from facelift.render import Renderer, render_sh_sphere, view_rotation
 
 SIZE = 128
@@ -213,3 +214,48 @@ def test_missing_gl_raises_render_error(platform):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert "RenderError:" in out.stdout, out.stdout + out.stderr
     assert "apt-get install" in out.stdout
+
+
+# ---- the photo's own camera ------------------------------------------------------------------
+
+PHOTO_W, PHOTO_H = 160, 120  # not square: a swapped width and height would show
+PHOTO_POSE = dict(scale=500.0, translation=(70.0, 66.0),
+                  rotation=rotation_from_yaw_pitch_roll(25.0, -10.0, 15.0))  # no symmetry left
+
+
+def test_photo_view_lands_where_the_fit_projects(renderer, face):
+    """Every model point is drawn at the pixel `fitting.project_points` gives it: the coverage
+    matches the projected outline, and the colour at the projected points of the visible
+    vertices is their camera-space normal (a mirrored, flipped or offset image would not be)."""
+    v, f, uv, n, albedo = face
+    pose = PHOTO_POSE
+    view = renderer.render_photo_view(v, f, uv, n, albedo, mode="normals", size=(PHOTO_W, PHOTO_H), **pose)
+    assert view.image.shape == (PHOTO_H, PHOTO_W, 3) and view.alpha.shape == view.depth.shape == (PHOTO_H, PHOTO_W)
+    xy = project_points(v, pose["scale"], pose["rotation"], pose["translation"])
+    covered = view.alpha > 0.5
+    rows, cols = np.nonzero(covered)
+    assert abs(cols.min() - xy[:, 0].min()) <= 1.5 and abs(cols.max() + 1 - xy[:, 0].max()) <= 1.5
+    assert abs(rows.min() - xy[:, 1].min()) <= 1.5 and abs(rows.max() + 1 - xy[:, 1].max()) <= 1.5
+    n_cam = n @ pose["rotation"].T
+    facing = n_cam[:, 2] > 0.5  # clearly visible, not on the rim
+    px = np.floor(xy[facing]).astype(int)
+    inside = (px[:, 0] >= 1) & (px[:, 0] < PHOTO_W - 1) & (px[:, 1] >= 1) & (px[:, 1] < PHOTO_H - 1)
+    assert inside.sum() > 100
+    drawn = view.image[px[inside, 1], px[inside, 0]].astype(float) / 255 * 2 - 1
+    err = np.linalg.norm(drawn - n_cam[facing][inside], axis=1)
+    assert np.median(err) < 0.05, np.median(err)
+
+
+def test_photo_view_depth_is_camera_z(renderer, face):
+    v, f, uv, n, albedo = face
+    pose = PHOTO_POSE
+    view = renderer.render_photo_view(v, f, uv, n, albedo, size=(PHOTO_W, PHOTO_H), **pose)
+    covered = ~np.isnan(view.depth)
+    assert np.array_equal(covered, view.alpha > 0.5) or (covered != (view.alpha > 0.5)).mean() < 0.01
+    z_cam = v @ pose["rotation"].T
+    nearest = int(np.argmax(z_cam[:, 2]))
+    x, y = project_points(v[nearest:nearest + 1], pose["scale"], pose["rotation"], pose["translation"])[0]
+    assert abs(view.depth[int(y), int(x)] - z_cam[nearest, 2]) < 0.002  # metres; a flat triangle nearby
+    assert np.nanmax(view.depth) <= z_cam[:, 2].max() + 1e-4
+    assert np.nanmin(view.depth) >= z_cam[:, 2].min() - 1e-4
+    assert view.image[covered].mean() > 50  # shaded, not black
