@@ -41,6 +41,10 @@ class OutputExistsError(OutputError, FileExistsError):
     """An export would replace a folder (or file) that is not a previous FaceLift export."""
 
 
+class UnknownOutputError(FaceLiftError, ValueError):
+    """An export was asked for outputs FaceLift does not know (see `facelift.export.OUTPUTS`)."""
+
+
 class WeightsError(FaceLiftError):
     """A weights bundle or file is missing, corrupted or incompatible."""
 

@@ -16,7 +16,32 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .errors import UnknownOutputError
+
 GLB_ROUGHNESS = 0.9
+
+#: What `Reconstruction.export(outputs=...)` and `facelift reconstruct --outputs` write, by
+#: name, in this order. params.json is always written: it holds the scales the maps are
+#: decoded with and marks the folder as a FaceLift export (which a later export may replace).
+OUTPUTS = {
+    "glb": ("mesh.glb",),
+    "obj": ("mesh.obj", "mesh.mtl", "albedo.png"),
+    "albedo": ("albedo.png",),
+    "texture": ("texture.png",),
+    "visibility": ("visibility.png",),
+    "skin_confidence": ("skin_confidence.png",),
+    "albedo_pca": ("albedo_pca.png",),
+    "displacement": ("displacement.png",),
+    "normal_map": ("normal_map.png",),
+    "normal_map_details": ("normal_map_details.png",),
+    "render": ("render.png",),
+    "overlay": ("overlay.png",),
+    "landmarks": ("landmarks.json",),
+    "depth": ("depth.png",),
+    "params": ("params.json",),
+}
+#: depth.png: metres of camera-space Z per 16-bit step (65535 steps: 0.33 m, more than a face's depth)
+DEPTH_METRES_PER_UNIT = 5e-6
 
 
 # ---- atomic writes ------------------------------------------------------------------------
@@ -121,6 +146,54 @@ def normal_map_to_uint8(normal) -> np.ndarray:
     return to_uint8((n + 1.0) / 2.0)
 
 
+def select_outputs(outputs=None) -> tuple[str, ...]:
+    """The output names (OUTPUTS) in `outputs`: None (everything), an iterable of names, or
+    one comma-separated string ("glb,overlay"). Raises UnknownOutputError listing the valid
+    names for anything else."""
+    if outputs is None:
+        return tuple(OUTPUTS)
+    names = outputs.split(",") if isinstance(outputs, str) else list(outputs)
+    if not all(isinstance(n, str) for n in names):
+        raise UnknownOutputError(f"Output names must be strings, got {outputs!r}. Valid: {', '.join(OUTPUTS)}.")
+    names = {n.strip() for n in names} - {""}
+    unknown = sorted(names - set(OUTPUTS))
+    if unknown:
+        raise UnknownOutputError(
+            f"Unknown output{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}. "
+            f"Valid: {', '.join(OUTPUTS)} (params.json is always written).")
+    if not names:
+        raise UnknownOutputError(f"No output named. Valid: {', '.join(OUTPUTS)}.")
+    return tuple(n for n in OUTPUTS if n in names)
+
+
+def encode_depth(depth, metres_per_unit: float = DEPTH_METRES_PER_UNIT) -> tuple[np.ndarray, float]:
+    """Depth (H, W) in metres, NaN where there is no surface -> (uint16, offset_m) with
+    `depth = offset_m + value * metres_per_unit` where value > 0, and value 0 where NaN. The
+    farthest surface point is value 1, so larger values are closer when depth grows towards
+    the camera; depths more than 65534 units beyond it are clipped."""
+    if not metres_per_unit > 0:
+        raise ValueError(f"metres_per_unit must be positive, got {metres_per_unit}")
+    d = np.asarray(depth, np.float64)
+    if d.ndim != 2:
+        raise ValueError(f"depth must be (H, W), got {d.shape}")
+    surface = np.isfinite(d)
+    if not surface.any():
+        return np.zeros(d.shape, np.uint16), 0.0
+    offset = float(d[surface].min()) - metres_per_unit
+    out = np.zeros(d.shape, np.uint16)
+    out[surface] = np.clip(np.round((d[surface] - offset) / metres_per_unit), 1, 65535)
+    return out, offset
+
+
+def decode_depth(encoded, metres_per_unit: float, offset_m: float) -> np.ndarray:
+    """Inverse of `encode_depth`: uint16 -> float32 metres, NaN where the value is 0."""
+    e = np.asarray(encoded)
+    if e.dtype != np.uint16:
+        raise ValueError(f"expected uint16, got dtype {e.dtype}")
+    d = offset_m + e.astype(np.float64) * metres_per_unit
+    return np.where(e > 0, d, np.nan).astype(np.float32)
+
+
 # ---- meshes -------------------------------------------------------------------------------
 
 def _check_mesh(vertices, faces, uv, normals, albedo):
@@ -188,7 +261,10 @@ def _rows(fmt: str, array: np.ndarray) -> str:
 def export_obj(directory, vertices, faces, uv, normals, albedo_uint8, name: str = "mesh",
                texture_name: str = "albedo.png") -> Path:
     """Write `<name>.obj`, `<name>.mtl` (map_Kd `texture_name`) and the texture PNG into
-    `directory`, referencing each other by relative names. Returns the OBJ path."""
+    `directory`, referencing each other by relative names. Returns the OBJ path.
+
+    Numbers carry no more digits than they hold: positions to 1e-6 (a micrometre, for a
+    mesh in metres), UVs to 1e-6 (a 1/1000 texel of a 1024 texture), unit normals to 1e-4."""
     v, f, t, n, albedo = _check_mesh(vertices, faces, uv, normals, albedo_uint8)
     for label, value in (("name", name), ("texture_name", texture_name)):
         if not value or Path(value).name != value or any(c.isspace() for c in value):
@@ -198,9 +274,9 @@ def export_obj(directory, vertices, faces, uv, normals, albedo_uint8, name: str 
     idx = f + 1
     obj = "".join([
         f"# FaceLift\nmtllib {mtl_name}\no {name}\n",
-        _rows("v %.7g %.7g %.7g\n", v),
-        _rows("vt %.7g %.7g\n", t),
-        _rows("vn %.6f %.6f %.6f\n", n),
+        _rows("v %.6f %.6f %.6f\n", v),
+        _rows("vt %.6f %.6f\n", t),
+        _rows("vn %.4f %.4f %.4f\n", n),
         "usemtl albedo\ns off\n",
         _rows("f %d/%d/%d %d/%d/%d %d/%d/%d\n", np.repeat(idx, 3, axis=1)),
     ])

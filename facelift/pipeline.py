@@ -23,6 +23,7 @@ from .albedo import (LowFrequencyFit, confidence_for, fit_low_frequency, network
 from .errors import (ExtremePoseError, FaceCutOffError, FaceIndexError, FaceLiftError, ImageTooSmallError,
                      OutputError, OutputExistsError, WeightsError)
 from ._jsonfile import read_json_file
+from .export import OUTPUTS
 from .face_model import FaceModel
 from .fitting import FitResult, fit_shape
 from .image import load_image
@@ -50,16 +51,14 @@ MAX_OUTSIDE_FRACTION = 0.35
 MAX_YAW_DEG = 75.0
 WARN_YAW_DEG = 45.0
 WARN_PITCH_DEG = 45.0
-#: What `Reconstruction.export` writes. A folder holding nothing but these (with a
-#: params.json FaceLift wrote) is a previous export, which a new export may replace.
-EXPORT_FILES = frozenset({"mesh.glb", "mesh.obj", "mesh.mtl", "albedo.png", "texture.png", "visibility.png",
-                          "skin_confidence.png",
-                          "albedo_pca.png", "displacement.png", "normal_map.png", "normal_map_details.png",
-                          "render.png", "params.json"})
+#: What `Reconstruction.export` writes (`facelift.export.OUTPUTS`). A folder holding nothing but
+#: these (with a params.json FaceLift wrote) is a previous export, which a new export may replace.
+EXPORT_FILES = frozenset(f for files in OUTPUTS.values() for f in files)
 _OS_CLUTTER = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})  # a file browser's, not the user's
 TMP_MARK = ".facelift-tmp-"  # in the names of export's temporary folders: .<name>.facelift-tmp-<pid>-...
 RENDER_MODES = ("albedo", "shaded", "shaded_details", "normals")
 GREY_ALBEDO = 0.7  # render(albedo="grey")
+OVERLAY_OPACITY = 0.7  # render_in_photo, overlay.png
 
 DEFAULT_BUNDLE_CONFIG = {
     "format_version": BUNDLE_FORMAT_VERSION,
@@ -604,7 +603,7 @@ class Reconstruction:
 
     def render(self, yaw: float = 0.0, pitch: float = 0.0, light=None, details: bool = True, size: int = 512,
                mode: str = "shaded", light_intensity: float = 1.0, ambient: float = 0.35,
-               albedo: str = "fan") -> np.ndarray:
+               albedo: str = "fan", frontal: bool = False) -> np.ndarray:
         """Render the face as an HxWx3 uint8 image.
 
         `light=None` relights with the SH lighting estimated from the photo (it turns with the
@@ -612,22 +611,114 @@ class Reconstruction:
         viewer. `mode` is one of RENDER_MODES: "albedo", "shaded", "shaded_details" (shaded
         with the DRN details whatever `details` says) or "normals"; `details` applies the
         DRN displacement to the geometry; `albedo` picks "fan", "pca" or "grey" (a uniform
-        albedo: the shape and its details alone).
+        albedo: the shape and its details alone). Yaw and pitch turn the face from its pose in
+        the photo; with `frontal` they turn it from straight ahead (model space) instead.
+        `size` is an int or (width, height).
         """
+        mode, details, albedo_map = self._render_inputs(mode, details, albedo)
+        mesh = self.dense_mesh(details)
+        view = None
+        if frontal:
+            from .render import view_rotation
+
+            view = view_rotation(yaw, pitch)
+        return self.pipeline.renderer.render(
+            mesh.vertices, mesh.faces, mesh.uv, mesh.normals, albedo_map, yaw=yaw, pitch=pitch, mode=mode,
+            light=light, light_intensity=light_intensity, ambient=ambient,
+            sh=self.sh if light is None else None, rotation_of_face=self.fit.rotation, size=size, view=view)
+
+    def _render_inputs(self, mode: str, details: bool, albedo: str):
         if mode not in RENDER_MODES:
             raise ValueError(f"mode must be one of {RENDER_MODES}, got {mode!r}")
         if mode == "shaded_details":
             mode, details = "shaded", True
         if albedo not in ("fan", "pca", "grey"):
             raise ValueError(f"albedo must be 'fan', 'pca' or 'grey', got {albedo!r}")
-        mesh = self.dense_mesh(details)
         albedo_map = {"fan": self.albedo, "pca": self.albedo_pca}.get(albedo)
         if albedo_map is None:  # the geometry alone
             albedo_map = np.full_like(self.albedo, GREY_ALBEDO)
-        return self.pipeline.renderer.render(
-            mesh.vertices, mesh.faces, mesh.uv, mesh.normals, albedo_map, yaw=yaw, pitch=pitch, mode=mode,
-            light=light, light_intensity=light_intensity, ambient=ambient,
-            sh=self.sh if light is None else None, rotation_of_face=self.fit.rotation, size=size)
+        return mode, details, albedo_map
+
+    def photo_view(self, details: bool = True, mode: str = "shaded", albedo: str = "fan"):
+        """The face as the photo's camera sees it, at the photo's size: the fitted weak-perspective
+        projection (the fit's scale, rotation and translation), lit by the light estimated from
+        the photo. A `facelift.render.PhotoView`: the image (premultiplied), its coverage and the
+        camera-space depth of the surface (metres, larger = closer; NaN off the face)."""
+        mode, details, albedo_map = self._render_inputs(mode, details, albedo)
+        key = ("photo_view", bool(details), mode, albedo)
+        if key not in self._meshes:
+            mesh = self.dense_mesh(details)
+            h, w = self.image.shape[:2]
+            self._meshes[key] = self.pipeline.renderer.render_photo_view(
+                mesh.vertices, mesh.faces, mesh.uv, mesh.normals, albedo_map, scale=self.fit.scale,
+                translation=self.fit.translation, rotation=self.fit.rotation, size=(w, h), mode=mode, sh=self.sh)
+        return self._meshes[key]
+
+    def render_in_photo(self, opacity: float = OVERLAY_OPACITY, details: bool = True, mode: str = "shaded",
+                        albedo: str = "fan") -> np.ndarray:
+        """The reconstruction drawn over the photo in the photo's own pose and camera (see
+        `photo_view`), `opacity` 0 (the photo alone) to 1 (the render alone where it covers the
+        photo): an HxWx3 uint8 image of the photo's size."""
+        opacity = float(opacity)
+        if not 0.0 <= opacity <= 1.0:
+            raise ValueError(f"opacity must be between 0 and 1, got {opacity}")
+        view = self.photo_view(details, mode, albedo)
+        a = opacity * view.alpha[..., None]
+        out = opacity * view.image.astype(np.float32) + (1.0 - a) * self.image.astype(np.float32)
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+    def overlay_figure(self, opacity: float = OVERLAY_OPACITY) -> np.ndarray:
+        """`photo | reconstruction over the photo | frontal render`, each panel the photo's size
+        (H x 3W x 3 uint8): how well the face fits the photo, and the face it became."""
+        h, w = self.image.shape[:2]
+        return np.concatenate([np.asarray(self.image), self.render_in_photo(opacity),
+                               self.render(size=(w, h), frontal=True)], axis=1)
+
+    def depth_map(self) -> np.ndarray:
+        """(H, W) float32 in the photo's frame: camera-space Z of the fitted face surface (with
+        the details) at each pixel, metres, larger = closer to the camera (docs/ARCHITECTURE.md:
+        the weak-perspective camera has no depth of its own, so Z is relative to the model's
+        origin); NaN off the face."""
+        return self.photo_view().depth
+
+    def landmarks(self) -> dict:
+        """What landmarks.json holds: MediaPipe's 478 landmarks in the photo, the fitted model's
+        68 iBUG points in the photo (pixels) and in model space (metres), and the pose."""
+        from .evaluation.landmarks68 import IBUG68_FROM_MEDIAPIPE, model_landmarks68
+
+        h, w = self.image.shape[:2]
+        yaw, pitch, roll = self.fit.yaw_pitch_roll()
+        points = np.asarray(self.face.points, np.float64)
+        projected = self.fit.project(self.pipeline.face_model)
+        return {
+            "image_size": [int(w), int(h)],
+            "face_index": self.face_index,
+            "convention": "image points (x, y) in pixels of the photo, x right, y down, origin at the top-left "
+                          "corner of the top-left pixel; model points (X, Y, Z) in metres, X image-right, Y up, "
+                          "Z towards the camera (docs/ARCHITECTURE.md)",
+            "mediapipe": {
+                "count": int(len(points)),
+                "points": points.round(3).tolist(),
+                "z": "MediaPipe's relative depth, in pixels like x (smaller = closer to the camera); "
+                     "points 468-477 are the irises",
+            },
+            "model68": {
+                "count": len(IBUG68_FROM_MEDIAPIPE),
+                "convention": "iBUG 300-W 68 points in order (jaw 1-17, brows 18-27, nose 28-36, eyes 37-48, "
+                              "mouth 49-68), read from the fitted model's vertices",
+                "vertex_ids": IBUG68_FROM_MEDIAPIPE.tolist(),
+                "points_2d": model_landmarks68(projected).round(3).tolist(),
+                "points_3d": np.asarray(self.vertices_model, np.float64)[IBUG68_FROM_MEDIAPIPE].round(7).tolist(),
+            },
+            "pose": {
+                "yaw_deg": round(yaw, 3), "pitch_deg": round(pitch, 3), "roll_deg": round(roll, 3),
+                "scale": float(self.fit.scale),
+                "translation": np.asarray(self.fit.translation, float).round(4).tolist(),
+                "rotation": np.asarray(self.fit.rotation, float).round(6).tolist(),
+                "convention": "x_img = s*(R@X)[0] + t[0]; y_img = -s*(R@X)[1] + t[1]; X in metres, s in pixels "
+                              "per metre; R = R_y(yaw) @ R_x(pitch) @ R_z(roll)",
+            },
+        }
 
     def params(self) -> dict:
         fit = self.fit
@@ -674,8 +765,12 @@ class Reconstruction:
                       if details and self.displacement_scale > 0 else None)
         return ex.export_glb(path, base.vertices, base.faces, base.uv, base.normals, albedo_u8, normal_map)
 
-    def export(self, directory: str | os.PathLike, render_size: int = 512) -> Path:
-        """Write meshes, maps, a preview and params.json (EXPORT_FILES) into `directory`.
+    def export(self, directory: str | os.PathLike, render_size: int = 512, outputs=None) -> Path:
+        """Write meshes, maps, previews and params.json (EXPORT_FILES) into `directory`.
+
+        `outputs` names what to write (`facelift.export.OUTPUTS`: "glb", "obj", "overlay",
+        "landmarks", "depth", ...; an iterable or a comma-separated string); None writes
+        everything. params.json is always written. An unknown name raises UnknownOutputError.
 
         The files are written into a temporary folder next to `directory` (named
         `.<name>.facelift-tmp-<pid>-...`) that is renamed to `directory` when complete, so
@@ -687,6 +782,7 @@ class Reconstruction:
         """
         from . import export as ex
 
+        wanted = set(ex.select_outputs(outputs))
         directory = Path(os.path.abspath(os.fspath(directory)))  # "." and "out/" have a usable name
         check_export_target(directory)
         try:
@@ -696,22 +792,40 @@ class Reconstruction:
             raise OutputError(f"Cannot create the output folder {directory}: {exc.strerror or exc}.") from exc
         try:
             t = time.perf_counter()
-            mesh = self.dense_mesh(details=True)
-            albedo_u8 = (np.clip(self.albedo, 0, 1) * 255 + 0.5).astype(np.uint8)
-            self.export_glb(tmp / "mesh.glb")
-            ex.export_obj(tmp, mesh.vertices, mesh.faces, mesh.uv, mesh.normals, albedo_u8)
-            ex.save_png(tmp / "normal_map_details.png", ex.normal_map_to_uint8(self.detail_normal_map()))
-            ex.save_png(tmp / "texture.png", self.texture)
-            ex.save_png(tmp / "visibility.png", self.visibility)
-            if self.skin_confidence is not None:
-                ex.save_png(tmp / "skin_confidence.png", self.skin_confidence)
-            ex.save_png(tmp / "albedo_pca.png", self.albedo_pca)
-            scale = self.displacement_scale if self.displacement_scale > 0 else 1.0
-            ex.save_png16(tmp / "displacement.png", ex.encode_displacement(self.displacement, scale))
-            ex.save_png(tmp / "normal_map.png", ex.normal_map_to_uint8(self.normal_map))
-            ex.save_png(tmp / "render.png", self.render(size=render_size))
             params = self.params()
+            scale = self.displacement_scale if self.displacement_scale > 0 else 1.0
             params["displacement_scale"] = float(scale)
+            if "glb" in wanted:
+                self.export_glb(tmp / "mesh.glb")
+            albedo_u8 = (np.clip(self.albedo, 0, 1) * 255 + 0.5).astype(np.uint8)
+            if "obj" in wanted:
+                mesh = self.dense_mesh(details=True)
+                ex.export_obj(tmp, mesh.vertices, mesh.faces, mesh.uv, mesh.normals, albedo_u8)
+            elif "albedo" in wanted:
+                ex.save_png(tmp / "albedo.png", albedo_u8)
+            maps = {"normal_map_details": lambda: ex.normal_map_to_uint8(self.detail_normal_map()),
+                    "texture": lambda: self.texture, "visibility": lambda: self.visibility,
+                    "skin_confidence": lambda: self.skin_confidence, "albedo_pca": lambda: self.albedo_pca,
+                    "normal_map": lambda: ex.normal_map_to_uint8(self.normal_map),
+                    "render": lambda: self.render(size=render_size), "overlay": self.overlay_figure}
+            for name, image in maps.items():
+                if name in wanted and not (name == "skin_confidence" and self.skin_confidence is None):
+                    ex.save_png(tmp / f"{name}.png", image())
+            if "displacement" in wanted:
+                ex.save_png16(tmp / "displacement.png", ex.encode_displacement(self.displacement, scale))
+            if "depth" in wanted:
+                depth, offset = ex.encode_depth(self.depth_map())
+                ex.save_png16(tmp / "depth.png", depth)
+                params["depth_png"] = {
+                    "metres_per_unit": ex.DEPTH_METRES_PER_UNIT, "offset_m": offset,
+                    "encoding": "z = offset_m + value * metres_per_unit where value > 0; value 0 = no face",
+                    "z": "camera-space Z of the fitted face surface (with the details) at the pixel centre, metres, "
+                         "larger = closer to the camera, relative to the model's origin (the weak-perspective "
+                         "camera has no absolute depth); pose.scale pixels per metre turns it into pixels",
+                }
+            if "landmarks" in wanted:
+                (tmp / "landmarks.json").write_text(json.dumps(self.landmarks(), separators=(",", ":")) + "\n")
+            params["outputs"] = [n for n in ex.OUTPUTS if n in wanted or n == "params"]
             params["timings_ms"]["export"] = round((time.perf_counter() - t) * 1000.0, 2)
             (tmp / "params.json").write_text(json.dumps(params, indent=2) + "\n")
             with _interrupts_held():
