@@ -14,7 +14,8 @@ from facelift.pipeline import CHECKPOINTS_DIR
 REPO = Path(__file__).resolve().parents[1]
 ASTRONAUT = REPO / "examples" / "astronaut.png"
 EXPORTED_FILES = {"mesh.glb", "mesh.obj", "mesh.mtl", "albedo.png", "texture.png", "visibility.png", "skin_confidence.png",
-                  "albedo_pca.png", "displacement.png", "normal_map.png", "normal_map_details.png", "render.png", "params.json"}
+                  "albedo_pca.png", "displacement.png", "normal_map.png", "normal_map_details.png", "render.png", "params.json",
+                  "overlay.png", "landmarks.json", "depth.png"}
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +142,139 @@ def test_export_writes_every_file(rec, tmp_path):
     np.testing.assert_allclose(obj.vertices, rec.dense_mesh(details=True).vertices, atol=1e-6)
     # no temporary folder left behind
     assert [p.name for p in tmp_path.iterdir()] == ["astronaut"]
+
+
+# ---- the reconstruction in the photo: overlay.png, landmarks.json, depth.png ---------------------------
+
+@pytest.fixture(scope="module")
+def exported(rec, tmp_path_factory):
+    return rec.export(tmp_path_factory.mktemp("export") / "astronaut")
+
+
+def _face_size(face) -> float:
+    x0, y0, x1, y1 = face.box
+    return float(np.sqrt((x1 - x0) * (y1 - y0)))
+
+
+def _where_the_render_puts(rec, vertex_ids) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel (x, y) at which `photo_view` draws each model vertex, found by rendering an albedo
+    that codes its UV coordinates (red = u, green = v), and how far (in UV) the best pixel's
+    code is from the vertex's own."""
+    import dataclasses
+
+    R = rec.albedo.shape[0]
+    centres = (np.arange(R) + 0.5) / R
+    code = np.zeros((R, R, 3), np.float32)
+    code[..., 0] = centres[None, :]  # column j: u = (j + 0.5) / R
+    code[..., 1] = centres[::-1, None]  # row i: v = 1 - (i + 0.5) / R
+    view = dataclasses.replace(rec, albedo=code, _meshes={}).photo_view(details=False, mode="albedo")
+    inside = view.alpha > 0.99
+    ys, xs = np.nonzero(inside)
+    drawn = view.image[ys, xs, :2] / 255.0 / view.alpha[ys, xs, None]
+    uv = rec.pipeline.face_model.uv[vertex_ids]
+    dist = np.linalg.norm(drawn[None, :, :] - uv[:, None, :], axis=-1)  # (K, pixels)
+    best = dist.argmin(axis=1)
+    return np.stack([xs[best] + 0.5, ys[best] + 0.5], 1), dist[np.arange(len(uv)), best]
+
+
+def test_overlay_png_is_photo_overlay_and_frontal_render(rec, exported):
+    h, w = rec.image.shape[:2]
+    overlay = np.asarray(Image.open(exported / "overlay.png"))
+    assert overlay.shape == (h, 3 * w, 3) and overlay.dtype == np.uint8
+    photo, over, frontal = overlay[:, :w], overlay[:, w:2 * w], overlay[:, 2 * w:]
+    np.testing.assert_array_equal(photo, rec.image)
+    np.testing.assert_array_equal(over, rec.render_in_photo())
+    np.testing.assert_array_equal(rec.render_in_photo(opacity=0.0), rec.image)
+    # the overlay changes the photo on the face and nowhere else
+    changed = np.abs(over.astype(int) - photo.astype(int)).max(-1) >= 2
+    x0, y0, x1, y1 = rec.face.box
+    margin = 0.03 * _face_size(rec.face)
+    rows, cols = np.nonzero(changed)
+    assert changed.sum() > 0.6 * (x1 - x0) * (y1 - y0)
+    assert cols.min() >= x0 - margin and cols.max() + 1 <= x1 + margin
+    assert rows.min() >= y0 - margin and rows.max() + 1 <= y1 + margin
+    # the frontal render: the face in the middle on white
+    assert (frontal[0, 0] == 255).all() and (frontal[h // 2, w // 2] < 250).any()
+    with pytest.raises(ValueError, match="opacity"):
+        rec.render_in_photo(opacity=1.5)
+
+
+def test_overlay_face_lands_on_the_photos_face(rec):
+    """Each of the 51 inner iBUG points (brows, eyes, nose, mouth) is drawn by the overlay
+    within 3 % of the face size of the MediaPipe landmark it was fitted to: a mirrored,
+    upside-down or shifted overlay puts them tens of percent away. (The jaw points lie on the
+    rim of the dense mesh, where the UV grid does not reach them.)"""
+    from facelift.evaluation.landmarks68 import IBUG68_FROM_MEDIAPIPE, INNER
+
+    ids = IBUG68_FROM_MEDIAPIPE[INNER]
+    drawn, uv_error = _where_the_render_puts(rec, ids)
+    assert uv_error.max() < 0.01  # every inner point is on the drawn surface
+    error = np.linalg.norm(drawn - rec.face.points[ids, :2], axis=1) / _face_size(rec.face)
+    assert error.max() < 0.03, (error.max(), INNER[error.argmax()] + 1)
+    for wrong in (drawn * [-1, 1] + [rec.image.shape[1], 0], drawn * [1, -1] + [0, rec.image.shape[0]]):
+        assert np.median(np.linalg.norm(wrong - rec.face.points[ids, :2], axis=1)) / _face_size(rec.face) > 0.1
+
+
+def test_landmarks_json(rec, exported):
+    from facelift.evaluation.landmarks68 import IBUG68_FROM_MEDIAPIPE
+    from facelift.fitting import project_points, rotation_from_yaw_pitch_roll
+
+    data = json.loads((exported / "landmarks.json").read_text())
+    assert data["image_size"] == [512, 512]
+    mp = np.asarray(data["mediapipe"]["points"])
+    assert data["mediapipe"]["count"] == 478 and mp.shape == (478, 3)
+    np.testing.assert_allclose(mp, rec.face.points, atol=1e-3)
+    m68 = data["model68"]
+    p2, p3 = np.asarray(m68["points_2d"]), np.asarray(m68["points_3d"])
+    assert m68["count"] == 68 and p2.shape == (68, 2) and p3.shape == (68, 3)
+    assert m68["vertex_ids"] == IBUG68_FROM_MEDIAPIPE.tolist()
+    assert 0.05 < np.ptp(p3[:, 0]) < 0.2  # metres: a face is about 14 cm across
+    pose = data["pose"]
+    rotation = rotation_from_yaw_pitch_roll(pose["yaw_deg"], pose["pitch_deg"], pose["roll_deg"])
+    np.testing.assert_allclose(rotation, pose["rotation"], atol=1e-4)
+    # the 2D points are the 3D ones through the pose, and sit on MediaPipe's (within 3 % of the face)
+    np.testing.assert_allclose(project_points(p3, pose["scale"], rotation, pose["translation"]), p2, atol=0.05)
+    error = np.linalg.norm(p2 - mp[IBUG68_FROM_MEDIAPIPE, :2], axis=1) / _face_size(rec.face)
+    assert error.max() < 0.03
+
+
+def test_depth_png(rec, exported):
+    from facelift.export import decode_depth, load_png16
+
+    h, w = rec.image.shape[:2]
+    depth = load_png16(exported / "depth.png")
+    assert depth.dtype == np.uint16 and depth.shape == (h, w)
+    spec = json.loads((exported / "params.json").read_text())["depth_png"]
+    z = decode_depth(depth, spec["metres_per_unit"], spec["offset_m"])
+    np.testing.assert_allclose(z, rec.depth_map(), atol=spec["metres_per_unit"], equal_nan=True)
+
+    def at(k):
+        x, y = rec.face.points[k, :2]
+        return z[int(y), int(x)]
+
+    nose_tip, cheeks, brow = at(4), (at(50), at(280)), at(9)
+    assert not np.isnan([nose_tip, *cheeks, brow]).any()  # on the face: not background
+    assert nose_tip > max(cheeks) + 0.02 and nose_tip > brow  # larger = closer to the camera
+    z_tip = (rec.fit.rotation @ rec.vertices_model[4])[2]
+    assert abs(nose_tip - z_tip) < 0.003  # metres, the model's own depth (the dense mesh is smoothed)
+    x0, y0, x1, y1 = rec.face.box
+    assert depth[int(y1 + 0.5 * (y1 - y0)):].max() == 0 and depth[:, : int(x0 - 0.3 * (x1 - x0))].max() == 0
+    assert 0.3 < (depth > 0).sum() / ((x1 - x0) * (y1 - y0)) < 1.0
+
+
+def test_export_writes_only_the_outputs_asked_for(rec, tmp_path):
+    from facelift.errors import UnknownOutputError
+
+    out = rec.export(tmp_path / "a", outputs=["landmarks", "depth"])
+    assert {p.name for p in out.iterdir()} == {"landmarks.json", "depth.png", "params.json"}
+    params = json.loads((out / "params.json").read_text())
+    assert params["outputs"] == ["landmarks", "depth", "params"] and "depth_png" in params
+    out = rec.export(tmp_path / "a", outputs="albedo,glb")  # replaces its own, smaller export
+    assert {p.name for p in out.iterdir()} == {"albedo.png", "mesh.glb", "params.json"}
+    assert "depth_png" not in json.loads((out / "params.json").read_text())
+    with pytest.raises(UnknownOutputError, match="'overlays'.*Valid: glb, obj, .*overlay"):
+        rec.export(tmp_path / "b", outputs="glb,overlays")
+    assert not (tmp_path / "b").exists()
 
 
 def test_detail_normal_map_follows_the_displacement(rec):
