@@ -257,6 +257,8 @@ def _reconstruct(args, ctrl_c: dict) -> int:
     stale = _remove_stale_temporaries(out)
     if stale and not args.quiet:
         print(f"facelift: removed {stale} temporary folder(s) in {out} left by an interrupted run", file=sys.stderr)
+    if not args.quiet:  # torch, MediaPipe and the networks take a few seconds to start
+        _print_err("facelift: loading the models...")
     try:
         fl = FaceLift.from_pretrained(args.weights, max_faces=args.max_faces)
     except FaceLiftError as exc:
@@ -278,7 +280,7 @@ def _reconstruct(args, ctrl_c: dict) -> int:
             error = None
             try:
                 rec = fl.reconstruct(path, face_index=args.face_index)
-                _honour_umask(rec.export(out / name, render_size=args.size), umask)
+                _honour_umask(rec.export(out / name, render_size=args.size, outputs=args.outputs), umask)
             except FaceLiftError as exc:
                 error = one_line(exc)
             except Exception as exc:  # a batch must survive one bad file; report it, keep going
@@ -412,6 +414,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--max-faces", type=_max_faces, default=20,
                      help="look for at most this many faces per photo (default 20, at most 100)")
     rec.add_argument("--size", type=int, default=512, help="size of render.png (default 512)")
+    rec.add_argument("--outputs", type=_outputs, default=None, metavar="NAMES",
+                     help="comma-separated outputs to write (default: all): " + ", ".join(_output_names())
+                          + "; params.json is always written")
     rec.add_argument("-q", "--quiet", action="store_true")
     rec.set_defaults(func=cmd_reconstruct)
     bench = sub.add_parser("benchmark", help="print per-stage speed and memory figures for this machine")
@@ -440,6 +445,21 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("-q", "--quiet", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
     return parser
+
+
+def _output_names() -> list[str]:
+    from .export import OUTPUTS
+
+    return list(OUTPUTS)
+
+
+def _outputs(text: str) -> tuple[str, ...]:
+    from .export import select_outputs
+
+    try:
+        return select_outputs(text)
+    except FaceLiftError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _max_faces(text: str) -> int:

@@ -16,7 +16,8 @@ from facelift.cli import collect_inputs, main, output_names
 REPO = Path(__file__).resolve().parents[1]
 ASTRONAUT = REPO / "examples" / "astronaut.png"
 EXPORTED_FILES = {"mesh.glb", "mesh.obj", "mesh.mtl", "albedo.png", "texture.png", "visibility.png", "skin_confidence.png",
-                  "albedo_pca.png", "displacement.png", "normal_map.png", "normal_map_details.png", "render.png", "params.json"}
+                  "albedo_pca.png", "displacement.png", "normal_map.png", "normal_map_details.png", "render.png", "params.json",
+                  "overlay.png", "landmarks.json", "depth.png"}
 
 
 def test_console_script_on_the_shipped_example(tmp_path):
@@ -27,6 +28,7 @@ def test_console_script_on_the_shipped_example(tmp_path):
                           capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == f"1 of 1 reconstructed into {tmp_path / 'out'}"
+    assert proc.stderr.splitlines()[0] == "facelift: loading the models..."  # said before the wait
     # MediaPipe's native start-up lines (TFLite's XNNPACK note, absl's warnings) are filtered
     for noise in ("TensorFlow Lite", "absl::InitializeLog", "inference_feedback_manager", ".cc:"):
         assert noise not in proc.stderr, proc.stderr[-2000:]
@@ -101,6 +103,29 @@ def test_files_without_an_image_extension_are_listed_as_skipped(tmp_path, capsys
                                           "sub/f.heic")]
     assert main(["reconstruct", str(src), "-o", str(out), "-q"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_outputs_writes_only_what_is_asked(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(ASTRONAUT), "-o", str(out), "--outputs", "overlay, landmarks,obj", "-q"]) == 0
+    assert {p.name for p in (out / "astronaut").iterdir()} == {"overlay.png", "landmarks.json", "mesh.obj", "mesh.mtl",
+                                                               "albedo.png", "params.json"}
+    import trimesh
+
+    obj = trimesh.load(out / "astronaut" / "mesh.obj", force="mesh", process=False)
+    assert len(obj.vertices) > 10000 and obj.visual.uv is not None
+    assert main(["reconstruct", str(ASTRONAUT), "-o", str(out), "-q"]) == 0  # all, over the smaller export
+    assert {p.name for p in (out / "astronaut").iterdir()} == EXPORTED_FILES
+
+
+def test_unknown_outputs_are_refused_with_the_valid_names(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["reconstruct", str(ASTRONAUT), "-o", str(tmp_path / "out"), "--outputs", "glb,mesh"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --outputs: Unknown output 'mesh'. Valid: glb, obj, albedo," in err
+    assert "overlay, landmarks, depth, params" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_output_names_are_safe_and_unique(tmp_path):
@@ -289,7 +314,8 @@ def test_ctrl_c_while_loading_exits_130_without_traceback(tmp_path, capsys, monk
 
     monkeypatch.setattr(FaceLift, "from_pretrained", interrupted)
     assert main(["reconstruct", str(ASTRONAUT), "-o", str(tmp_path / "out")]) == 130
-    assert capsys.readouterr().err.strip() == "facelift: interrupted"
+    assert capsys.readouterr().err.strip().splitlines() == ["facelift: loading the models...", "",
+                                                            "facelift: interrupted"]
     assert not (tmp_path / "out").exists()
 
 

@@ -109,9 +109,13 @@ def test_obj_round_trip_and_relative_paths(tmp_path, face):
     shutil.move(out, moved)  # relative references survive moving the folder
     mesh = trimesh.load(moved / "mesh.obj", process=False)
     assert len(mesh.vertices) == len(v) and len(mesh.faces) == len(f)
-    assert np.allclose(mesh.vertices, v, atol=1e-6)
-    assert np.allclose(mesh.visual.uv, uv, atol=1e-6)  # OBJ keeps v up
-    assert np.allclose(mesh.vertex_normals, n, atol=1e-5)
+    # as many digits as they carry: positions to a micrometre, UVs to 1e-6, unit normals to 1e-4
+    assert np.abs(mesh.vertices - v).max() <= 5e-7 + 1e-12
+    assert np.abs(mesh.visual.uv - uv).max() <= 5e-7 + 1e-12  # OBJ keeps v up
+    assert np.allclose(mesh.vertex_normals, n / np.linalg.norm(n, axis=1, keepdims=True), atol=2e-4)
+    first = [line for line in (moved / "mesh.obj").read_text().splitlines() if line.startswith(("v ", "vt ", "vn "))]
+    assert all(len(x.split(".")[-1]) == 6 for x in first[0].split()[1:])
+    assert any(line.startswith("vn ") and all(len(x.split(".")[-1]) == 4 for x in line.split()[1:]) for line in first)
     assert np.array_equal(np.asarray(mesh.visual.material.image.convert("RGB")), albedo)
     with Renderer(96, 96) as r:
         a = r.render(v, f, uv, n, albedo, mode="albedo").astype(int)
@@ -192,3 +196,30 @@ def test_glb_carries_the_detail_normal_map(tmp_path, face):
     assert "normalTexture" not in plain["materials"][0]
     with pytest.raises(ValueError, match="normal map"):
         ex.export_glb(tmp_path / "bad.glb", v, f, uv, n, albedo, normal_map[..., :2])
+
+
+def test_depth_codec(tmp_path):
+    depth = np.full((40, 50), np.nan, np.float32)
+    depth[10:30, 10:40] = np.linspace(-0.05, 0.04, 30, dtype=np.float32)[None, :]  # metres
+    encoded, offset = ex.encode_depth(depth)
+    assert encoded.dtype == np.uint16 and encoded.shape == depth.shape
+    assert (encoded[np.isnan(depth)] == 0).all() and encoded[10:30, 10:40].min() == 1
+    assert encoded[20, 39] > encoded[20, 10]  # larger Z (closer) -> larger value
+    ex.save_png16(tmp_path / "depth.png", encoded)
+    back = ex.decode_depth(ex.load_png16(tmp_path / "depth.png"), ex.DEPTH_METRES_PER_UNIT, offset)
+    np.testing.assert_array_equal(np.isnan(back), np.isnan(depth))
+    assert np.nanmax(np.abs(back - depth)) <= ex.DEPTH_METRES_PER_UNIT / 2 + 1e-7
+    empty, _ = ex.encode_depth(np.full((3, 3), np.nan))
+    assert not empty.any()
+
+
+def test_select_outputs():
+    from facelift.errors import FaceLiftError, UnknownOutputError
+
+    assert ex.select_outputs(None) == tuple(ex.OUTPUTS)
+    assert ex.select_outputs("depth, glb,,glb") == ("glb", "depth")  # OUTPUTS order, once each
+    assert ex.select_outputs(["overlay"]) == ("overlay",)
+    for bad in ("glb,nope", "", [3]):
+        with pytest.raises(UnknownOutputError, match="Valid: glb, obj") as err:
+            ex.select_outputs(bad)
+        assert isinstance(err.value, FaceLiftError) and isinstance(err.value, ValueError)
