@@ -647,11 +647,23 @@ class Reconstruction:
         mode, details, albedo_map = self._render_inputs(mode, details, albedo)
         key = ("photo_view", bool(details), mode, albedo)
         if key not in self._meshes:
+            from .render import PhotoView
+
             mesh = self.dense_mesh(details)
             h, w = self.image.shape[:2]
-            self._meshes[key] = self.pipeline.renderer.render_photo_view(
-                mesh.vertices, mesh.faces, mesh.uv, mesh.normals, albedo_map, scale=self.fit.scale,
-                translation=self.fit.translation, rotation=self.fit.rotation, size=(w, h), mode=mode, sh=self.sh)
+            k = _render_shrink(w, h)  # a photo larger than a render can be: rendered smaller, enlarged
+            rw, rh = max(1, round(w * k)), max(1, round(h * k))
+            view = self.pipeline.renderer.render_photo_view(
+                mesh.vertices, mesh.faces, mesh.uv, mesh.normals, albedo_map, scale=self.fit.scale * rw / w,
+                translation=np.asarray(self.fit.translation) * [rw / w, rh / h], rotation=self.fit.rotation,
+                size=(rw, rh), mode=mode, sh=self.sh)
+            if (rw, rh) != (w, h):
+                import cv2
+
+                view = PhotoView(cv2.resize(view.image, (w, h), interpolation=cv2.INTER_LINEAR),
+                                 cv2.resize(view.alpha, (w, h), interpolation=cv2.INTER_LINEAR),
+                                 cv2.resize(view.depth, (w, h), interpolation=cv2.INTER_NEAREST))
+            self._meshes[key] = view
         return self._meshes[key]
 
     def render_in_photo(self, opacity: float = OVERLAY_OPACITY, details: bool = True, mode: str = "shaded",
@@ -671,8 +683,13 @@ class Reconstruction:
         """`photo | reconstruction over the photo | frontal render`, each panel the photo's size
         (H x 3W x 3 uint8): how well the face fits the photo, and the face it became."""
         h, w = self.image.shape[:2]
-        return np.concatenate([np.asarray(self.image), self.render_in_photo(opacity),
-                               self.render(size=(w, h), frontal=True)], axis=1)
+        k = _render_shrink(w, h)
+        frontal = self.render(size=(max(1, round(w * k)), max(1, round(h * k))), frontal=True)
+        if k < 1:
+            import cv2
+
+            frontal = cv2.resize(frontal, (w, h), interpolation=cv2.INTER_LINEAR)
+        return np.concatenate([np.asarray(self.image), self.render_in_photo(opacity), frontal], axis=1)
 
     def depth_map(self) -> np.ndarray:
         """(H, W) float32 in the photo's frame: camera-space Z of the fitted face surface (with
@@ -838,6 +855,13 @@ class Reconstruction:
                     from exc
             raise
         return directory
+
+
+def _render_shrink(width: int, height: int) -> float:
+    """The factor (at most 1) that brings a photo within the largest render (render.MAX_SIZE)."""
+    from .render import MAX_SIZE
+
+    return min(1.0, MAX_SIZE / max(width, height))
 
 
 def check_export_target(directory: Path) -> None:

@@ -55,6 +55,7 @@ MODES = ("albedo", "shaded", "normals")
 DEFAULT_LIGHT = (25.0, 25.0)
 DEFAULT_AMBIENT = 0.35
 FRAME_MARGIN = 1.05  # bounding-sphere radius -> half the visible extent
+MAX_SIZE = 8192  # pixels a side of a render
 
 _INSTALL_HINT = (
     "Install an offscreen OpenGL driver: `apt-get install libegl1 libgl1-mesa-dri` (EGL, "
@@ -224,8 +225,8 @@ def _parse_size(size, default):
         w = h = int(size)
     else:
         w, h = (int(s) for s in size)
-    if w < 1 or h < 1 or w > 8192 or h > 8192:
-        raise ValueError(f"render size must be 1..8192 pixels, got {size}")
+    if w < 1 or h < 1 or w > MAX_SIZE or h > MAX_SIZE:
+        raise ValueError(f"render size must be 1..{MAX_SIZE} pixels, got {size}")
     return w, h
 
 

@@ -215,6 +215,24 @@ def test_overlay_face_lands_on_the_photos_face(rec):
         assert np.median(np.linalg.norm(wrong - rec.face.points[ids, :2], axis=1)) / _face_size(rec.face) > 0.1
 
 
+def test_a_photo_larger_than_a_render_is_rendered_smaller(rec, monkeypatch):
+    """Photos beyond render.MAX_SIZE pixels a side (up to 50 Mpx are accepted) are drawn at a
+    reduced size and enlarged, rather than refused (here a 512 px photo against a 256 px limit)."""
+    import dataclasses
+
+    import facelift.render
+
+    full = rec.photo_view()
+    monkeypatch.setattr(facelift.render, "MAX_SIZE", 256)
+    small = dataclasses.replace(rec, _meshes={})
+    view = small.photo_view()
+    assert view.image.shape == full.image.shape and view.depth.shape == full.depth.shape
+    assert (np.isnan(view.depth) != np.isnan(full.depth)).mean() < 0.005
+    both = ~np.isnan(view.depth) & ~np.isnan(full.depth)
+    assert np.median(np.abs(view.depth - full.depth)[both]) < 5e-4
+    assert small.overlay_figure().shape == (512, 3 * 512, 3)
+
+
 def test_landmarks_json(rec, exported):
     from facelift.evaluation.landmarks68 import IBUG68_FROM_MEDIAPIPE
     from facelift.fitting import project_points, rotation_from_yaw_pitch_roll
