@@ -8,13 +8,17 @@ API endpoints (see README "The app"), per client session:
 * ``/reconstruct``  (image, face_index) -> the maps; keeps the reconstruction in the session
 * ``/render``       (yaw, pitch, light_azimuth, light_elevation, light_intensity, details, mode,
                      lighting, albedo) -> the 3D view of the kept reconstruction
-* ``/downloads``    (same view parameters, for the turntable) -> GLB, files to download, turntable GIF
+* ``/overlay``      (opacity) -> the face drawn over the photo in its pose (the first result)
+* ``/downloads``    (details) -> the GLB for the 3D viewer, the files to download
+* ``/turntable``    (the view parameters) -> a turntable GIF (made after the downloads, or on request)
 """
 
 from __future__ import annotations
 
 import atexit
 import ctypes
+import dataclasses
+import io
 import logging
 import math
 import os
@@ -37,8 +41,9 @@ import numpy as np
 import PIL.Image
 
 from facelift import FaceLiftError, visualize as vis
-from facelift.errors import ImageTooLargeError
+from facelift.errors import FaceIndexError, ImageTooLargeError
 from facelift.image import load_image
+from facelift.pipeline import OVERLAY_OPACITY
 from facelift.render import DEFAULT_LIGHT, render_sh_sphere
 
 log = logging.getLogger("facelift.app")
@@ -77,9 +82,21 @@ GENERIC_ERROR = "Something went wrong on the server while processing this photo.
 # nothing about the server's files.
 NOT_AN_UPLOAD = ("FaceLift only reads photos uploaded to this page. Upload the photo (or pick the example) "
                  "and press Reconstruct.")
-MODES = [("Albedo", "albedo"), ("Shaded", "shaded"), ("Shaded + details", "shaded_details"), ("Normals", "normals")]
+# "Geometric details" is the one switch for the details (the API still takes mode="shaded_details")
+MODES = [("Albedo", "albedo"), ("Shaded", "shaded"), ("Normals", "normals")]
 LIGHTING = [("Directional (sliders)", "directional"), ("Estimated from the photo", "photo")]
 ALBEDOS = [("FAN", "fan"), ("PCA", "pca")]
+OVERLAY_SIDE = 768          # the "In the photo" view (and /overlay), pixels on the longer side at most
+PHOTO_JPEG_QUALITY = 95     # the kept photo (for overlay.png and depth.png in the downloads)
+# what the downloads offer (facelift.export.OUTPUTS; "obj" brings mesh.mtl and albedo.png, zipped)
+APP_OUTPUTS = ("glb", "obj", "texture", "visibility", "skin_confidence", "albedo_pca", "displacement", "normal_map",
+               "normal_map_details", "overlay", "landmarks", "depth")
+DOWNLOAD_FILES = ("albedo.png", "texture.png", "visibility.png", "skin_confidence.png", "albedo_pca.png",
+                  "displacement.png", "normal_map.png", "normal_map_details.png", "overlay.png", "landmarks.json",
+                  "depth.png", "params.json")
+NOTICE = ("The weights are for non-commercial research only (trained on UTKFace, whose terms allow research "
+          "use only). Your photo and its results are kept on the server for about an hour (at most 75 minutes) "
+          "so that you can turn, relight and download the face, then deleted.")
 
 _WORK_ROOT = Path(tempfile.mkdtemp(prefix="facelift-app-"))
 atexit.register(shutil.rmtree, _WORK_ROOT, True)
@@ -127,9 +144,11 @@ class Session:
     drops the reconstruction and deletes the folders; a folder still being written is deleted
     when its handler finishes."""
 
-    def __init__(self, rec, name: str):
+    def __init__(self, rec, name: str, photo: bytes | None = None, layers=None):
         self.rec = rec
         self.name = re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")[:40] or "face"
+        self.photo = photo    # the photo as a JPEG (`keep_photo`), for the exports drawn over it
+        self.layers = layers  # what the opacity slider blends (`overlay_layers`)
         self.dirs: list[tuple[str, Path]] = []
         self.glbs: dict[bool, Path] = {}  # the latest export's GLB with / without the details
         self.closed = False
@@ -179,7 +198,7 @@ class Session:
     def cleanup(self) -> None:
         with self._lock:
             self.closed = True
-            self.rec = None  # the memory goes now, even if gradio keeps this object a while
+            self.rec = self.photo = self.layers = None  # the memory goes now, even if gradio keeps this object
             self._remove([p for _, p in self.dirs if p not in self._busy])
         KEPT.discard(self)
 
@@ -229,10 +248,55 @@ def _drop_session(value) -> None:
 
 def _lighten(rec):
     """Drop what a kept reconstruction no longer needs once its pictures are made: the
-    full-resolution photo (up to 50 Mpx, 150 MB). Its shape stays (params.json reports it)
-    through a zero-stride stand-in of 3 bytes."""
+    full-resolution photo (up to MAX_SIDE, 12 MB; the session keeps it as a JPEG, `keep_photo`).
+    Its shape stays (params.json reports it) through a zero-stride stand-in of 3 bytes."""
     rec.image = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), rec.image.shape)
     return rec
+
+
+# ---- the face in the photo ------------------------------------------------------------------------
+
+def keep_photo(image: np.ndarray) -> bytes:
+    """The photo as JPEG bytes (about a tenth of its pixels' size), for `with_photo`."""
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="JPEG", quality=PHOTO_JPEG_QUALITY)
+    return buffer.getvalue()
+
+
+def with_photo(session: "Session", rec):
+    """The kept reconstruction with its photo back (from the session's JPEG), for the exports
+    drawn over it (overlay.png, depth.png): a copy, so the full-size views it caches go with it."""
+    if session.photo is None:
+        return rec
+    with PIL.Image.open(io.BytesIO(session.photo)) as im:
+        image = np.asarray(im.convert("RGB"))
+    return dataclasses.replace(rec, image=image, _meshes=dict(rec._meshes))
+
+
+def overlay_layers(rec, side: int = OVERLAY_SIDE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(photo, face rendered in the photo's pose premultiplied by its coverage, coverage) as
+    uint8, at most `side` pixels a side: all the opacity slider needs (`blend`), no render per move.
+    Call before `_lighten` (it needs the photo)."""
+    import cv2
+
+    rec.dense_mesh(details=True)  # built once, shared with the copy below and the 3D view
+    view = dataclasses.replace(rec, _meshes=dict(rec._meshes)).photo_view()  # a copy: its full-size view goes
+    h, w = rec.image.shape[:2]
+    k = min(1.0, side / max(h, w))
+    size = (max(1, round(w * k)), max(1, round(h * k)))
+    small = (lambda a: a) if k == 1.0 else (lambda a: cv2.resize(a, size, interpolation=cv2.INTER_AREA))
+    alpha = np.clip(small(view.alpha) * 255 + 0.5, 0, 255).astype(np.uint8)
+    return small(np.ascontiguousarray(rec.image)), small(view.image), alpha
+
+
+def blend(layers, opacity: float) -> np.ndarray:
+    """The face over the photo at `opacity` (0: the photo alone, 1: the render where it covers
+    the photo), as `Reconstruction.render_in_photo` draws it."""
+    opacity = min(1.0, max(0.0, float(opacity)))
+    photo, render, alpha = layers
+    a = opacity * alpha[..., None].astype(np.float32) / 255.0
+    out = opacity * render.astype(np.float32) + (1.0 - a) * photo.astype(np.float32)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 _UNSAFE_NAME = re.compile(r"[^\w .,()+\-]+")
@@ -404,12 +468,25 @@ def _face_index(value) -> int:
         number = math.nan
     if isinstance(value, bool) or not math.isfinite(number) or abs(number) > 10_000:
         shown = display_name(str(value)[:48], "that")
-        raise gr.Error(f"The face selector must be a face number (0 for the largest face), not {shown}.") from None
+        raise gr.Error(f"The face selector must be a face number (face_index 0 is Face 1, the largest), "
+                       f"not {shown}.") from None
     return int(number)
 
 
 def _face_choices(n: int) -> list[tuple[str, int]]:
     return [(f"Face {i + 1}" + (" (largest)" if i == 0 and n > 1 else ""), i) for i in range(n)]
+
+
+def face_selector(n: int, index: int = 0) -> gr.Dropdown:
+    """The Face selector: shown only when there is a choice (two faces or more)."""
+    return gr.Dropdown(choices=_face_choices(n), value=index, visible=n > 1)
+
+
+def no_such_face(index: int, n: int) -> str:
+    """FaceIndexError in the words of the page: faces numbered from 1 (the API's face_index from 0)."""
+    faces = f"{n} face{'s' if n != 1 else ''} (Face 1{f' to Face {n}' if n > 1 else ''}, largest first)"
+    return (f"There is no face {index + 1} in this photo: it has {faces}. "
+            f"In the API face_index counts from 0: face_index={index} would be face {index + 1}.")
 
 
 EXPIRED = "Upload a photo and press Reconstruct first (or your session expired: reconstruct again)."
@@ -433,7 +510,7 @@ def reconstruction_warnings(rec, index: int) -> list[str]:
     n = len(rec.faces)
     if n > 1 and index == 0:
         notes.append(f"{n} faces found: face 1 (the largest, box 1 in the photo) was reconstructed. "
-                     f"Pick another one in the Face selector (API: face_index 0 to {n - 1}).")
+                     f"Pick another one in the Face selector (API: face_index 0 to {n - 1} for Face 1 to Face {n}).")
     x0, y0, x1, y1 = rec.faces[index].box
     if min(x1 - x0, y1 - y0) < SMALL_FACE_PX:
         notes.append(f"The face is only {x1 - x0:.0f}x{y1 - y0:.0f} pixels: its texture and details will be "
@@ -444,8 +521,9 @@ def reconstruction_warnings(rec, index: int) -> list[str]:
 
 # ---- event handlers ----------------------------------------------------------------------------
 
-def reconstruct(image, face_index, state):
-    """image (file path) + face index -> the maps, the face selector and the kept reconstruction."""
+def reconstruct(image, face_index, opacity, state):
+    """image (file path), face index and the overlay's opacity -> the face in the photo, the
+    maps, the face selector and the kept reconstruction."""
     if not image:
         raise gr.Error("Upload a photo first, take one with the webcam, or pick an example.")
     index = _face_index(face_index)
@@ -453,11 +531,16 @@ def reconstruct(image, face_index, state):
     start = time.perf_counter()
     with _user_errors("reconstruct", upload=image):
         photo = load_image(image, max_side=MAX_SIDE)  # the same checks and messages as the pipeline's own
-        rec = get_pipeline().reconstruct(photo, index)
+        try:
+            rec = get_pipeline().reconstruct(photo, index)
+        except FaceIndexError:
+            raise gr.Error(no_such_face(index, len(get_pipeline().detect(photo))), title="FaceLift") from None
         del photo
         seconds = time.perf_counter() - start
         mask = rec.maps.mask
+        layers = overlay_layers(rec)
         outputs = (
+            blend(layers, opacity if opacity is not None else OVERLAY_OPACITY),
             vis.draw_faces(rec.image, rec.faces, rec.face_index),
             vis.texture_with_visibility(rec.texture, rec.visibility, mask),
             vis.confidence_image(rec.skin_confidence, mask),
@@ -476,9 +559,27 @@ def reconstruct(image, face_index, state):
             f"lighting: {rec.albedo_pca_source.replace('_', ' ')}")
     log.info("reconstruct: %.0f ms (%s)", seconds * 1000, rec.timings)
     _drop_session(state)
-    session = Session(_lighten(rec), Path(str(image)).stem)
+    session = Session(rec, Path(str(image)).stem, photo=keep_photo(rec.image), layers=layers)
+    _lighten(rec)
     KEPT.add(session)
-    return (*outputs, gr.Dropdown(choices=_face_choices(n), value=index), info, session)
+    return (*outputs, face_selector(n, index), info, session)
+
+
+def overlay_view(state, opacity):
+    """The kept face over its photo at `opacity` (0 to 1), at most OVERLAY_SIDE pixels a side."""
+    session, _ = _require(state)
+    layers = session.layers
+    if layers is None:
+        raise gr.Error(EXPIRED)
+    return blend(layers, opacity)
+
+
+def control_states(mode, lighting):
+    """Which view controls apply: the light (and its choice) only in "shaded" mode, the light's
+    sliders only under the directional light, the albedo choice not for the normals."""
+    shaded = mode in ("shaded", "shaded_details")
+    sliders = gr.update(interactive=shaded and lighting != "photo")
+    return gr.update(interactive=shaded), sliders, sliders, sliders, gr.update(interactive=mode != "normals")
 
 
 def render(state, yaw, pitch, light_azimuth, light_elevation, light_intensity, details, mode, lighting, albedo):
@@ -505,36 +606,44 @@ def _turntable(session: Session, rec, folder: Path, yaw, pitch, light_azimuth, l
     return str(vis.save_gif(folder / f"{session.name}_turntable.gif", frames, fps=12))
 
 
-def downloads(state, yaw, pitch, light_azimuth, light_elevation, light_intensity, details, mode, lighting, albedo):
-    """Exports of the kept reconstruction: the GLB (for the 3D viewer), the files to
-    download (GLB, OBJ zip, maps as PNG, params.json, turntable GIF) and the turntable."""
+def downloads(state, details):
+    """The kept reconstruction's files, as soon as they are written: the GLB for the 3D viewer
+    (with or without the details) and the files to download (APP_OUTPUTS, the OBJ zipped). The
+    turntable is another job (`turntable`), so it never holds these back."""
     if isinstance(state, Session) and state.closed:  # replaced by a newer reconstruction meanwhile
-        return gr.skip(), gr.skip(), gr.skip()
+        return gr.skip(), gr.skip()
     session, rec = _require(state)
     with _user_errors("downloads"), session.workdir("export", keep=1) as folder:
-        out = rec.export(folder / session.name)
+        out = with_photo(session, rec).export(folder / session.name, outputs=APP_OUTPUTS)
         obj_zip = vis.obj_zip(out / "mesh.obj", folder / f"{session.name}_obj.zip")
-        gif = _turntable(session, rec, folder, yaw, pitch, light_azimuth, light_elevation, light_intensity, details,
-                         mode, lighting, albedo)
-        maps = ["texture.png", "visibility.png", "skin_confidence.png", "albedo.png", "albedo_pca.png", "displacement.png",
-                "normal_map.png", "normal_map_details.png"]
-        files = [out / "mesh.glb", obj_zip, *(out / m for m in maps), out / "params.json", gif]
-        # the 3D view follows "Geometric details": the GLB without its detail normal map
-        session.glbs = {True: out / "mesh.glb", False: rec.export_glb(folder / f"{session.name}_no_details.glb",
-                                                                      details=False)}
-    return str(session.glbs[bool(details)]), [str(f) for f in files], gif
+        files = [out / "mesh.glb", obj_zip, *(out / f for f in DOWNLOAD_FILES if (out / f).is_file())]
+        session.glbs = {True: out / "mesh.glb"}
+        glb = _view_glb(session, rec, details)
+    return str(glb), [str(f) for f in files]
+
+
+def _view_glb(session: Session, rec, details) -> Path:
+    """The latest export's GLB for the 3D view: the one with the details, or (made when first
+    asked for) the smooth one without its detail normal map."""
+    if bool(details) or False in session.glbs:
+        return session.glbs[bool(details)]
+    with session.workdir("glb", keep=1) as folder:
+        session.glbs[False] = rec.export_glb(folder / f"{session.name}_no_details.glb", details=False)
+    return session.glbs[False]
 
 
 def model_view(state, details):
     """The GLB of the latest export, with or without the details, for the 3D view."""
-    glbs = getattr(state, "glbs", None) if isinstance(state, Session) and not state.closed else None
-    if not glbs or not glbs[bool(details)].is_file():
-        return gr.skip()
-    return str(glbs[bool(details)])
+    if not isinstance(state, Session) or state.closed or True not in state.glbs or state.rec is None:
+        return gr.skip()  # no export yet: the downloads step picks the GLB
+    with _user_errors("model view"):
+        return str(_view_glb(state, state.rec, details))
 
 
 def turntable(state, yaw, pitch, light_azimuth, light_elevation, light_intensity, details, mode, lighting, albedo):
     """A turntable GIF of the kept reconstruction with the current view settings."""
+    if isinstance(state, Session) and state.closed:  # replaced by a newer reconstruction meanwhile
+        return gr.skip()
     session, rec = _require(state)
     with _user_errors("turntable"), session.workdir("turntable", keep=TURNTABLES_KEPT) as folder:
         return _turntable(session, rec, folder, yaw, pitch, light_azimuth, light_elevation,
@@ -542,7 +651,7 @@ def turntable(state, yaw, pitch, light_azimuth, light_elevation, light_intensity
 
 
 def reset_faces():
-    return gr.Dropdown(choices=_face_choices(1), value=0)
+    return face_selector(1)
 
 
 # ---- per-session and per-client limits on queued work ------------------------------------------
@@ -601,8 +710,13 @@ def _refuse_or_accept(refusal: str | None, n_inputs: int) -> list:
 
 def view_job_validator(state, yaw, pitch, light_azimuth, light_elevation, light_intensity, details, mode,
                        lighting, albedo, request: gr.Request):
-    """Run by gradio before a downloads or turntable job is queued."""
+    """Run by gradio before a turntable job is queued."""
     return _refuse_or_accept(job_refusal(request), 10)
+
+
+def downloads_job_validator(state, details, request: gr.Request):
+    """Run by gradio before a downloads job is queued."""
+    return _refuse_or_accept(job_refusal(request), 2)
 
 
 # ---- the page ----------------------------------------------------------------------------------
@@ -610,11 +724,22 @@ def view_job_validator(state, yaw, pitch, light_azimuth, light_elevation, light_
 CSS = """
 #title h1 {margin-bottom: 0}
 #info {min-height: 1.5em}
+#notice {font-size: 0.85em; opacity: 0.8}
 /* output pictures: the label above the picture, not over it */
 .pic label[data-testid="block-label"].float {position: static; margin: 0 0 4px 0;}
 .pic .image-container {height: calc(100% - 34px) !important;}
 .pic .image-container img {height: 100%; width: 100%; object-fit: contain;}
 """
+
+# On a narrow screen the results are below the photo: bring the first one (the face in the photo,
+# its opacity slider and the summary) into sight as soon as Reconstruct is pressed, so the
+# progress shows there.
+SCROLL_TO_RESULT = """() => {
+    const el = document.getElementById('result');
+    if (!el) return;
+    const r = el.getBoundingClientRect();
+    if (r.top < 0 || r.bottom > window.innerHeight) el.scrollIntoView({block: 'start', behavior: 'instant'});
+}"""
 
 
 def build_demo() -> gr.Blocks:
@@ -630,13 +755,17 @@ def build_demo() -> gr.Blocks:
                                     height=290, elem_id="photo", elem_classes="pic")
                 with gr.Row():
                     face = gr.Dropdown(choices=_face_choices(1), value=0, label="Face", allow_custom_value=True,
-                                       scale=1, min_width=120, elem_id="face")
+                                       scale=1, min_width=120, elem_id="face", visible=False)
                     button = gr.Button("Reconstruct", variant="primary", scale=1, min_width=120,
                                        elem_id="reconstruct")
                 if EXAMPLES:
                     gr.Examples(examples=[[p] for p in EXAMPLES], inputs=[photo], label="Example")
-            with gr.Column(scale=1, min_width=280):
-                detected = gr.Image(label="Detected face", height=290, elem_id="detected", **image_args)
+                gr.Markdown(NOTICE, elem_id="notice")
+            with gr.Column(scale=1, min_width=280, elem_id="result"):
+                overlay = gr.Image(label="In the photo", format="jpeg", height=290, interactive=False,
+                                   buttons=["download", "fullscreen"], elem_id="overlay", elem_classes="pic")
+                opacity = gr.Slider(0, 1, value=OVERLAY_OPACITY, step=0.05, label="Opacity of the reconstruction",
+                                    elem_id="opacity")
                 info = gr.Markdown(label="Summary", elem_id="info")
             with gr.Column(scale=1, min_width=280):
                 view = gr.Image(label="3D view", format="jpeg", height=290, interactive=False,
@@ -656,54 +785,67 @@ def build_demo() -> gr.Blocks:
                 light_intensity = gr.Slider(0, 2, value=1.0, step=0.05, label="Light intensity",
                                             elem_id="light_intensity")
 
-        gr.Markdown("### Maps in the UV layout\nTexture: the photo unwrapped, hatched where the photo does not "
+        with gr.Row(equal_height=False):
+            model3d = gr.Model3D(label="Interactive 3D (GLB)", height=320, elem_id="model3d", scale=3,
+                                 clear_color=(0.93, 0.93, 0.95, 1.0))
+            files = gr.File(label="Downloads: GLB, OBJ zip, maps (PNG), overlay, landmarks, depth, params.json",
+                            file_count="multiple", interactive=False, elem_id="downloads", scale=4)
+            with gr.Column(scale=3, min_width=240):
+                turntable_gif = gr.Image(label="Turntable (made after the downloads)", format="gif", height=280,
+                                         interactive=False, buttons=["download", "fullscreen"], elem_id="turntable",
+                                         elem_classes="pic")
+                turntable_button = gr.Button("Redo turntable with the current view settings", size="sm",
+                                             elem_id="turntable_button")
+        gr.Markdown("### Maps in the UV layout\nDetected face: the landmarks and the face box (numbered from 1) "
+                    "in the photo. Texture: the photo unwrapped, hatched where the photo does not "
                     "see the face. Skin confidence: how far the low-frequency face model explains each texel (dark on "
                     "occluders, hair, glasses, highlights). PCA albedo: the low-frequency albedo of the face model. FAN albedo: the "
                     "high-detail albedo. Displacement: the DRN's details along the normal. Lighting: the "
                     "lighting estimated from the photo, on a grey sphere.", elem_id="maps_caption")
         with gr.Row():
+            detected = gr.Image(label="Detected face", height=230, elem_id="detected", **image_args)
             texture = gr.Image(label="Texture + visibility", height=230, elem_id="texture", **image_args)
             skin_confidence = gr.Image(label="Skin confidence", height=230, elem_id="skin_confidence", **image_args)
             albedo_pca = gr.Image(label="PCA albedo", height=230, elem_id="albedo_pca", **image_args)
+        with gr.Row():
             albedo_fan = gr.Image(label="FAN albedo", height=230, elem_id="albedo_fan", **image_args)
             normal_map = gr.Image(label="Normal map", height=230, elem_id="normal_map", **image_args)
             sphere = gr.Image(label="Lighting", height=230, elem_id="sphere", **image_args)
-        with gr.Row(equal_height=False):
-            displacement = gr.Image(label="Displacement", height=300, elem_id="displacement", scale=4, **image_args)
-            model3d = gr.Model3D(label="Interactive 3D (GLB)", height=300, elem_id="model3d", scale=3,
-                                 clear_color=(0.93, 0.93, 0.95, 1.0))
-            with gr.Column(scale=3, min_width=240):
-                turntable_gif = gr.Image(label="Turntable", format="gif", height=300, interactive=False,
-                                         buttons=["download", "fullscreen"], elem_id="turntable",
-                                         elem_classes="pic")
-                turntable_button = gr.Button("Redo turntable with the current view settings", size="sm",
-                                             elem_id="turntable_button")
-        files = gr.File(label="Downloads: GLB, OBJ zip, maps (PNG), params.json, turntable GIF",
-                        file_count="multiple", interactive=False, height=260, elem_id="downloads")
+            displacement = gr.Image(label="Displacement", height=230, elem_id="displacement", **image_args)
 
         view_inputs = [yaw, pitch, light_azimuth, light_elevation, light_intensity, details, mode, lighting, albedo]
         maps = [detected, texture, skin_confidence, albedo_pca, albedo_fan, displacement, normal_map, sphere]
 
-        # reconstruct -> first 3D view -> exports (three steps, so results appear as soon as they exist)
+        # reconstruct (the face in the photo and the maps) -> first 3D view -> downloads -> turntable:
+        # each result appears as soon as it exists, and the turntable never holds back the files
+        button.click(None, js=SCROLL_TO_RESULT)
         for public, trigger in ((True, button.click), (False, face.select)):
             visibility = "public" if public else "private"
-            trigger(reconstruct, [photo, face, state], [*maps, face, info, state],
+            suffix = "" if public else "_face"
+            trigger(reconstruct, [photo, face, opacity, state], [overlay, *maps, face, info, state],
                     api_name="reconstruct" if public else "reconstruct_face", api_visibility=visibility,
-                    show_progress_on=maps, concurrency_id="heavy", concurrency_limit=CONCURRENCY) \
+                    show_progress_on=[overlay, *maps], concurrency_id="heavy", concurrency_limit=CONCURRENCY) \
                 .success(render, [state, *view_inputs], [view], api_name=f"first_view_{visibility}",
                          api_visibility="private", show_progress="minimal",
                          concurrency_id="render", concurrency_limit=2 * CONCURRENCY) \
-                .success(downloads, [state, *view_inputs], [model3d, files, turntable_gif],
-                         api_name="downloads" if public else "downloads_face", api_visibility=visibility,
-                         show_progress_on=[model3d, turntable_gif], concurrency_id="heavy", concurrency_limit=CONCURRENCY,
-                         validator=view_job_validator)
+                .success(downloads, [state, details], [model3d, files], api_name="downloads" + suffix,
+                         api_visibility=visibility, show_progress_on=[model3d, files], concurrency_id="heavy",
+                         concurrency_limit=CONCURRENCY, validator=downloads_job_validator) \
+                .success(turntable, [state, *view_inputs], [turntable_gif], api_name=f"turntable_after_{visibility}",
+                         api_visibility="private", show_progress_on=[turntable_gif], concurrency_id="heavy",
+                         concurrency_limit=CONCURRENCY, validator=view_job_validator)
+        opacity.change(overlay_view, [state, opacity], [overlay], api_name="overlay", trigger_mode="always_last",
+                       show_progress="hidden", concurrency_id="render", concurrency_limit=2 * CONCURRENCY)
         # moving a slider re-renders the kept reconstruction (no networks)
-        gr.on([c.change for c in (yaw, pitch, light_azimuth, light_elevation, light_intensity, details, mode,
-                                  lighting, albedo)],
+        gr.on([c.change for c in view_inputs],
               render, [state, *view_inputs], [view], api_name="render", trigger_mode="always_last",
               show_progress="hidden", concurrency_id="render", concurrency_limit=2 * CONCURRENCY)
+        # controls that do not apply are disabled
+        gr.on([mode.change, lighting.change], control_states, [mode, lighting],
+              [lighting, light_azimuth, light_elevation, light_intensity, albedo], api_name="control_states",
+              api_visibility="private", queue=False, show_progress="hidden")
         details.change(model_view, [state, details], [model3d], api_name="model_view", api_visibility="private",
-                       queue=False)
+                       concurrency_id="render", concurrency_limit=2 * CONCURRENCY)
         turntable_button.click(turntable, [state, *view_inputs], [turntable_gif], api_name="turntable",
                                concurrency_id="heavy", concurrency_limit=CONCURRENCY, validator=view_job_validator)
         photo.change(reset_faces, None, [face], api_name="reset_faces", api_visibility="private", queue=False)
