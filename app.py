@@ -606,10 +606,11 @@ def _turntable(session: Session, rec, folder: Path, yaw, pitch, light_azimuth, l
     return str(vis.save_gif(folder / f"{session.name}_turntable.gif", frames, fps=12))
 
 
-def downloads(state, details):
+def downloads(state, details, request: gr.Request = None):
     """The kept reconstruction's files, as soon as they are written: the GLB for the 3D viewer
     (with or without the details) and the files to download (APP_OUTPUTS, the OBJ zipped). The
     turntable is another job (`turntable`), so it never holds these back."""
+    job_started(request)
     if isinstance(state, Session) and state.closed:  # replaced by a newer reconstruction meanwhile
         return gr.skip(), gr.skip()
     session, rec = _require(state)
@@ -640,8 +641,10 @@ def model_view(state, details):
         return str(_view_glb(state, state.rec, details))
 
 
-def turntable(state, yaw, pitch, light_azimuth, light_elevation, light_intensity, details, mode, lighting, albedo):
+def turntable(state, yaw, pitch, light_azimuth, light_elevation, light_intensity, details, mode, lighting, albedo,
+              request: gr.Request = None):
     """A turntable GIF of the kept reconstruction with the current view settings."""
+    job_started(request)
     if isinstance(state, Session) and state.closed:  # replaced by a newer reconstruction meanwhile
         return gr.skip()
     session, rec = _require(state)
@@ -700,6 +703,17 @@ def job_refusal(request) -> str | None:
                     "wait for them to finish, then try again.")
         _accepted.append((session, address, now))
     return None
+
+
+def job_started(request) -> None:
+    """A job accepted by `job_refusal` is running: it no longer counts as accepted (gradio counts
+    it while it runs), so a quick job does not hold its place for ACCEPTED_WINDOW_S after it ends."""
+    session = getattr(request, "session_hash", None)
+    with _accepted_lock:
+        for i, (s, _, _) in enumerate(_accepted):
+            if session is not None and s == session:
+                del _accepted[i]
+                return
 
 
 def _refuse_or_accept(refusal: str | None, n_inputs: int) -> list:

@@ -56,7 +56,7 @@ REFERENCE_VIEW = dict(yaw=25, pitch=-10, light_azimuth=25, light_elevation=25, l
 COLOURS = [np.eye(3), np.eye(3)[[2, 1, 0]], np.full((3, 3), 1 / 3), np.diag([1.0, 0.85, 0.7]),
            np.diag([0.75, 0.9, 1.0]), np.eye(3)[[1, 0, 2]], 0.5 * np.eye(3) + 0.5 / 3, np.eye(3)[[1, 2, 0]]]
 MAX_CLIENTS = 16
-ENDPOINTS = ("/reconstruct", "/render", "/downloads")
+ENDPOINTS = ("/reconstruct", "/render", "/downloads", "/turntable")
 
 
 def make_photos(n: int, folder: Path) -> list[tuple[Path, tuple[int, int]]]:
@@ -181,7 +181,7 @@ class LoadClient(threading.Thread):
             self.shared.crossed.append((self.index, what, detail))
 
     def _check_reconstruct(self, out) -> bool:
-        detected, summary = out[0], out[9]
+        detected, summary = out[1], out[10]  # out[0] is the face over the photo
         h, w = _rgb(detected).shape[:2]
         if (w, h) != self.size:
             self._crossed("/reconstruct", f"annotated photo is {w}x{h}, this client's photo is "
@@ -201,10 +201,10 @@ class LoadClient(threading.Thread):
                                      f"client {nearest} ({distances[nearest]:.2f})")
 
     def _check_downloads(self, out) -> None:
-        glb, files, gif = out
+        glb, files = out
         names = {Path(f).name: Path(f) for f in files}
         stem = self.photo.stem
-        if f"{stem}_obj.zip" not in names or f"{stem}_turntable.gif" not in names:
+        if f"{stem}_obj.zip" not in names:
             self._crossed("/downloads", f"files {sorted(names)} are not named after {stem}")
             return
         params = json.loads(names["params.json"].read_text())
@@ -227,7 +227,7 @@ class LoadClient(threading.Thread):
         view = dict(yaw=self.rng.uniform(-60, 60), pitch=self.rng.uniform(-30, 30),
                     light_azimuth=self.rng.uniform(-180, 180), light_elevation=self.rng.uniform(-60, 60),
                     light_intensity=self.rng.uniform(0.3, 1.8), details=self.rng.random() < 0.5,
-                    mode=self.rng.choice(["albedo", "shaded", "shaded_details", "normals"]),
+                    mode=self.rng.choice(["albedo", "shaded", "normals"]),
                     lighting=self.rng.choice(["directional", "photo"]), albedo=self.rng.choice(["fan", "pca"]))
         rendered = self._call("/render", phase, **view)
         if rendered is not None and _rgb(rendered).shape != (512, 512, 3):
@@ -237,6 +237,7 @@ class LoadClient(threading.Thread):
             out = self._call("/downloads", phase)
             if out is not None:
                 self._check_downloads(out)
+                self._call("/turntable", phase)  # its own job since issue 14
 
     def run(self) -> None:
         from gradio_client import Client

@@ -45,6 +45,7 @@ def reconstructed(client):
     return out, time.perf_counter() - start
 
 
+
 def _image(path) -> np.ndarray:
     with Image.open(path) as im:
         return np.asarray(im.convert("RGB"))
@@ -60,24 +61,30 @@ def test_api_endpoints_and_parameters():
     import app
 
     named = app.demo.get_api_info()["named_endpoints"]
-    assert {"/reconstruct", "/render", "/downloads", "/turntable"} <= set(named)
+    assert {"/reconstruct", "/overlay", "/render", "/downloads", "/turntable"} <= set(named)
     params = {name: [p["parameter_name"] for p in info["parameters"]] for name, info in named.items()}
-    assert params["/reconstruct"] == ["image", "face_index"]  # the session state is not an API parameter
+    assert params["/reconstruct"] == ["image", "face_index", "opacity"]  # the session state is not a parameter
+    assert params["/overlay"] == ["opacity"]
     assert params["/render"] == VIEW_PARAMETERS
-    assert params["/downloads"] == VIEW_PARAMETERS
+    assert params["/downloads"] == ["details"]  # the turntable is its own job
+    assert params["/turntable"] == VIEW_PARAMETERS
     defaults = {p["parameter_name"]: p["parameter_default"] for p in named["/render"]["parameters"]}
     assert defaults["yaw"] == 0 and defaults["mode"] == "shaded" and defaults["albedo"] == "fan"
-    assert len(named["/reconstruct"]["returns"]) == 10
+    assert len(named["/reconstruct"]["returns"]) == 11
+    assert len(named["/downloads"]["returns"]) == 2
     # internal chain steps are not public endpoints
-    assert not any(name.startswith(("/first_view", "/reset_faces", "/reconstruct_face")) for name in named)
+    assert not any(name.startswith(("/first_view", "/reset_faces", "/reconstruct_face", "/turntable_after",
+                                    "/control_states", "/model_view")) for name in named)
 
 
 # ---- against the running app -------------------------------------------------------------------
 
 def test_reconstruct_returns_every_map(reconstructed):
     out, seconds = reconstructed
-    detected, texture, skin_confidence, albedo_pca, albedo_fan, displacement, normal_map, sphere, face, summary = out
+    overlay, detected, texture, skin_confidence, albedo_pca, albedo_fan, displacement, normal_map, sphere, face, \
+        summary = out
     photo = _image(detected)
+    assert _image(overlay).shape[:2] == photo.shape[:2]  # the face over the photo, the photo's size (<= 768)
     assert photo.shape[2] == 3 and max(photo.shape[:2]) <= 768
     for path in (texture, skin_confidence, albedo_pca, albedo_fan, normal_map):
         assert _image(path).shape == (256, 256, 3)
@@ -85,6 +92,7 @@ def test_reconstruct_returns_every_map(reconstructed):
     assert disp.shape[1] > disp.shape[0]  # the map plus its colour bar
     assert _image(sphere).shape == (256, 256, 3)
     assert face["choices"] == [["Face 1", 0]] and face["value"] == 0
+    assert face["visible"] is False  # no choice to make: the selector stays hidden
     assert "Face 1 of 1" in summary
     (ARTIFACTS / "api_timings.json").write_text(json.dumps({"reconstruct_api_s": round(seconds, 3)}))
 
@@ -108,27 +116,104 @@ def test_render_uses_the_sessions_reconstruction(client, reconstructed):
     (ARTIFACTS / "api_timings.json").write_text(json.dumps(timings))
 
 
+def test_overlay_endpoint(client, reconstructed):
+    """/overlay: the face drawn over the photo in its pose, the opacity blending photo and render."""
+    out, _ = reconstructed
+    photo = _image(EXAMPLE)
+    first = _image(out[0])
+    none = _image(client.predict(0.0, api_name="/overlay"))
+    full = _image(client.predict(1.0, api_name="/overlay"))
+    assert none.shape == first.shape == photo.shape
+    assert np.abs(none.astype(int) - photo).mean() < 6  # opacity 0: the photo (JPEG-encoded)
+    changed = np.abs(full.astype(int) - none).max(axis=2) > 12
+    assert 0.005 < changed.mean() < 0.2  # the face (about 90x105 px of 512x512) is drawn over, not the photo
+    ys, xs = np.nonzero(changed)
+    assert 180 < xs.mean() < 270 and 70 < ys.mean() < 180  # within the astronaut's face box
+    assert np.abs(first.astype(int) - none).mean() < np.abs(full.astype(int) - none).mean()  # 0.7 lies between
+
+
 def test_downloads(client, reconstructed):
-    glb, files, gif = client.predict(api_name="/downloads")
+    glb, files = client.predict(api_name="/downloads")
     names = {Path(f).name: Path(f) for f in files}
     assert Path(glb).name == "mesh.glb" and Path(glb).read_bytes()[:4] == b"glTF"
-    for name in ("mesh.glb", "texture.png", "visibility.png", "albedo.png", "albedo_pca.png", "displacement.png",
-                 "normal_map.png", "params.json", "astronaut_obj.zip", "astronaut_turntable.gif"):
-        assert name in names, name
+    # exactly what the page offers (no render.png; the turntable is its own job)
+    assert sorted(names) == sorted(["mesh.glb", "astronaut_obj.zip", *app_module().DOWNLOAD_FILES])
     with zipfile.ZipFile(names["astronaut_obj.zip"]) as zf:
         assert sorted(zf.namelist()) == ["albedo.png", "mesh.mtl", "mesh.obj"]
     params = json.loads(names["params.json"].read_text())
     assert params["n_faces"] == 1 and len(params["sh_coefficients"]) == 27
-    with Image.open(gif) as im:
-        assert im.format == "GIF" and im.n_frames >= 12
+    assert "render" not in params["outputs"] and "overlay" in params["outputs"]
+    # overlay.png is photo | overlay | frontal render, drawn over the photo (not over black)
+    figure = _image(names["overlay.png"])
+    photo = _image(EXAMPLE)
+    w = photo.shape[1]
+    assert figure.shape == (photo.shape[0], 3 * w, 3)
+    assert np.abs(figure[:, :w].astype(int) - photo).mean() < 3
+    background = np.abs(figure[:, w:2 * w].astype(int) - photo).max(axis=2) < 8
+    assert background.mean() > 0.3  # the photo shows around the face
+    assert json.loads(names["landmarks.json"].read_text())["mediapipe"]["count"] == 478
     # the 3D view's GLB carries the details as its normal map, and drops it with "Geometric details" off
     import trimesh
 
     assert "normal_map_details.png" in names
     assert trimesh.load(glb, force="mesh").visual.material.normalTexture is not None
-    smooth, _, _ = client.predict(details=False, api_name="/downloads")
+    smooth, _ = client.predict(details=False, api_name="/downloads")
     assert Path(smooth).name == "astronaut_no_details.glb"
     assert trimesh.load(smooth, force="mesh").visual.material.normalTexture is None
+    gif = client.predict(api_name="/turntable")
+    with Image.open(gif) as im:
+        assert im.format == "GIF" and im.n_frames >= 12
+
+
+def app_module():
+    import app
+
+    return app
+
+
+def test_control_states():
+    """Light controls only where they apply; one place (the checkbox) for the details."""
+    import app
+
+    def interactive(mode, lighting):
+        return [u["interactive"] for u in app.control_states(mode, lighting)]
+
+    # lighting radio, azimuth, elevation, intensity, albedo radio
+    assert interactive("shaded", "directional") == [True, True, True, True, True]
+    assert interactive("shaded", "photo") == [True, False, False, False, True]
+    assert interactive("albedo", "directional") == [False, False, False, False, True]
+    assert interactive("normals", "directional") == [False, False, False, False, False]
+    assert "shaded_details" not in [value for _, value in app.MODES]
+
+
+def test_faces_are_numbered_from_one():
+    import app
+
+    one, two = app.face_selector(1), app.face_selector(2, 1)
+    assert one.visible is False and two.visible is True and two.value == 1
+    assert [label for label, _ in two.choices] == ["Face 1 (largest)", "Face 2"]
+    message = app.no_such_face(3, 1)
+    assert message.startswith("There is no face 4 in this photo: it has 1 face (Face 1, largest first)")
+    assert "0..0" not in message and "face_index=3" in message
+    assert "Face 1 to Face 2" in app.no_such_face(5, 2)
+
+
+def test_overlay_blend_and_photo_kept_for_the_exports():
+    import app
+
+    photo = np.full((4, 6, 3), 200, np.uint8)
+    render = np.zeros((4, 6, 3), np.uint8)
+    render[1:3, 2:4] = 100  # premultiplied: full coverage there
+    alpha = np.zeros((4, 6), np.uint8)
+    alpha[1:3, 2:4] = 255
+    layers = (photo, render, alpha)
+    assert (app.blend(layers, 0.0) == photo).all()
+    assert (app.blend(layers, 1.0)[1:3, 2:4] == 100).all() and (app.blend(layers, 1.0)[0] == 200).all()
+    assert (app.blend(layers, 0.5)[1, 2] == 150).all()
+    assert (app.blend(layers, 7) == app.blend(layers, 1.0)).all()  # clamped
+    from types import SimpleNamespace
+
+    assert app.with_photo(SimpleNamespace(photo=None), "rec") == "rec"
 
 
 def test_sessions_are_separate_and_render_needs_a_reconstruction(server):
@@ -161,7 +246,7 @@ def test_clear_error_messages(server, tmp_path, case):
     elif case == "too_large":
         path, expected = _png_header_only(tmp_path / "huge.png", 10000, 8000), "more than the limit"
     else:
-        path, expected, index = EXAMPLE, "face_index=3", 3
+        path, expected, index = EXAMPLE, "There is no face 4 in this photo: it has 1 face", 3
     with pytest.raises(Exception) as excinfo:
         c.predict(handle_file(str(path)), index, api_name="/reconstruct")
     message = _error_message(excinfo)
@@ -184,8 +269,9 @@ def two_faces(path: Path) -> Path:
 def test_several_faces_can_be_selected(server, tmp_path):
     c = Client(server.url, verbose=False)
     out = c.predict(handle_file(str(two_faces(tmp_path / "two.png"))), 1, api_name="/reconstruct")
-    face, summary = out[8], out[9]
+    face, summary = out[9], out[10]
     assert face["choices"] == [["Face 1 (largest)", 0], ["Face 2", 1]] and face["value"] == 1
+    assert face["visible"] is True
     assert "Face 2 of 2" in summary
     assert _image(c.predict(api_name="/render")).shape == (512, 512, 3)
 
@@ -218,17 +304,17 @@ def test_unexpected_errors_become_a_friendly_message(monkeypatch, caplog):
 
     monkeypatch.setattr(app, "get_pipeline", lambda: Broken())
     with pytest.raises(gr.Error) as excinfo:
-        app.reconstruct(str(EXAMPLE), 0, None)
+        app.reconstruct(str(EXAMPLE), 0, 0.7, None)
     assert excinfo.value.message == app.GENERIC_ERROR
     assert "boom: an internal detail" in caplog.text  # the traceback stays in the server log
     monkeypatch.setattr(app, "get_pipeline", lambda: NoFace())
     with pytest.raises(gr.Error) as excinfo:
-        app.reconstruct(str(EXAMPLE), 0, None)
+        app.reconstruct(str(EXAMPLE), 0, 0.7, None)
     assert excinfo.value.message == "No face was found in the 10x10 image."
     with pytest.raises(gr.Error, match="Upload a photo first"):
-        app.reconstruct(None, 0, None)
+        app.reconstruct(None, 0, 0.7, None)
     with pytest.raises(gr.Error, match="face number"):
-        app.reconstruct(str(EXAMPLE), "second", None)
+        app.reconstruct(str(EXAMPLE), "second", 0.7, None)
 
 
 # ---- bounded memory and files with many sessions (in-process) ------------------------------
@@ -298,9 +384,11 @@ def test_many_sessions_keep_bounded_memory(monkeypatch):
     with Image.open(EXAMPLE) as im:
         photo = np.asarray(im.convert("RGB"))
     for i in range(12):
-        out = app.reconstruct(str(EXAMPLE), 0, None)
+        out = app.reconstruct(str(EXAMPLE), 0, 0.7, None)
         session = out[-1]
-        assert out[0].shape[:2] == photo.shape[:2]  # the annotated photo is made before the photo is dropped
+        assert out[1].shape[:2] == photo.shape[:2]  # the annotated photo is made before the photo is dropped
+        assert out[0].shape == photo.shape and out[0].mean() > 50  # so is the face over the photo
+        assert len(session.photo) < photo.nbytes and session.layers[0].shape == photo.shape
         assert session.rec.image.shape == photo.shape and session.rec.image.strides[:2] == (0, 0)  # 3 bytes
         states.append(session)
         alive.append(weakref.ref(session.rec))
@@ -310,7 +398,7 @@ def test_many_sessions_keep_bounded_memory(monkeypatch):
     # the kept ones still render and export (params.json reports the photo's size)
     newest = states[-1]
     assert app.render(newest, 20, 0, 30, 20, 1.0, True, "shaded", "directional", "fan").shape == (512, 512, 3)
-    glb, files, gif = app.downloads(newest, 0, 0, 30, 20, 1.0, True, "shaded", "directional", "fan")
+    glb, files = app.downloads(newest, True)
     params = json.loads(Path(next(f for f in files if f.endswith("params.json"))).read_text())
     assert params["image_size"] == [photo.shape[1], photo.shape[0]]
     for s in states:
@@ -347,10 +435,10 @@ def test_several_faces_warn_which_face_was_used(monkeypatch, tmp_path):
     monkeypatch.setattr(gr, "Warning", lambda message, *a, **k: warned.append(message))
     monkeypatch.setattr(app, "KEPT", app.KeptReconstructions(limit=2))
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))  # the handler reads uploads only
-    out = app.reconstruct(str(two_faces(tmp_path / "two.png")), 0, None)
+    out = app.reconstruct(str(two_faces(tmp_path / "two.png")), 0, 0.7, None)
     assert len(warned) == 1 and warned[0].startswith("2 faces found: face 1 (the largest")
     warned.clear()
-    app.reconstruct(str(EXAMPLE), 0, out[-1])  # one frontal, large enough face: no warning
+    app.reconstruct(str(EXAMPLE), 0, 0.7, out[-1])  # one frontal, large enough face: no warning
     assert warned == []
 
 
@@ -381,7 +469,7 @@ def test_a_good_upload_works_after_a_bad_one_in_the_same_session(server, tmp_pat
     with pytest.raises(Exception, match="Reconstruct first"):
         c.predict(api_name="/render")  # nothing was kept from the failed upload
     out = c.predict(handle_file(str(EXAMPLE)), 0, api_name="/reconstruct")
-    assert "Face 1 of 1" in out[9] and _image(out[0]).shape == (512, 512, 3)
+    assert "Face 1 of 1" in out[10] and _image(out[0]).shape == (512, 512, 3)
     assert _image(c.predict(yaw=20, api_name="/render")).shape == (512, 512, 3)
     # and after a failure once a face is kept, the kept one still renders
     with pytest.raises(Exception, match="not an image FaceLift can read"):
@@ -440,7 +528,7 @@ def _raw_reconstruct(server, image, face_index=0, timeout=30.0, headers=None, se
     import httpx
 
     url = server.url + "gradio_api/call/reconstruct"
-    body = {"data": [image, face_index], **({"session_hash": session_hash} if session_hash else {})}
+    body = {"data": [image, face_index, 0.7], **({"session_hash": session_hash} if session_hash else {})}
     start = time.perf_counter()
     with httpx.Client(timeout=timeout) as http:
         response = http.post(url, json=body, headers=headers or {})
@@ -512,7 +600,7 @@ def test_server_files_pipes_and_proc_paths_are_refused_with_one_message(server, 
         answers = list(pool.map(lambda _: _raw_reconstruct(server, {"path": str(tmp_path / "pipe.png")}), range(2)))
     assert [a[2]["error"] for a in answers] == [NOT_AN_UPLOAD] * 2
     out = Client(server.url, verbose=False).predict(handle_file(str(EXAMPLE)), 0, api_name="/reconstruct")
-    assert "Face 1 of 1" in out[9]
+    assert "Face 1 of 1" in out[10]
 
 
 def test_uploaded_files_and_examples_are_still_read(server):
@@ -595,7 +683,7 @@ def test_large_photos_are_downscaled_before_the_heavy_stages(monkeypatch, tmp_pa
     with Image.open(EXAMPLE) as im:
         big = im.convert("RGB").resize((3000, 2000))
     big.save(tmp_path / "big.jpg", quality=90)
-    out = app.reconstruct(str(tmp_path / "big.jpg"), 0, None)
+    out = app.reconstruct(str(tmp_path / "big.jpg"), 0, 0.7, None)
     session = out[-1]
     assert session.rec.image.shape == (683, 1024, 3)
     x0, y0, x1, y1 = session.rec.faces[0].box  # found and fitted in the downscaled photo
@@ -630,7 +718,12 @@ def test_job_limits_per_session_and_address(monkeypatch):
     later = time.monotonic() + 1
     queued[:] = [SimpleNamespace(session_hash="a", request=request("a", "1.1.1.1"), enqueue_time=later)]
     assert "This page already has" not in (app.job_refusal(request("a", "1.1.1.1")) or "")
-    # and they stop counting when they finish
+    # a job that started no longer counts as accepted (quick jobs in a row are not refused)
     queued.clear()
+    app.job_started(request("a", "1.1.1.1"))
+    assert app.job_refusal(request("a", "1.1.1.1")) is None
+    app.job_started(request("a", "1.1.1.1"))
+    app.job_started(request("a", "1.1.1.1"))
+    # and they stop counting when they finish
     monkeypatch.setattr(app, "ACCEPTED_WINDOW_S", 0.0)
     assert app.job_refusal(request("a", "1.1.1.1")) is None

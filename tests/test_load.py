@@ -65,13 +65,13 @@ def test_the_load_test_notices_crossed_results(tmp_path):
     client._check_reference(png("other.png", refs[2]))
     assert shared.crossed[-1][1] == "/render"
     w, h = photos[1][1]
-    assert client._check_reconstruct([png("d.png", np.zeros((h, w, 3))), *[None] * 8, "**Face 1 of 1**"])
-    assert not client._check_reconstruct([png("d0.png", np.zeros((h + 1, w, 3))), *[None] * 8, "Face 1 of 1"])
+    assert client._check_reconstruct([None, png("d.png", np.zeros((h, w, 3))), *[None] * 8, "**Face 1 of 1**"])
+    assert not client._check_reconstruct([None, png("d0.png", np.zeros((h + 1, w, 3))), *[None] * 8, "Face 1 of 1"])
     params = tmp_path / "params.json"
     params.write_text(json.dumps({"image_size": [w, h]}))
-    files = [str(tmp_path / n) for n in ("client1_obj.zip", "client1_turntable.gif")] + [str(params)]
+    files = [str(tmp_path / n) for n in ("client1_obj.zip", "mesh.glb")] + [str(params)]
     n_crossed = len(shared.crossed)
-    client._check_downloads((None, files, None))
+    client._check_downloads((None, files))
     assert len(shared.crossed) == n_crossed
-    client._check_downloads((None, [f.replace("client1", "client2") for f in files[:2]] + [str(params)], None))
+    client._check_downloads((None, [f.replace("client1", "client2") for f in files[:2]] + [str(params)]))
     assert len(shared.crossed) == n_crossed + 1
