@@ -739,6 +739,7 @@ CSS = """
 #title h1 {margin-bottom: 0}
 #info {min-height: 1.5em}
 #notice {font-size: 0.85em; opacity: 0.8}
+#result {scroll-margin-top: 8px}
 /* output pictures: the label above the picture, not over it */
 .pic label[data-testid="block-label"].float {position: static; margin: 0 0 4px 0;}
 .pic .image-container {height: calc(100% - 34px) !important;}

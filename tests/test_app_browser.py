@@ -1,8 +1,10 @@
 """End to end in a real headless browser: Debian's chromium driven by playwright.
 
 Starts `python app.py` (tests/app_server.py), uploads the example photo, reconstructs, waits
-for every output, turns the face with the yaw slider and checks an unreadable upload shows a
-message. Screenshots (1280x800) and the measured times go to test-artifacts/.
+for every output (the face over the photo first, then the 3D view, the GLB and the files, then
+the turntable), turns the face with the yaw slider, checks the controls' rules, the phone layout
+(390x844) and that an unreadable upload shows a message. Screenshots (1280x800 and 390x844) and
+the measured times go to test-artifacts/.
 
 Skips when /usr/bin/chromium or the playwright package is missing (`.ci/run` installs both;
 playwright's own browser download is not used).
@@ -26,7 +28,8 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwrig
 
 EXAMPLE = REPO / "examples" / "astronaut.png"
 VIEWPORT = {"width": 1280, "height": 800}
-OUTPUT_IMAGES = ["detected", "texture", "skin_confidence", "albedo_pca", "albedo_fan", "displacement", "normal_map", "sphere", "view"]
+PHONE = {"width": 390, "height": 844}
+OUTPUT_IMAGES = ["overlay", "detected", "texture", "skin_confidence", "albedo_pca", "albedo_fan", "displacement", "normal_map", "sphere", "view"]
 TIMEOUT_MS = 90_000
 
 
@@ -46,17 +49,40 @@ def browser():
             b.close()
 
 
-@pytest.fixture
-def page(browser, server):
-    context = browser.new_context(viewport=VIEWPORT)
+def _open(browser, server, viewport, **options):
+    context = browser.new_context(viewport=viewport, **options)
     page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(server.url, wait_until="load")
     page.wait_for_selector("#reconstruct")
+    return context, page
+
+
+@pytest.fixture
+def page(browser, server):
+    context, page = _open(browser, server, VIEWPORT)
     try:
         yield page
     finally:
         context.close()
+
+
+@pytest.fixture
+def phone(browser, server):
+    context, page = _open(browser, server, PHONE, is_mobile=True, has_touch=True, device_scale_factor=2)
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+GLB_LINK = "#downloads a[href*='mesh.glb']"
+
+
+def _in_viewport(page, selector: str) -> dict:
+    """The element's box and whether it lies wholly in the window (vertically)."""
+    return page.evaluate("""sel => { const r = document.querySelector(sel).getBoundingClientRect();
+        return {top: r.top, bottom: r.bottom, inside: r.top >= -1 && r.bottom <= window.innerHeight + 1}; }""", selector)
 
 
 def _shot(page, name: str, full_page: bool = False, move_mouse: bool = True) -> None:
@@ -99,27 +125,65 @@ def _drag_slider(page, elem_id: str, fraction: float) -> None:
 
 def test_upload_reconstruct_rotate(page, server):
     _shot(page, "browser_1_start")
+    assert page.get_by_text("non-commercial research only").first.is_visible()  # the weights' terms
+    assert page.get_by_text("kept on the server for about an hour").first.is_visible()
+    assert not page.locator("#face").is_visible()  # no face selector before there is a choice
     _upload(page, EXAMPLE)
     page.wait_for_selector("#photo img")
     start = time.perf_counter()
     page.click("#reconstruct")
+    page.wait_for_function("() => { const i = document.querySelector('#overlay img'); return i && i.complete; }")
+    overlay_s = time.perf_counter() - start
+    page.wait_for_function("() => { const i = document.querySelector('#view img'); return i && i.complete; }")
+    view_s = time.perf_counter() - start
+    page.wait_for_selector(GLB_LINK)
+    glb_s = time.perf_counter() - start
+    turntable_pending = page.locator("#turntable img").count() == 0
+    page.wait_for_selector("#model3d canvas")
+    page.wait_for_selector("#turntable img")
+    turntable_s = time.perf_counter() - start
     for elem_id in OUTPUT_IMAGES:
         page.wait_for_selector(f"#{elem_id} img")
-    page.wait_for_function("() => document.querySelector('#view img').complete")
-    first_result_s = time.perf_counter() - start
-    page.wait_for_selector("#turntable img")
-    page.wait_for_selector("#downloads a[download], #downloads a[href]")
-    downloads_s = time.perf_counter() - start
+    assert turntable_pending  # the GLB and the files came before the turntable was made
     assert "Face 1 of 1" in page.inner_text("#info")
+    assert not page.locator("#face").is_visible()  # one face: nothing to choose
+    # the face over the photo is the first result: left of and level with the 3D view, above the maps
+    boxes = {e: page.locator(f"#{e}").bounding_box() for e in ("overlay", "view", "detected", "model3d")}
+    assert boxes["overlay"]["x"] < boxes["view"]["x"] and abs(boxes["overlay"]["y"] - boxes["view"]["y"]) < 5
+    assert boxes["overlay"]["y"] < boxes["detected"]["y"] and boxes["overlay"]["y"] < boxes["model3d"]["y"]
     _shot(page, "browser_2_result")
     page.locator("#model3d").scroll_into_view_if_needed()
-    page.wait_for_selector("#model3d canvas")
     time.sleep(1.5)  # let babylon.js draw the GLB
     _shot(page, "browser_3_lower")
     _shot(page, "browser_4_full_page", full_page=True)
+    # every download is listed and visible (no scrolling inside the list)
     files = page.inner_text("#downloads").replace("\n.", ".")
-    for name in ("mesh.glb", "astronaut_obj.zip", "params.json", "displacement.png", "astronaut_turntable.gif"):
-        assert name in files
+    for name in ("mesh.glb", "astronaut_obj.zip", "params.json", "displacement.png", "overlay.png", "depth.png",
+                 "landmarks.json", "normal_map_details.png"):
+        assert name in files, name
+    assert page.locator("#downloads a[download], #downloads a[href]").count() >= 14
+    clipped = page.evaluate("""() => [...document.querySelectorAll('#downloads *')].filter(e => {
+        const o = getComputedStyle(e).overflowY; return (o === 'auto' || o === 'scroll') && e.scrollHeight > e.clientHeight + 2;
+    }).length""")
+    assert clipped == 0
+
+    # the opacity slider blends the face over the photo
+    page.locator("#overlay").scroll_into_view_if_needed()
+    before = _src(page, "overlay")
+    _drag_slider(page, "opacity", 0.05)
+    _wait_src_change(page, "overlay", before)
+    _shot(page, "browser_9_overlay_faint")
+    before = _src(page, "overlay")
+    _drag_slider(page, "opacity", 1.0)
+    _wait_src_change(page, "overlay", before)
+    timings = {
+        "server_startup_s": round(server.startup_s, 2),
+        "click_to_overlay_s": round(overlay_s, 3),
+        "click_to_3d_view_s": round(view_s, 3),
+        "click_to_glb_link_s": round(glb_s, 3),
+        "click_to_turntable_s": round(turntable_s, 3),
+    }
+    (ARTIFACTS / "browser_timings.json").write_text(json.dumps(timings, indent=2))
 
     # the yaw slider re-renders the 3D view from the kept reconstruction
     page.locator("#view").scroll_into_view_if_needed()
@@ -140,13 +204,66 @@ def test_upload_reconstruct_rotate(page, server):
         _wait_src_change(page, "view", before)
         step_s.append(time.perf_counter() - start)
     _shot(page, "browser_5_turned")
-    (ARTIFACTS / "browser_timings.json").write_text(json.dumps({
-        "server_startup_s": round(server.startup_s, 2),
-        "click_to_all_maps_and_3d_view_s": round(first_result_s, 3),
-        "click_to_downloads_and_turntable_s": round(downloads_s, 3),
-        "slider_release_to_new_view_s": [round(t, 3) for t in rerender_s],
-        "arrow_key_to_new_view_s": [round(t, 3) for t in step_s],
-    }, indent=2))
+    timings["slider_release_to_new_view_s"] = [round(t, 3) for t in rerender_s]
+    timings["arrow_key_to_new_view_s"] = [round(t, 3) for t in step_s]
+    (ARTIFACTS / "browser_timings.json").write_text(json.dumps(timings, indent=2))
+
+
+def _radio(page, elem_id: str, label: str) -> None:
+    page.locator(f"#{elem_id}").get_by_label(label, exact=True).check()
+
+
+def test_controls_mean_one_thing(page):
+    """One switch for the details; light controls disabled where they do not apply."""
+    modes = page.locator("#mode label").all_inner_texts()
+    assert [m.strip() for m in modes] == ["Albedo", "Shaded", "Normals"]  # no "Shaded + details"
+    _upload(page, EXAMPLE)
+    page.wait_for_selector("#photo img")
+    page.click("#reconstruct")
+    page.wait_for_function("() => { const i = document.querySelector('#view img'); return i && i.complete; }")
+    page.locator("#view").scroll_into_view_if_needed()
+    sliders = [f"#{e} input[type=range]" for e in ("light_azimuth", "light_elevation", "light_intensity")]
+    assert all(page.locator(s).is_enabled() for s in sliders)
+    # the details checkbox changes the view
+    before = _src(page, "view")
+    page.locator("#details input[type=checkbox]").uncheck()
+    _wait_src_change(page, "view", before)
+    page.locator("#details input[type=checkbox]").check()
+    # under the light estimated from the photo the light's sliders are disabled
+    _radio(page, "lighting", "Estimated from the photo")
+    page.wait_for_function("sel => document.querySelector(sel).disabled", arg=sliders[0])
+    assert not any(page.locator(s).is_enabled() for s in sliders)
+    _shot(page, "browser_10_photo_light")
+    _radio(page, "lighting", "Directional (sliders)")
+    page.wait_for_function("sel => !document.querySelector(sel).disabled", arg=sliders[0])
+    # the normals use no light and no albedo
+    _radio(page, "mode", "Normals")
+    page.wait_for_function("sel => document.querySelector(sel).disabled", arg=sliders[0])
+    assert not page.locator("#lighting input").first.is_enabled()
+    assert not page.locator("#albedo input").first.is_enabled()
+
+
+def test_phone_layout_brings_the_result_into_sight(phone):
+    page = phone
+    _upload(page, EXAMPLE)
+    page.wait_for_selector("#photo img")
+    page.evaluate("() => window.scrollTo(0, 0)")
+    first = _in_viewport(page, "#overlay")
+    assert not first["inside"]  # below the photo, out of sight before the click
+    _shot(page, "phone_1_before")
+    page.locator("#reconstruct").tap()
+    page.wait_for_timeout(500)
+    now = _in_viewport(page, "#overlay")
+    assert now["inside"], now  # the first result (with its progress) is brought into sight at once
+    page.wait_for_function("() => { const i = document.querySelector('#overlay img'); return i && i.complete; }")
+    assert _in_viewport(page, "#overlay")["inside"]
+    assert _in_viewport(page, "#opacity")["inside"]  # its control under it
+    _shot(page, "phone_2_after_click")
+    page.wait_for_selector(GLB_LINK)
+    page.locator("#view").scroll_into_view_if_needed()
+    _shot(page, "phone_3_view")
+    page.evaluate("() => window.scrollTo(0, 0)")
+    _shot(page, "phone_4_full_page", full_page=True)
 
 
 def test_face_selector(page, tmp_path):
