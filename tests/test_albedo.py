@@ -182,3 +182,19 @@ def test_delit_texture_divides_by_the_shading():
     ok = visible & (shading > 0.05).all(-1)
     np.testing.assert_allclose(d[ok], np.clip(pca_albedo(model, coeffs, 64), 0, 1)[ok], atol=1e-5)
     assert d[~visible].max() == 0
+
+
+def test_stiff_albedo_is_the_outlier_models_and_only_fed_when_asked():
+    from facelift.albedo import fit_low_frequency, network_sources, stiff_pca_albedo
+
+    model = ellipsoid_face_model(n_albedo=4, albedo_resolution=16)
+    coeffs = np.array([1.0, -0.5, 0.8, 0.3], np.float32)
+    occluded, clean, normals, visible, patch = _occluded_scene(model, coeffs, _light())
+    fit = fit_low_frequency(model, occluded, normals, visible, stride=1, outlier_components=2)
+    stiff = stiff_pca_albedo(model, fit, occluded.shape[0])
+    np.testing.assert_allclose(stiff, pca_albedo(model, fit.outlier_coefficients, occluded.shape[0]), atol=1e-6)
+    assert stiff.dtype == np.float32 and stiff.shape == occluded.shape
+    assert not np.array_equal(stiff, fit.albedo)  # two components, not four
+    vis = visible.astype(np.float32)
+    assert "albedo_stiff" not in network_sources(occluded, vis, normals, fit)
+    assert network_sources(occluded, vis, normals, fit, stiff)["albedo_stiff"] is stiff

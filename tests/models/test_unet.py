@@ -232,9 +232,18 @@ def test_gated_output_passes_the_first_input_through_where_the_gate_opens():
     x = torch.rand(1, 8, 128, 128)
     assert torch.allclose(net(x), x[:, :3], atol=1e-6)
     assert torch.allclose(net.gate(x), torch.ones(1, 1, 128, 128))
+    y, gate = net(x, return_gate=True)
+    assert torch.equal(y, net(x)) and torch.equal(gate, net.gate(x))
     with torch.no_grad():
         head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, -30.0]))
     assert torch.allclose(net(x), torch.full((1, 3, 128, 128), 0.5), atol=1e-6)  # the completion, sigmoid(0)
+
+
+def test_only_a_gated_network_returns_a_gate():
+    from facelift.models import FAN
+
+    with pytest.raises(ValueError, match="gated"):
+        FAN(resolution=128)(torch.rand(1, 3, 128, 128), return_gate=True)
 
 
 def test_capped_depth_runs_the_same_weights_at_both_resolutions():
