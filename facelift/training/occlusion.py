@@ -4,8 +4,10 @@ The training occluders come from a different generator than the evaluation's
 (`facelift.evaluation.occluders`: sunglasses over the eyes, a five-part hand, hair strands
 from the forehead in a fixed palette). Here shapes are random polygons, ellipses, capsules,
 outlines and strands of random width and direction, anywhere on the layout, filled with a
-random colour, a two-colour gradient, colour noise, or a shifted cut-out of another training
-sample's texture (someone else's skin, hair, eyes or background-free face parts).
+random colour, a two-colour gradient, colour noise, a shifted cut-out of another training
+sample's texture (someone else's skin, hair, eyes or background-free face parts), or another
+sample's mean skin colour under a random linear shading ramp with faint noise (a hand, an arm or
+another face's skin: an occluder the colour of skin, which the robust stage's confidence misses).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 from torch import Tensor
 
 SHAPES = ("polygon", "ellipse", "capsule", "outline", "strands")
-FILLS = ("colour", "gradient", "noise", "cutout")
+FILLS = ("colour", "gradient", "noise", "cutout", "skin")
 
 
 def _shape(kind: str, R: int, rng: np.random.Generator) -> np.ndarray:
@@ -71,6 +73,15 @@ def _fill(kind: str, R: int, rng: np.random.Generator, other=None):
         shift = tuple(int(v) for v in rng.integers(-R // 3, R // 3 + 1, 2))
         tex, vis = other
         return np.roll(tex, shift, axis=(0, 1)), np.roll(vis, shift, axis=(0, 1))
+    if kind == "skin" and other is not None:
+        tex, vis = other
+        if vis.sum() >= 16:
+            base = np.median(tex[vis], axis=0).astype(np.float32) * rng.uniform(0.8, 1.15)
+            ang = rng.uniform(0, 2 * np.pi)
+            yy, xx = np.mgrid[0:R, 0:R].astype(np.float32) / R
+            ramp = 1 + rng.uniform(0.1, 0.5) * ((xx - 0.5) * math.cos(ang) + (yy - 0.5) * math.sin(ang))
+            noise = cv2.GaussianBlur(rng.normal(0, 1, (R, R)).astype(np.float32), (0, 0), rng.uniform(1, 4))[..., None]
+            return np.clip(base * ramp[..., None] * (1 + 0.03 * noise), 0, 1), None
     if kind == "gradient":
         a, b = _colour(rng), _colour(rng)
         ang = rng.uniform(0, 2 * np.pi)
@@ -102,8 +113,10 @@ def random_occluders(texture: Tensor, visibility: Tensor, rng: np.random.Generat
             shape = _shape(SHAPES[rng.integers(len(SHAPES))], R, rng)
             if rng.random() < 0.5:
                 shape = cv2.GaussianBlur(shape, (0, 0), rng.uniform(0.4, 1.2))
-            other = (b + 1) % B
-            fill, valid = _fill(FILLS[rng.integers(len(FILLS))], R, rng, (tex[other], vis[other]) if B > 1 else None)
+            kind = FILLS[rng.integers(len(FILLS))]
+            # skin: the sample's own (a hand) or the next one's; cut-outs: always another sample's
+            other = b if (kind == "skin" and rng.random() < 0.5) or B == 1 else (b + 1) % B
+            fill, valid = _fill(kind, R, rng, (tex[other], vis[other]) if kind == "skin" or B > 1 else None)
             if valid is not None:  # a cut-out exists only where the other photo was seen
                 shape = shape * valid
             alpha[b] = np.maximum(alpha[b], shape)

@@ -150,3 +150,17 @@ def test_fan_v2_1_supervises_the_gate_and_takes_the_stiff_albedo(fan_v2_run, tin
     y, gate = fan(torch.rand(1, 8, 128, 128), return_gate=True)
     assert y.shape == (1, 3, 128, 128) and gate.shape == (1, 1, 128, 128)
     assert ((gate >= 0) & (gate <= 1)).all()
+
+
+def test_skin_fill_takes_a_face_s_skin_colour_under_a_shading_ramp():
+    from facelift.training.occlusion import _fill
+
+    R = 64
+    tex = np.zeros((R, R, 3), np.float32)
+    tex[:] = (0.8, 0.55, 0.45)
+    vis = np.ones((R, R), bool)
+    fill, valid = _fill("skin", R, np.random.default_rng(0), (tex, vis))
+    assert valid is None and fill.shape == (R, R, 3)
+    mean = fill.reshape(-1, 3).mean(0)
+    assert np.allclose(mean / mean[0], np.array([0.8, 0.55, 0.45]) / 0.8, atol=0.03)  # the skin's hue
+    assert fill[..., 0].std() > 0.01  # a ramp, not a flat patch
