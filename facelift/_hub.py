@@ -59,7 +59,7 @@ def download_bundle(repo_id: str, *, revision: str | None, cache_dir: str | os.P
     """
     from huggingface_hub import snapshot_download
 
-    from . import __version__
+    from ._version import __version__
 
     offline = is_offline() if local_files_only is None else bool(local_files_only)
     common = dict(repo_type="model", cache_dir=None if cache_dir is None else str(cache_dir),
