@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._validate import is_int
 from .errors import ExtremePoseError, FaceCutOffError, FaceIndexError, ImageTooSmallError
 from .fitting import FitResult
 from .landmarks import Face
@@ -24,7 +25,7 @@ WARN_PITCH_DEG = 45.0
 
 def check_face_index(face_index) -> int:
     """`face_index` as an int; FaceIndexError unless it is a whole number (not a bool)."""
-    if isinstance(face_index, bool) or not isinstance(face_index, (int, np.integer)):
+    if not is_int(face_index):
         raise FaceIndexError(f"face_index must be a whole number (0 = the largest face), got {face_index!r}.")
     return int(face_index)
 

@@ -12,13 +12,13 @@ from pathlib import Path
 
 from .errors import FaceLiftError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pnm"}
-
 
 def collect_inputs(inputs: list[str], skipped: list[Path] | None = None) -> list[Path]:
     """Files as given; folders expand (recursively) to the images inside, sorted. The other
     files found in folders (no image extension) are appended to `skipped`, if given, as
     paths relative to their folder."""
+    from .image import IMAGE_SUFFIXES
+
     paths: list[Path] = []
     for item in inputs:
         p = Path(item)

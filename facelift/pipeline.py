@@ -12,23 +12,48 @@ import numpy as np
 import torch
 
 from . import _hub
-from .albedo import (LowFrequencyFit, confidence_for, fit_low_frequency, network_sources, pca_albedo,
-                     stiff_pca_albedo)
+from ._validate import is_int
+from .albedo import LowFrequencyFit, confidence_for, fit_low_frequency, network_sources, pca_albedo, stiff_pca_albedo
+
 # the bundle, checks, export folder and Reconstruction live in modules of their own; their names
 # are re-exported here for code written against this module
-from .bundle import (BUNDLE_FORMAT_VERSION, DEFAULT_BUNDLE_CONFIG, DEFAULT_REPO_ID, NETWORKS,  # noqa: F401
-                     _bundle_files, _download_bundle, _read_bundle_config, load_bundle, save_bundle)
-from .checks import (MAX_OUTSIDE_FRACTION, MAX_YAW_DEG, MIN_FACE_SIZE, WARN_PITCH_DEG,  # noqa: F401
-                     WARN_YAW_DEG, check_face_in_image, check_face_index, check_pose, face_outside_fraction,
-                     pick_face)
+from .bundle import (  # noqa: F401
+    BUNDLE_FORMAT_VERSION,
+    DEFAULT_BUNDLE_CONFIG,
+    DEFAULT_REPO_ID,
+    NETWORKS,
+    _bundle_files,
+    _download_bundle,
+    _read_bundle_config,
+    load_bundle,
+    save_bundle,
+)
+from .checks import (  # noqa: F401
+    MAX_OUTSIDE_FRACTION,
+    MAX_YAW_DEG,
+    MIN_FACE_SIZE,
+    WARN_PITCH_DEG,
+    WARN_YAW_DEG,
+    check_face_in_image,
+    check_face_index,
+    check_pose,
+    face_outside_fraction,
+    pick_face,
+)
 from .export.folder import EXPORT_FILES, TMP_MARK, check_export_target  # noqa: F401
 from .face_model import FaceModel
 from .fitting import fit_shape
 from .image import load_image
 from .landmarks import Face, LandmarkDetector
 from .mesh import DenseMeshBuilder
-from .reconstruction import (GREY_ALBEDO, OVERLAY_OPACITY, RENDER_MODES, Reconstruction,  # noqa: F401
-                             ReconstructionContext, UVPredictions)
+from .reconstruction import (  # noqa: F401
+    GREY_ALBEDO,
+    OVERLAY_OPACITY,
+    RENDER_MODES,
+    Reconstruction,
+    ReconstructionContext,
+    UVPredictions,
+)
 from .unwrap import UVMaps, unwrap
 
 CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -66,7 +91,7 @@ class FaceLift:
             if net is not None:
                 net.to(memory_format=torch.channels_last)
         self.uv_resolution = int(self.config["uv_resolution"])
-        if isinstance(max_faces, bool) or not isinstance(max_faces, int) or not 1 <= max_faces <= 100:
+        if not is_int(max_faces, numpy=False) or not 1 <= max_faces <= 100:
             raise ValueError(f"max_faces must be an integer from 1 to 100, got {max_faces!r}")
         self.max_faces = max_faces
         self.detector = LandmarkDetector(max_faces=max_faces)

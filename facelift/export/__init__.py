@@ -5,9 +5,23 @@ save_png` keeps working, and `Reconstruction.export` calls the writers through t
 """
 
 from .folder import EXPORT_FILES, TMP_MARK, check_export_target, export_folder
-from .formats import (DEPTH_METRES_PER_UNIT, GLB_ROUGHNESS, OUTPUTS, decode_depth, decode_displacement,
-                      encode_depth, encode_displacement, export_glb, export_obj, load_png16, normal_map_to_uint8,
-                      save_png, save_png16, select_outputs, to_uint8)
+from .formats import (
+                      DEPTH_METRES_PER_UNIT,
+                      GLB_ROUGHNESS,
+                      OUTPUTS,
+                      decode_depth,
+                      decode_displacement,
+                      encode_depth,
+                      encode_displacement,
+                      export_glb,
+                      export_obj,
+                      load_png16,
+                      normal_map_to_uint8,
+                      save_png,
+                      save_png16,
+                      select_outputs,
+                      to_uint8,
+)
 
 __all__ = [
     "DEPTH_METRES_PER_UNIT", "EXPORT_FILES", "GLB_ROUGHNESS", "OUTPUTS", "TMP_MARK", "check_export_target",
