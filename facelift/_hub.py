@@ -89,9 +89,15 @@ def translate_error(exc: BaseException, repo_id: str, revision: str | None, *, o
                     local_example: str = "FaceLift.from_pretrained('path/to/checkpoints')") -> WeightsError:
     """A WeightsError that says what went wrong with a Hub download and how to fix it."""
     from huggingface_hub import constants
-    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, HFValidationError,
-                                        LocalEntryNotFoundError, RemoteEntryNotFoundError,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     where = _describe(repo_id, revision)
     cache = str(cache_dir) if cache_dir is not None else constants.HF_HUB_CACHE
