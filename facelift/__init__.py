@@ -1,9 +1,8 @@
 """FaceLift: one photo in, a relightable high-fidelity 3D face out."""
 
-__version__ = "0.1.0"
-
 __all__ = ["FaceLift", "Reconstruction", "FaceLiftError", "__version__"]
 
+from ._version import __version__
 from .errors import FaceLiftError
 
 

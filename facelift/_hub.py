@@ -59,7 +59,7 @@ def download_bundle(repo_id: str, *, revision: str | None, cache_dir: str | os.P
     """
     from huggingface_hub import snapshot_download
 
-    from . import __version__
+    from ._version import __version__
 
     offline = is_offline() if local_files_only is None else bool(local_files_only)
     common = dict(repo_type="model", cache_dir=None if cache_dir is None else str(cache_dir),
@@ -89,9 +89,15 @@ def translate_error(exc: BaseException, repo_id: str, revision: str | None, *, o
                     local_example: str = "FaceLift.from_pretrained('path/to/checkpoints')") -> WeightsError:
     """A WeightsError that says what went wrong with a Hub download and how to fix it."""
     from huggingface_hub import constants
-    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, HFValidationError,
-                                        LocalEntryNotFoundError, RemoteEntryNotFoundError,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     where = _describe(repo_id, revision)
     cache = str(cache_dir) if cache_dir is not None else constants.HF_HUB_CACHE

@@ -44,7 +44,7 @@ def run_benchmark(image=None, *, size: int = 512, repeat: int = 20, weights=None
     import torch
     from PIL import Image
 
-    from . import __version__
+    from ._version import __version__
     from .pipeline import FaceLift
 
     repeat, batch = max(1, int(repeat)), max(0, int(batch))

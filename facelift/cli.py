@@ -12,13 +12,13 @@ from pathlib import Path
 
 from .errors import FaceLiftError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pnm"}
-
 
 def collect_inputs(inputs: list[str], skipped: list[Path] | None = None) -> list[Path]:
     """Files as given; folders expand (recursively) to the images inside, sorted. The other
     files found in folders (no image extension) are appended to `skipped`, if given, as
     paths relative to their folder."""
+    from .image import IMAGE_SUFFIXES
+
     paths: list[Path] = []
     for item in inputs:
         p = Path(item)
@@ -91,7 +91,7 @@ def _remove_temporaries(out: Path, names: list[str]) -> None:
     import glob
     import shutil
 
-    from .pipeline import TMP_MARK
+    from .export.folder import TMP_MARK
 
     for name in set(names):
         for tmp in out.glob(f".{glob.escape(name)}{TMP_MARK}{os.getpid()}-*"):
@@ -107,7 +107,7 @@ def _remove_stale_temporaries(out: Path) -> int:
     another machine's process. Returns the number removed."""
     import shutil
 
-    from .pipeline import TMP_MARK
+    from .export.folder import TMP_MARK
 
     removed = 0
     try:
@@ -400,7 +400,7 @@ def cmd_benchmark(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(prog="facelift", description="One photo in, a relightable 3D face out.")
     parser.add_argument("--version", action="version", version=f"facelift {__version__}")

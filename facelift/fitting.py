@@ -21,8 +21,8 @@ for `alpha` and LM on the pose; (d) joint LM on everything. Jacobians are analyt
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Union
 
 import numpy as np

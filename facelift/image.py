@@ -13,7 +13,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, TiffImagePlugin, UnidentifiedImageError
 
+from ._validate import is_int
 from .errors import ImageTooLargeError, ImageTooSmallError, InvalidImageError
+
+#: The file extensions taken for photos where a folder is searched (the CLI, the evaluation).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".pnm"})
 
 MAX_PIXELS = 50_000_000
 MIN_SIDE = 32
@@ -44,7 +48,7 @@ def load_image(source, *, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE
     `ImageTooLargeError`, `ImageTooSmallError`) for anything that is not a usable image;
     the size limits are checked before any pixel data is decoded.
     """
-    if max_side is not None and (isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < min_side):
+    if max_side is not None and (not is_int(max_side, numpy=False) or max_side < min_side):
         raise ValueError(f"max_side must be an integer of at least min_side ({min_side}), got {max_side!r}")
     if isinstance(source, np.ndarray):
         return _fit(array_to_rgb(source, max_pixels, min_side), max_side)
@@ -264,3 +268,16 @@ def _to_unit_float(arr: np.ndarray) -> np.ndarray:
         np.minimum(colour, white, out=colour)  # clip first: dividing by a tiny white could overflow
         colour /= white
     return f
+
+
+def collect_images(folder, limit: int | None = None) -> list[Path]:
+    """Image files under `folder` (recursive, sorted); with `limit`, `limit` of them evenly
+    spaced over the sorted list (so a subset covers every sub-folder), deterministic."""
+    root = Path(folder)
+    if root.is_file():
+        return [root]
+    paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if limit is not None and 0 < limit < len(paths):
+        idx = np.unique(np.linspace(0, len(paths) - 1, limit).round().astype(int))
+        paths = [paths[i] for i in idx]
+    return paths

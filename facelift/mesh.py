@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import scipy.sparse as sp
 
+from ._validate import is_int
 from .face_model import FaceModel
 
 
@@ -106,9 +107,9 @@ def loop_subdivision_matrix(triangles: np.ndarray, n_vertices: int, levels: int)
     Returns LoopSubdivision(operator (N_sub, N) csr, triangles_sub (F_sub, 3) int32,
     midpoint (N_sub, N) csr); unpacks as a 3-tuple. `levels=0` is the identity.
     """
-    if isinstance(n_vertices, bool) or not isinstance(n_vertices, (int, np.integer)) or n_vertices < 0:
+    if not is_int(n_vertices) or n_vertices < 0:
         raise ValueError(f"n_vertices must be a non-negative integer, got {n_vertices!r}.")
-    if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 0:
+    if not is_int(levels) or levels < 0:
         raise ValueError(f"levels must be a non-negative integer, got {levels!r}.")
     tris = _check_triangles(triangles, n_vertices)
     n = int(n_vertices)
@@ -274,9 +275,9 @@ class DenseMeshBuilder:
     """Precomputes the dense UV-grid mesh of a face model; `build` places it for any fit."""
 
     def __init__(self, model: FaceModel, resolution: int = 256, subdivisions: int = 2):
-        if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or resolution < 2:
+        if not is_int(resolution) or resolution < 2:
             raise ValueError(f"resolution must be an integer >= 2, got {resolution!r}.")
-        if isinstance(subdivisions, bool) or not isinstance(subdivisions, (int, np.integer)) or subdivisions < 0:
+        if not is_int(subdivisions) or subdivisions < 0:
             raise ValueError(f"subdivisions must be a non-negative integer, got {subdivisions!r}.")
         self.model = model
         self.resolution = G = int(resolution)

@@ -24,10 +24,11 @@ the viewer):
   the normals after `rotation_of_face` only, so it stays attached to the face (and the
   photo's scene) while yaw/pitch orbit the viewer around it.
 
-Platform: on import, if neither `PYOPENGL_PLATFORM` nor `DISPLAY` is set, EGL is
-selected. PyOpenGL binds its platform when `OpenGL` is first imported, so a fallback to
-OSMesa is only possible before that: when we chose EGL ourselves, the first renderer
-probes EGL with plain ctypes and switches to OSMesa if EGL cannot create a context.
+Platform: on first use (the first renderer, not on import), if neither `PYOPENGL_PLATFORM`
+nor `DISPLAY` is set, EGL is selected. PyOpenGL binds its platform when `OpenGL` is first
+imported, so a fallback to OSMesa is only possible before that: when we chose EGL
+ourselves, the first renderer probes EGL with plain ctypes and switches to OSMesa if EGL
+cannot create a context.
 Once OpenGL is imported (by us or anyone else) a failing platform can only be reported.
 """
 
@@ -44,12 +45,6 @@ import numpy as np
 
 from . import shading
 from .errors import RenderError
-
-_PLATFORM_CHOSEN_HERE = False
-if "PYOPENGL_PLATFORM" not in os.environ and not os.environ.get("DISPLAY"):
-    os.environ["PYOPENGL_PLATFORM"] = "egl"
-    _PLATFORM_CHOSEN_HERE = True
-
 
 MODES = ("albedo", "shaded", "normals")
 DEFAULT_LIGHT = (25.0, 25.0)
@@ -131,12 +126,26 @@ def _egl_probe_error() -> str | None:
     return None
 
 
+_platform_chosen_here = False
+
+
+def _choose_platform() -> bool:
+    """Select EGL when neither `PYOPENGL_PLATFORM` nor `DISPLAY` is set; True if it was chosen
+    here (now or by an earlier call). Runs before OpenGL is first imported (PyOpenGL reads the
+    variable then)."""
+    global _platform_chosen_here
+    if "PYOPENGL_PLATFORM" not in os.environ and not os.environ.get("DISPLAY"):
+        os.environ["PYOPENGL_PLATFORM"] = "egl"
+        _platform_chosen_here = True
+    return _platform_chosen_here
+
+
 def _load_pyrender():
     global _pyrender
     with _backend_lock:
         if _pyrender is not None:
             return _pyrender
-        if (_PLATFORM_CHOSEN_HERE and os.environ.get("PYOPENGL_PLATFORM") == "egl"
+        if (_choose_platform() and os.environ.get("PYOPENGL_PLATFORM") == "egl"
                 and "OpenGL" not in sys.modules):
             reason = _egl_probe_error()
             if reason is not None:

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import scipy.sparse as sp
 
+from ._validate import is_int
 from .face_model import FaceModel, TexelMap
 
 # A texel faces the camera when its camera-space normal has z above this (< ~78 degrees off
@@ -147,7 +148,7 @@ def _check_inputs(image, vertices_camera, scale, translation, model, resolution,
     t = np.asarray(translation, np.float64)
     if t.shape != (2,) or not np.isfinite(t).all():
         raise ValueError(f"translation must be 2 finite numbers (x, y) in pixels, got {translation!r}.")
-    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or resolution < 2:
+    if not is_int(resolution) or resolution < 2:
         raise ValueError(f"resolution must be an integer >= 2, got {resolution!r}.")
     box = None
     if valid_box is not None:

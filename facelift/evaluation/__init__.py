@@ -7,10 +7,27 @@ edits: exposure, white balance, gamma, JPEG, half size, cast shadow), `landmarks
 `report` (docs/EVALUATION.md), `figures` (comparison image).
 """
 
-from .metrics import (LPIPSMetric, change_ratio, high_pass, masked_l1, mirror_error, nme, self_occluded, sharpness,
-                      summarise)
-from .runner import (METRICS, albedos_for_texture, collect_images, evaluate_paths, evaluate_reconstruction,
-                     format_table, image_occlusion, photo_consistency)
+from .metrics import (
+    LPIPSMetric,
+    change_ratio,
+    high_pass,
+    masked_l1,
+    mirror_error,
+    nme,
+    self_occluded,
+    sharpness,
+    summarise,
+)
+from .runner import (
+    METRICS,
+    albedos_for_texture,
+    collect_images,
+    evaluate_paths,
+    evaluate_reconstruction,
+    format_table,
+    image_occlusion,
+    photo_consistency,
+)
 
 __all__ = ["LPIPSMetric", "change_ratio", "high_pass", "masked_l1", "mirror_error", "nme", "self_occluded",
            "sharpness", "summarise", "METRICS", "albedos_for_texture", "collect_images", "evaluate_paths",

@@ -13,7 +13,6 @@ import json
 import sys
 from pathlib import Path
 
-
 from .landmarks68 import IBUG68_FROM_MEDIAPIPE
 from .runner import format_markdown
 

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..image import collect_images  # noqa: F401  (re-exported: facelift.evaluation.collect_images)
 from ..shading import directional_light_sh, irradiance, light_direction
 from . import metrics as M
-from .landmarks68 import INNER, REGIONS, load_ground_truth, model_landmarks68
 from .image_occluders import KINDS as IMAGE_KINDS
 from .image_occluders import make_image_occluder, occluder_uv_coverage
 from .image_occluders import paste as paste_in_photo
+from .landmarks68 import INNER, REGIONS, load_ground_truth, model_landmarks68
 from .masks import skin_mask, static_skin_mask
 from .occluders import KINDS, make_occluder, paste
 from .perturbations import PERTURBATIONS, perturb
@@ -37,7 +38,6 @@ MIN_OCCLUDED_TEXELS = 16
 CLEAN_SKIN_CONFIDENCE = 0.5
 #: The face found in an edited photo must overlap the original's box by this IoU, else it is lost.
 MIN_FACE_IOU = 0.5
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 
 #: (key, label, lower-is-better note) in table order.
 METRICS = (
@@ -91,19 +91,6 @@ PHOTO_METRIC_KEYS = (
     *(f"photo_consistency_{a}_{n}" for n in PERTURBATIONS for a in ("fan", "pca")),
     "seconds_image_occlusion", "seconds_photo_consistency",
 )
-
-
-def collect_images(folder, limit: int | None = None) -> list[Path]:
-    """Image files under `folder` (recursive, sorted); with `limit`, `limit` of them evenly
-    spaced over the sorted list (so a subset covers every sub-folder), deterministic."""
-    root = Path(folder)
-    if root.is_file():
-        return [root]
-    paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if limit is not None and 0 < limit < len(paths):
-        idx = np.unique(np.linspace(0, len(paths) - 1, limit).round().astype(int))
-        paths = [paths[i] for i in idx]
-    return paths
 
 
 def albedos_for_texture(fl, maps, texture: np.ndarray):

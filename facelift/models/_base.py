@@ -23,6 +23,7 @@ from safetensors.torch import save_model
 from torch import nn
 
 from facelift._jsonfile import read_json_file
+from facelift._validate import is_int
 from facelift.errors import WeightsError
 
 T = TypeVar("T", bound="FaceLiftModel")
@@ -255,7 +256,7 @@ def check_choice(name: str, value: Any, choices: tuple) -> Any:
 
 
 def check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value, numpy=False) or value < 1:
         raise ValueError(f"{name} must be a positive integer; got {value!r}")
     return int(value)
 

@@ -37,8 +37,7 @@ import torch
 
 from .config import BNetConfig, DRNConfig, FANConfig, config_dict, save_config
 from .data import UVDataset
-from .losses import (PCAAlbedo, bnet_loss, drn_loss, gan_loss, load_vgg, perceptual, pixel_loss,
-                     render_texture)
+from .losses import PCAAlbedo, bnet_loss, drn_loss, gan_loss, load_vgg, perceptual, pixel_loss, render_texture
 
 
 # ---- shared machinery ----------------------------------------------------------------------
@@ -248,9 +247,8 @@ def load_frozen(cls, path: str, device):
 
 # ---- B-Net ---------------------------------------------------------------------------------
 def train_bnet(cfg: BNetConfig, resume: bool = True) -> Path:
-    from ..models import BNet
-
     from ..face_model import FaceModel
+    from ..models import BNet
 
     run = Run(cfg)
     pca = load_pca(cfg.face_model, cfg.resolution, cfg.n_albedo).to(run.device)

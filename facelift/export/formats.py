@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import UnknownOutputError
+from ..errors import UnknownOutputError
 
 GLB_ROUGHNESS = 0.9
 
