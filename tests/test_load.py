@@ -36,7 +36,7 @@ def test_app_under_load(request):
     print(text)
     assert report["passed"], text
     assert report["reconstructions_done"] == size["clients"] * size["reconstructions"]
-    assert set(report["latency"]) == {"/reconstruct", "/render", "/downloads"}
+    assert set(report["latency"]) == {"/reconstruct", "/render", "/downloads", "/turntable"}
 
 
 def test_the_load_test_notices_crossed_results(tmp_path):

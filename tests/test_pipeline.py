@@ -105,6 +105,17 @@ def test_details_figure_has_a_row_per_photo(fl, tmp_path):
     assert fig.size == (96 * len(DETAIL_COLUMNS), 22 + 96) and len(failed) == 1
 
 
+def test_showcase_figure_panels(fl, rec):
+    from facelift.evaluation.figures import SHOWCASE_COLUMNS, comparison_figure, showcase_panels
+
+    ims = showcase_panels(rec, size=96)
+    assert len(ims) == len(SHOWCASE_COLUMNS) and all(im.shape == (96, 96, 3) for im in ims)
+    assert np.abs(ims[0].astype(int) - ims[1]).mean() > 1  # the overlay draws on the photo
+    assert np.abs(ims[3].astype(int) - ims[4]).mean() > 5  # another view, another light
+    fig, failed = comparison_figure(fl, [ASTRONAUT], size=64, kind="showcase")
+    assert fig.size == (64 * len(SHOWCASE_COLUMNS), 22 + 64) and not failed
+
+
 def test_details_change_the_mesh(rec):
     smooth, detailed = rec.dense_mesh(details=False), rec.dense_mesh(details=True)
     assert smooth.vertices.shape == detailed.vertices.shape

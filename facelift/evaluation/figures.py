@@ -2,6 +2,10 @@
 
     python -m facelift.evaluation.figures PHOTO_OR_DIR... -o docs/comparison.png [--weights BUNDLE]
     python -m facelift.evaluation.figures --details PHOTO_OR_DIR... -o docs/details.png
+    python -m facelift.evaluation.figures --showcase examples/astronaut.png -o docs/showcase.png
+
+`--showcase` (README's figure): photo | the reconstruction drawn over it in the photo's pose |
+FAN albedo | relit from the left | turned and relit from the right.
 
 `--details`: photo | shaded without details | shaded with details | displacement, the shading
 of the shape alone (a uniform grey albedo) under one directional light, the displacement in mm
@@ -23,6 +27,7 @@ from PIL import Image, ImageDraw
 
 COLUMNS = ("input", "texture", "PCA albedo", "FAN albedo", "displacement", "relit render")
 DETAIL_COLUMNS = ("photo", "shaded, no details", "shaded, with details", "displacement, blue -1 to red +1 mm")
+SHOWCASE_COLUMNS = ("photo", "in the photo", "FAN albedo", "relit", "turned, relit")
 DETAIL_LIGHT = (55, 20)  # azimuth, elevation (degrees): a raking light that shows relief
 DETAIL_LIMIT_M = 0.001  # the displacement colour map spans +-1 mm
 
@@ -63,11 +68,26 @@ def detail_panels(rec, size: int = 256) -> list[np.ndarray]:
     return [np.asarray(Image.fromarray(im).convert("RGB").resize((size, size), Image.BICUBIC)) for im in images]
 
 
+def showcase_panels(rec, size: int = 256) -> list[np.ndarray]:
+    """The five panels of the README's figure for one reconstruction, each (size, size, 3) uint8."""
+    box = rec.face.box
+    images = [
+        _square_crop(rec.image, box), _square_crop(rec.render_in_photo(), box), _u8(rec.albedo),
+        rec.render(light=(-50, 15), size=size, ambient=0.3),
+        rec.render(yaw=35, light=(60, 25), size=size, ambient=0.3),
+    ]
+    return [np.asarray(Image.fromarray(im).convert("RGB").resize((size, size), Image.BICUBIC)) for im in images]
+
+
+FIGURES = {"comparison": (COLUMNS, panels), "details": (DETAIL_COLUMNS, detail_panels),
+           "showcase": (SHOWCASE_COLUMNS, showcase_panels)}
+
+
 def comparison_figure(pipeline, photos, size: int = 192, label_height: int = 22,
-                      details: bool = False) -> tuple[Image.Image, list]:
+                      details: bool = False, kind: str | None = None) -> tuple[Image.Image, list]:
     """The figure for `photos` (paths); returns (image, [(photo, error)] for photos that failed).
-    `details`: the details figure (DETAIL_COLUMNS) instead of the comparison (COLUMNS)."""
-    columns, make = (DETAIL_COLUMNS, detail_panels) if details else (COLUMNS, panels)
+    `kind`: a key of FIGURES ("comparison" by default; `details=True` is "details")."""
+    columns, make = FIGURES[kind or ("details" if details else "comparison")]
     rows, failed = [], []
     for p in photos:
         try:
@@ -95,11 +115,13 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", default=None)
     ap.add_argument("--size", type=int, default=192, help="panel size in pixels (default 192)")
     ap.add_argument("--details", action="store_true", help="the DRN details figure (DETAIL_COLUMNS)")
+    ap.add_argument("--showcase", action="store_true", help="the README's figure (SHOWCASE_COLUMNS)")
     args = ap.parse_args(argv)
     photos = [p for item in args.photos for p in collect_images(item)]
     fl = FaceLift.from_pretrained(args.weights)
     try:
-        fig, failed = comparison_figure(fl, photos, args.size, details=args.details)
+        kind = "showcase" if args.showcase else "details" if args.details else "comparison"
+        fig, failed = comparison_figure(fl, photos, args.size, kind=kind)
     finally:
         fl.close()
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)

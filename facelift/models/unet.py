@@ -192,7 +192,7 @@ class UNet(FaceLiftModel):
     def __init__(self, resolution: int = 256, in_channels: int = 3, out_channels: int = 3, ngf: int = 16,
                  flip_features: bool = True, output_activation: str = "sigmoid", max_rate: float = 0.004,
                  inputs: tuple | list | None = None, depth: int | None = None, upsample: str = "transpose",
-                 output_pyramid: tuple | list | None = None):
+                 output_pyramid: tuple | list | None = None, gate_by: str | None = None):
         super().__init__()
         resolution = check_choice("resolution", resolution, RESOLUTIONS)
         in_channels = check_positive_int("in_channels", in_channels)
@@ -223,6 +223,10 @@ class UNet(FaceLiftModel):
         pyramid = check_pyramid(output_pyramid, output_activation)
         if pyramid:
             config["output_pyramid"] = list(pyramid)
+        if gate_by is not None:
+            if output_activation != "gated" or gate_by not in inputs or UV_INPUTS[gate_by] != 1:
+                raise ValueError(f"gate_by names a one-channel input of a gated network, got {gate_by!r}")
+            config["gate_by"] = gate_by
         self._register_config(**config)
         self.resolution = resolution
         self.in_channels = in_channels
@@ -247,6 +251,11 @@ class UNet(FaceLiftModel):
                                              outermost=True, flip_features=flip_features)
         init_pix2pix_weights(self)
         self.pyramid = PyramidSum(pyramid) if pyramid else None
+        # the input channel (e.g. the skin confidence) that caps the gate: g * that map
+        self.gate_channel = None
+        if gate_by is not None:
+            offsets = [sum(UV_INPUTS[n] for n in inputs[:i]) for i in range(len(inputs))]
+            self.gate_channel = offsets[inputs.index(gate_by)]
 
     @property
     def blocks(self) -> list[UnetSkipConnectionBlock]:
@@ -263,6 +272,8 @@ class UNet(FaceLiftModel):
             return torch.sigmoid(y)
         if self.output_activation == "gated":
             gate = torch.sigmoid(y[:, self.out_channels:])
+            if self.gate_channel is not None:
+                gate = gate * x[:, self.gate_channel:self.gate_channel + 1].clamp(0, 1)
             out = gate * x[:, :self.out_channels] + (1 - gate) * torch.sigmoid(y[:, :self.out_channels])
             return (out, gate) if return_gate else out
         if self.pyramid is not None:
@@ -273,8 +284,7 @@ class UNet(FaceLiftModel):
         """The gate g (B, 1, R, R) of a gated network: 1 where the first input passes through."""
         if self.output_activation != "gated":
             raise ValueError("only a network with output_activation='gated' has a gate")
-        check_input(x, self.in_channels, self.resolution, f"{type(self).__name__} input")
-        return torch.sigmoid(self.model(x * 2 - 1)[:, self.out_channels:])
+        return self.forward(x, return_gate=True)[1]
 
 
 @register_model("fan")
@@ -283,9 +293,10 @@ class FAN(UNet):
 
     def __init__(self, resolution: int = 256, in_channels: int = 3, out_channels: int = 3, ngf: int = 16,
                  flip_features: bool = True, output_activation: str = "sigmoid", max_rate: float = 0.004,
-                 inputs: tuple | list | None = None, depth: int | None = None, upsample: str = "transpose"):
+                 inputs: tuple | list | None = None, depth: int | None = None, upsample: str = "transpose",
+                 gate_by: str | None = None):
         super().__init__(resolution, in_channels, out_channels, ngf, flip_features, output_activation, max_rate,
-                         inputs, depth, upsample)
+                         inputs, depth, upsample, gate_by=gate_by)
 
 
 @register_model("drn")

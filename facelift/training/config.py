@@ -84,6 +84,7 @@ class FANConfig(TrainConfig):
     # gate supervision (gated output): BCE asking the gate to close (0) on synthetic occluders and to
     # pass the de-lit texture through (1) on clean, trusted skin; 0 leaves the gate to E_pixel alone
     w_gate: float = 0.0
+    gate_by: str | None = None  # a one-channel input (e.g. "confidence") that caps the gate: g * map
 
 
 @dataclass

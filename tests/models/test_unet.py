@@ -239,6 +239,31 @@ def test_gated_output_passes_the_first_input_through_where_the_gate_opens():
     assert torch.allclose(net(x), torch.full((1, 3, 128, 128), 0.5), atol=1e-6)  # the completion, sigmoid(0)
 
 
+def test_gate_by_caps_the_gate_with_an_input_map(tmp_path):
+    from facelift.models import FAN
+
+    net = FAN(resolution=128, **V2, gate_by="confidence").eval()
+    head = net.model.model[-1]
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 30.0]))  # the network's own gate wide open
+    x = torch.rand(1, 8, 128, 128)
+    x[:, 4] = 0.0  # confidence (channel 4: delit 0-2, visibility 3) zero on the left half ...
+    x[:, 4, :, 64:] = 1.0  # ... one on the right
+    y, gate = net(x, return_gate=True)
+    assert torch.allclose(gate[0, 0, :, :64], torch.zeros(128, 64)) and torch.allclose(gate[0, 0, :, 64:],
+                                                                                      torch.ones(128, 64))
+    assert torch.allclose(y[..., 64:], x[:, :3, :, 64:], atol=1e-6)  # trusted: the de-lit texture
+    assert torch.allclose(y[..., :64], torch.full((1, 3, 128, 64), 0.5), atol=1e-6)  # untrusted: the completion
+    net.save_pretrained(tmp_path / "g")
+    assert FAN.from_pretrained(tmp_path / "g").config["gate_by"] == "confidence"
+    for bad in ("delit", "nope"):
+        with pytest.raises(ValueError, match="gate_by"):
+            FAN(resolution=128, **V2, gate_by=bad)
+    with pytest.raises(ValueError, match="gate_by"):
+        FAN(resolution=128, gate_by="visibility")  # not gated
+
+
 def test_only_a_gated_network_returns_a_gate():
     from facelift.models import FAN
 
