@@ -186,7 +186,8 @@ def train_drn_v2(cfg: DRNConfig, resume: bool = True) -> Path:
             tex_in = tex * (1 - alpha) + colour * alpha
             conf_in = confidence_map(tex_in, outlier_albedo, outlier_shading, vis, batch["scale_lf"])
             maps_in = {"texture": tex_in, "delit": delit(tex_in, shading, vis), "visibility": vis,
-                       "confidence": conf_in, "albedo_pca": albedo_pca, "shading": shading}
+                       "confidence": conf_in, "albedo_pca": albedo_pca, "shading": shading,
+                       "albedo_stiff": outlier_albedo * mask}
             # one FAN pass, on the input as the pipeline sees it; the render below only uses the
             # texels no synthetic occluder covers, where it matches the FAN on the clean texture
             maps_in["albedo_fan"] = albedo_fan = _run_at_own_resolution(fan, stack_inputs(fan.inputs, maps_in)) * mask
