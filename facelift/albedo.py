@@ -12,10 +12,10 @@ per-texel weight is the skin confidence (`skin_confidence`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
-
-from dataclasses import dataclass
 
 from .face_model import FaceModel
 from .shading import LAMBERT, estimate_sh, irradiance, sh_basis

@@ -79,9 +79,7 @@ def _downsize(x: Tensor, size: int | None) -> Tensor:
 
 
 def build_fan(cfg: FANConfig):
-    from ..models import FAN
-
-    from ..models import UV_INPUTS
+    from ..models import FAN, UV_INPUTS
 
     inputs = cfg.inputs or V2_INPUTS
     fan = FAN(resolution=cfg.resolution, ngf=cfg.ngf, flip_features=cfg.flip_features,
