@@ -69,7 +69,8 @@ def evaluate(data, bnet_dir, fan_dir, drn_dir, face_model, batch_size=32, limit=
             for i, low in enumerate(lows):
                 src = network_sources(tex[i].permute(1, 2, 0).numpy(), vis[i, 0].numpy(),
                                       nrm[i].permute(1, 2, 0).numpy(), low,
-                                      stiff_pca_albedo(model, low, tex.shape[-1]))
+                                      stiff_pca_albedo(model, low, tex.shape[-1]) if "albedo_stiff" in fan.inputs
+                                      else None)
                 rows.append(torch.cat([torch.from_numpy(np.ascontiguousarray(src[k], np.float32)).permute(2, 0, 1)
                                        for k in fan.inputs]))
             alb = fan(torch.stack(rows))

@@ -8,7 +8,8 @@
 #      exported with training/export_state.py)
 #   B. 128x128 from A, w_gan 0.01, lr_d 5e-5 (the config as committed): 442 steps (20 min)
 #   C. 256x256 from B, lr 1e-4: 332 steps (25 min)
-#   D. 256x256 from C with the skin fill in the occluder generator: see checkpoints/README.md
+#   D. 256x256 from C with the skin fill in the occluder generator: 395 steps (26 min); the shipped
+#      config then adds gate_by=confidence (inference only; see checkpoints/README.md)
 # Usage: FAN_V2=/path/to/fan_v2 bash training/run_fan_v2_1.sh [DATA_ROOT=/work/data]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,4 +26,13 @@ $PY training/train_fan.py --config "$CFG" "${T[@]}" --out "$D/runs/fan_v21b_128"
 $PY training/train_fan.py --config "$CFG" "${T[@]}" --out "$D/runs/fan_v21b_256" --resolution 256 --batch-size 8 \
     --lr 1e-4 --max-steps 332 --set init_from="$D/runs/fan_v21b_128/final"
 $PY training/train_fan.py --config "$CFG" "${T[@]}" --out "$D/runs/fan_v21c_256" --resolution 256 --batch-size 8 \
-    --lr 1e-4 --max-steps "${STEPS_D:-300}" --set init_from="$D/runs/fan_v21b_256/final"
+    --lr 1e-4 --max-steps 395 --set init_from="$D/runs/fan_v21b_256/final"
+# the shipped folder: stage D's weights with the gate capped by the skin confidence (gate_by)
+$PY - "$D/runs/fan_v21c_256/final" "$D/runs/fan_v21_ship" <<'PY'
+import sys
+from facelift.models import FAN
+src = FAN.from_pretrained(sys.argv[1])
+net = FAN(**{k: v for k, v in src.config.items() if not k.startswith("_")}, gate_by="confidence")
+net.load_state_dict(src.state_dict())
+net.save_pretrained(sys.argv[2])
+PY

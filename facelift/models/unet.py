@@ -223,10 +223,12 @@ class UNet(FaceLiftModel):
         pyramid = check_pyramid(output_pyramid, output_activation)
         if pyramid:
             config["output_pyramid"] = list(pyramid)
+        self.gate_channel = None  # the input channel (e.g. the skin confidence) that caps the gate
         if gate_by is not None:
             if output_activation != "gated" or gate_by not in inputs or UV_INPUTS[gate_by] != 1:
                 raise ValueError(f"gate_by names a one-channel input of a gated network, got {gate_by!r}")
             config["gate_by"] = gate_by
+            self.gate_channel = sum(UV_INPUTS[n] for n in inputs[:inputs.index(gate_by)])
         self._register_config(**config)
         self.resolution = resolution
         self.in_channels = in_channels
@@ -251,11 +253,6 @@ class UNet(FaceLiftModel):
                                              outermost=True, flip_features=flip_features)
         init_pix2pix_weights(self)
         self.pyramid = PyramidSum(pyramid) if pyramid else None
-        # the input channel (e.g. the skin confidence) that caps the gate: g * that map
-        self.gate_channel = None
-        if gate_by is not None:
-            offsets = [sum(UV_INPUTS[n] for n in inputs[:i]) for i in range(len(inputs))]
-            self.gate_channel = offsets[inputs.index(gate_by)]
 
     @property
     def blocks(self) -> list[UnetSkipConnectionBlock]:

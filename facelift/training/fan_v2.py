@@ -170,11 +170,10 @@ def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
         if cfg.w_gate > 0:
             occluded = (alpha > 0.5).float()
             trusted = (weight > 0.5).float() * (alpha < 0.05).float()
-            sel = occluded + trusted
             bce = F.binary_cross_entropy(gate[:B].clamp(1e-4, 1 - 1e-4), trusted, reduction="none")
             # occluded and clean texels weigh the same, however few the occluded ones are
             n_occ, n_ok = occluded.sum().clamp_min(1), trusted.sum().clamp_min(1)
-            terms["gate"] = 0.5 * ((bce * occluded).sum() / n_occ + (bce * trusted).sum() / n_ok) * (sel.sum() > 0)
+            terms["gate"] = 0.5 * ((bce * occluded).sum() / n_occ + (bce * trusted).sum() / n_ok)
         weights = {"pixel": cfg.w_pixel, "percep": cfg.w_percep, "adv": cfg.w_gan, "lowfreq": cfg.w_lowfreq,
                    "consistency": cfg.w_consistency,
                    "gate": cfg.w_gate}
