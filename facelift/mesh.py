@@ -445,3 +445,40 @@ def detail_normal_map(displacement_rate: np.ndarray, position: np.ndarray, mask:
     n /= np.linalg.norm(n, axis=-1, keepdims=True)
     n[~m] = (0.0, 0.0, 1.0)
     return n.astype(np.float32)
+
+
+#: Bounds of the cavity factor (as in training: facelift.training.drn_v2.cavity_shading)
+DETAIL_OCCLUSION_RANGE = (0.5, 1.5)
+
+
+def masked_gaussian_blur(values: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur (`sigma` texels, radius round(3 sigma), edges replicated) of an (R, R) map
+    over `mask` only: normalised by the blurred mask, zero outside it."""
+    m = np.asarray(mask, np.float64)
+    r = max(1, int(3 * sigma + 0.5))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k /= k.sum()
+    num = cv2.sepFilter2D(np.asarray(values, np.float64) * m, -1, k, k, borderType=cv2.BORDER_REPLICATE)
+    den = cv2.sepFilter2D(m, -1, k, k, borderType=cv2.BORDER_REPLICATE)
+    return np.where(m > 0, num / np.maximum(den, 1e-6), 0.0)
+
+
+def detail_occlusion(displacement_rate: np.ndarray, mask: np.ndarray, cavity: float, sigma: float) -> np.ndarray:
+    """(R, R) share of the light a texel receives because of the details: 1 + cavity x (r_d -
+    blur(r_d)) in mm, within DETAIL_OCCLUSION_RANGE, 1 outside the layout. A texel below its
+    surroundings (a crease) is darker, as ambient occlusion makes it: the DRN's shading model
+    when it was trained with a cavity term (`DRN.config["cavity"]`, per mm)."""
+    r = np.asarray(displacement_rate, np.float64)
+    if r.ndim == 3 and r.shape[2] == 1:
+        r = r[..., 0]
+    m = np.asarray(mask, bool)
+    if r.ndim != 2 or m.shape != r.shape:
+        raise ValueError(f"displacement_rate (R, R) and mask (R, R) must agree; got {r.shape} and {m.shape}.")
+    if not np.isfinite(r[m]).all():
+        raise ValueError("displacement_rate contains NaN or infinite values.")
+    if not (np.isfinite(cavity) and cavity >= 0 and np.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"cavity must be >= 0 and sigma > 0, got {cavity} and {sigma}.")
+    r = np.where(m, r, 0.0)
+    relative_mm = (r - masked_gaussian_blur(r, m, sigma)) * 1000.0
+    out = np.clip(1.0 + cavity * relative_mm, *DETAIL_OCCLUSION_RANGE)
+    return np.where(m, out, 1.0).astype(np.float32)

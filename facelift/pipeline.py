@@ -203,7 +203,7 @@ class FaceLift:
             albedo=pred.albedo, albedo_pca=pred.albedo_pca, displacement=pred.displacement,
             displacement_scale=pred.displacement_scale, sh=pred.sh, albedo_source=pred.albedo_source,
             albedo_pca_source=pred.albedo_pca_source, vertices_model=verts_model, timings=timings, warnings=warnings,
-            skin_confidence=pred.skin_confidence)
+            skin_confidence=pred.skin_confidence, detail_cavity=pred.detail_cavity)
         with _timed(timings, "mesh"):
             rec.dense_mesh(details=True)
         timings["total"] = round((time.perf_counter() - t0) * 1000.0, 2)
@@ -226,6 +226,7 @@ class FaceLift:
                 albedo = low.albedo
         displacement = np.zeros(maps.mask.shape, np.float32)
         displacement_scale = 0.0
+        cavity = (0.0, 4.0)
         if details:
             with _timed(timings, "drn"):
                 if self.drn is not None:
@@ -233,6 +234,7 @@ class FaceLift:
                     sources["albedo_fan"] = albedo  # the PCA albedo when there is no FAN
                     displacement = self._run_unet(self.drn, sources)[..., 0]
                     displacement_scale = float(self.drn.config["max_rate"])
+                    cavity = (float(self.drn.config.get("cavity", 0.0)), float(self.drn.config.get("cavity_sigma", 4.0)))
         inside = maps.mask
         return UVPredictions(
             albedo=np.where(inside[..., None], albedo, 0.0).astype(np.float32),
@@ -240,7 +242,7 @@ class FaceLift:
             sh=low.sh, skin_confidence=np.where(inside, low.confidence, 0.0).astype(np.float32),
             displacement=np.where(inside, displacement, 0.0).astype(np.float32),
             displacement_scale=displacement_scale, albedo_source="fan" if self.fan is not None else pca_source,
-            albedo_pca_source=pca_source)
+            albedo_pca_source=pca_source, detail_cavity=cavity)
 
     def _network_sources(self, maps: UVMaps, low: LowFrequencyFit) -> dict:
         nets = [n for n in (self.fan, self.drn) if n is not None]

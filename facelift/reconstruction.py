@@ -62,6 +62,8 @@ class UVPredictions:
     displacement_scale: float
     albedo_source: str
     albedo_pca_source: str
+    #: the DRN's cavity term (per mm, and its sigma in texels; 0: none): `detail_occlusion`
+    detail_cavity: tuple[float, float] = (0.0, 4.0)
 
 
 @dataclass(eq=False)
@@ -89,6 +91,8 @@ class Reconstruction:
     #: what the user should know about this reconstruction (part of the face cut off,
     #: strong turn); also in params.json
     warnings: list = field(default_factory=list)
+    #: the DRN's cavity term (per mm, sigma in texels; 0: none), see `detail_occlusion`
+    detail_cavity: tuple[float, float] = (0.0, 4.0)
     _meshes: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -115,6 +119,39 @@ class Reconstruction:
 
             self._meshes["detail_normals"] = detail_normal_map(self.displacement, self.maps.position, self.maps.mask)
         return self._meshes["detail_normals"]
+
+    def detail_occlusion(self) -> np.ndarray:
+        """(R, R) share of the light each texel receives because of the DRN's details
+        (`facelift.mesh.detail_occlusion`): below 1 in creases, 1 everywhere without a DRN or
+        for a DRN trained without a cavity term. The FAN albedo holds the photo's creases as
+        they look; with the details off, renders divide this out of it, so the creases go with
+        the geometry that explains them."""
+        if "detail_occlusion" not in self._meshes:
+            cavity, sigma = self.detail_cavity
+            if self.displacement_scale > 0 and cavity > 0:
+                from .mesh import detail_occlusion
+
+                occ = detail_occlusion(self.displacement, self.maps.mask, cavity, sigma)
+            else:
+                occ = np.ones(self.displacement.shape[:2], np.float32)
+            self._meshes["detail_occlusion"] = occ
+        return self._meshes["detail_occlusion"]
+
+    def shown_albedo(self, albedo: str = "fan", details: bool = True) -> np.ndarray:
+        """The albedo map a render uses: with `details`, the FAN albedo as predicted (it holds
+        the creases' darkness), the PCA albedo or grey times the details' occlusion; without,
+        the FAN albedo with the details' occlusion divided out, the PCA albedo or grey."""
+        if albedo not in ("fan", "pca", "grey"):
+            raise ValueError(f"albedo must be 'fan', 'pca' or 'grey', got {albedo!r}")
+        base = {"fan": self.albedo, "pca": self.albedo_pca}.get(albedo)
+        if base is None:  # the geometry alone
+            base = np.full_like(self.albedo, GREY_ALBEDO)
+        if self.displacement_scale <= 0 or self.detail_cavity[0] <= 0:
+            return base
+        occ = self.detail_occlusion()[..., None]
+        if albedo == "fan":
+            return base if details else np.clip(base / occ, 0.0, 1.0).astype(np.float32)
+        return np.clip(base * occ, 0.0, 1.0).astype(np.float32) if details else base
 
     def dense_mesh(self, details: bool = True) -> DenseMesh:
         key = bool(details) and self.displacement_scale > 0
@@ -154,12 +191,8 @@ class Reconstruction:
             raise ValueError(f"mode must be one of {RENDER_MODES}, got {mode!r}")
         if mode == "shaded_details":
             mode, details = "shaded", True
-        if albedo not in ("fan", "pca", "grey"):
-            raise ValueError(f"albedo must be 'fan', 'pca' or 'grey', got {albedo!r}")
-        albedo_map = {"fan": self.albedo, "pca": self.albedo_pca}.get(albedo)
-        if albedo_map is None:  # the geometry alone
-            albedo_map = np.full_like(self.albedo, GREY_ALBEDO)
-        return mode, details, albedo_map
+        details = bool(details) and self.displacement_scale > 0
+        return mode, details, self.shown_albedo(albedo, details)
 
     def photo_view(self, details: bool = True, mode: str = "shaded", albedo: str = "fan"):
         """The face as the photo's camera sees it, at the photo's size: the fitted weak-perspective
@@ -295,13 +328,14 @@ class Reconstruction:
     def export_glb(self, path: str | os.PathLike, details: bool = True) -> Path:
         """Write the GLB alone: the smooth dense mesh with the albedo, and with `details` (and a
         DRN) the details as the material's tangent-space normal map, so they show in any glTF
-        viewer whatever the mesh resolution (the OBJ of `export` carries them in its geometry)."""
+        viewer whatever the mesh resolution (the OBJ of `export` carries them in its geometry);
+        without, the albedo is `shown_albedo("fan", details=False)`."""
         from . import export as ex
 
         base = self.dense_mesh(details=False)
-        albedo_u8 = (np.clip(self.albedo, 0, 1) * 255 + 0.5).astype(np.uint8)
-        normal_map = (ex.normal_map_to_uint8(self.detail_normal_map())
-                      if details and self.displacement_scale > 0 else None)
+        details = bool(details) and self.displacement_scale > 0
+        albedo_u8 = (np.clip(self.shown_albedo("fan", details), 0, 1) * 255 + 0.5).astype(np.uint8)
+        normal_map = ex.normal_map_to_uint8(self.detail_normal_map()) if details else None
         return ex.export_glb(path, base.vertices, base.faces, base.uv, base.normals, albedo_u8, normal_map)
 
     def export(self, directory: str | os.PathLike, render_size: int = 512, outputs=None) -> Path:

@@ -447,3 +447,33 @@ def test_detail_normal_map_signs_and_flat_case():
     bad[3, 3] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         detail_normal_map(bad, position, mask)
+
+
+def test_detail_occlusion_darkens_creases_and_matches_training():
+    import torch
+
+    from facelift.mesh import DETAIL_OCCLUSION_RANGE, detail_occlusion
+    from facelift.training.drn_v2 import cavity_shading
+
+    R = 48
+    mask = np.zeros((R, R), bool)
+    mask[4:44, 6:40] = True
+    rate = np.zeros((R, R), np.float32)
+    rate[20:23, 10:36] = -0.5e-3  # a crease 0.5 mm deep
+    occ = detail_occlusion(rate, mask, 0.3, 4.0)
+    assert occ[21, 20] < 0.9 and occ[10, 20] == pytest.approx(1.0, abs=0.02)  # dark in the crease only
+    assert (occ[~mask] == 1).all() and occ.min() >= DETAIL_OCCLUSION_RANGE[0]
+    np.testing.assert_allclose(detail_occlusion(np.zeros((R, R)), mask, 0.3, 4.0), 1.0)
+    rng = np.random.default_rng(1)
+    noisy = rng.normal(0, 3e-4, (R, R)).astype(np.float32) * mask
+    trained = cavity_shading(torch.from_numpy(noisy)[None, None], torch.from_numpy(mask.astype(np.float32))[None, None],
+                             0.3, 4.0)[0, 0].numpy()
+    np.testing.assert_allclose(detail_occlusion(noisy, mask, 0.3, 4.0)[mask], trained[mask], atol=1e-5)
+    with pytest.raises(ValueError, match="must agree"):
+        detail_occlusion(rate[:-1], mask, 0.3, 4.0)
+    bad = rate.copy()
+    bad[21, 20] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        detail_occlusion(bad, mask, 0.3, 4.0)
+    with pytest.raises(ValueError, match="cavity"):
+        detail_occlusion(rate, mask, -1, 4.0)

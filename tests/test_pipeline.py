@@ -124,6 +124,27 @@ def test_details_change_the_mesh(rec):
     assert offset.max() > 0  # the shipped DRN moves vertices
 
 
+def test_a_cavity_drn_moves_the_creases_darkness_with_the_details(rec):
+    import dataclasses
+
+    np.testing.assert_array_equal(rec.shown_albedo("fan", details=False), rec.albedo)  # no cavity term
+    np.testing.assert_array_equal(rec.detail_occlusion(), 1.0)
+    cav = dataclasses.replace(rec, detail_cavity=(0.3, 4.0), _meshes={})
+    occ = cav.detail_occlusion()
+    inside = rec.maps.mask
+    assert occ[inside].min() < 1.0 < occ[inside].max() and (occ[~inside] == 1).all()
+    np.testing.assert_array_equal(cav.shown_albedo("fan", details=True), rec.albedo)  # as the FAN predicts it
+    np.testing.assert_allclose(cav.shown_albedo("fan", details=False), np.clip(rec.albedo / occ[..., None], 0, 1),
+                               atol=1e-6)
+    grey = cav.shown_albedo("grey", details=True)
+    assert grey[inside].min() < grey[inside].max()  # the geometry alone shows the creases' darkness
+    np.testing.assert_array_equal(cav.shown_albedo("pca", details=False), rec.albedo_pca)
+    with pytest.raises(ValueError, match="albedo must be"):
+        cav.shown_albedo("photo")
+    a, b = cav.render(size=96, details=True), cav.render(size=96, details=False)
+    assert np.abs(a.astype(int) - b.astype(int)).mean() > 0.1
+
+
 def test_export_writes_every_file(rec, tmp_path):
     out = rec.export(tmp_path / "astronaut")
     assert {p.name for p in out.iterdir()} == EXPORTED_FILES

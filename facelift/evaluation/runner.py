@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..image import collect_images  # noqa: F401  (re-exported: facelift.evaluation.collect_images)
+from ..mesh import masked_gaussian_blur
 from ..shading import directional_light_sh, irradiance, light_direction
 from . import metrics as M
 from .image_occluders import KINDS as IMAGE_KINDS
@@ -40,6 +41,8 @@ CLEAN_SKIN_CONFIDENCE = 0.5
 MIN_FACE_IOU = 0.5
 
 #: (key, label, lower-is-better note) in table order.
+SMOOTH_ALBEDO_SIGMA = 3.0  # texels at 256: the DRN's training render blurs the FAN albedo so (drn_v3.json)
+
 METRICS = (
     ("l1_pca", "fidelity L1, PCA albedo"),
     ("l1_fan", "fidelity L1, FAN albedo"),
@@ -75,6 +78,7 @@ METRICS = (
     ("e_grad_drn", "E_grad with the DRN (visible skin)"),
     ("e_grad_no_drn", "E_grad without the DRN"),
     ("e_grad_ratio", "E_grad ratio with/without DRN"),
+    ("e_grad_smooth_ratio", "E_grad ratio with/without DRN, detail-free albedo"),
     ("image_occlusion_displacement_mm", "mean |r_d| inside image occluders, mm"),
     ("nme", "landmark NME % (68)"),
     ("nme_inner", "landmark NME % (51, no jaw)"),
@@ -250,18 +254,31 @@ def detail_metrics(rec, skin: np.ndarray) -> dict:
     |r_d| in mm on clean skin, and E_grad (eq. 9) of the FAN albedo x SH shading against the
     photo's texture on visible skin, with and without the details' normals."""
     region = clean_skin(rec, skin)
-    out = dict.fromkeys(("detail_fine_std_mm", "detail_p99_mm", "e_grad_drn", "e_grad_no_drn", "e_grad_ratio"))
+    out = dict.fromkeys(("detail_fine_std_mm", "detail_p99_mm", "e_grad_drn", "e_grad_no_drn", "e_grad_ratio",
+                         "e_grad_smooth_drn", "e_grad_smooth_no_drn", "e_grad_smooth_ratio"))
+    R = rec.albedo.shape[0]
     out["image_min_side"] = int(min(rec.image.shape[:2]))
     if rec.displacement_scale <= 0 or region.sum() < 2:
         return out
     out["detail_fine_std_mm"] = M.fine_scale_std(rec.displacement, region) * 1e3
     out["detail_p99_mm"] = float(np.percentile(np.abs(rec.displacement[region]), 99) * 1e3)
-    with_details = np.clip(rec.albedo * irradiance(dense_normal_map(rec), rec.sh), 0, 1)
-    without = np.clip(rec.albedo * irradiance(dense_normal_map(rec, details=False), rec.sh), 0, 1)
+    shading = irradiance(dense_normal_map(rec), rec.sh)
+    shading_smooth = irradiance(dense_normal_map(rec, details=False), rec.sh)
+    with_details = np.clip(rec.shown_albedo("fan", True) * shading, 0, 1)
+    without = np.clip(rec.shown_albedo("fan", False) * shading_smooth, 0, 1)
     out["e_grad_drn"] = M.gradient_l1(rec.texture, with_details, skin)
     out["e_grad_no_drn"] = M.gradient_l1(rec.texture, without, skin)
-    if out["e_grad_no_drn"] and np.isfinite(out["e_grad_no_drn"]):
-        out["e_grad_ratio"] = out["e_grad_drn"] / out["e_grad_no_drn"]
+    # the same with a detail-free albedo (the FAN albedo blurred as in training): how much of the
+    # photo's fine-scale gradients the details' geometry and occlusion explain
+    smooth = np.stack([masked_gaussian_blur(rec.albedo[..., c], rec.maps.mask, SMOOTH_ALBEDO_SIGMA * R / 256)
+                       for c in range(3)], -1)
+    occ = rec.detail_occlusion()[..., None]
+    out["e_grad_smooth_drn"] = M.gradient_l1(rec.texture, np.clip(smooth * occ * shading, 0, 1), skin)
+    out["e_grad_smooth_no_drn"] = M.gradient_l1(rec.texture, np.clip(smooth * shading_smooth, 0, 1), skin)
+    for name, a, b in (("e_grad_ratio", "e_grad_drn", "e_grad_no_drn"),
+                       ("e_grad_smooth_ratio", "e_grad_smooth_drn", "e_grad_smooth_no_drn")):
+        if out[b] and np.isfinite(out[b]):
+            out[name] = out[a] / out[b]
     return out
 
 

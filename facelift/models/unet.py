@@ -37,6 +37,7 @@ from facelift.models._base import (
 from facelift.models._registry import register_model
 
 RESOLUTIONS = (128, 256)
+MAX_CAVITY = 2.0  # DRN cavity, per mm
 ACTIVATIONS = ("sigmoid", "tanh", "gated")
 UPSAMPLING = ("transpose", "resize")
 #: The UV maps a U-Net can be fed, with their channel counts (stacked in the order named).
@@ -299,11 +300,24 @@ class FAN(UNet):
 @register_model("drn")
 class DRN(UNet):
     """Detail Recovering Network: texture map (B, 3, R, R) in [0, 1] -> displacement rate
-    r_d (B, 1, R, R) in metres, within [-max_rate, max_rate]; displacement = r_d * normal."""
+    r_d (B, 1, R, R) in metres, within [-max_rate, max_rate]; displacement = r_d * normal.
+
+    ``cavity`` (per mm; 0, the paper, by default) is part of the shading model the network was
+    trained with: a texel d mm below its surroundings (a Gaussian of ``cavity_sigma`` texels)
+    receives 1 - cavity x d of the light, as in a crease (`facelift.mesh.detail_occlusion`)."""
 
     def __init__(self, resolution: int = 256, in_channels: int = 3, out_channels: int = 1, ngf: int = 16,
                  flip_features: bool = True, output_activation: str = "tanh", max_rate: float = 0.004,
                  inputs: tuple | list | None = None, depth: int | None = None, upsample: str = "transpose",
-                 output_pyramid: tuple | list | None = None):
+                 output_pyramid: tuple | list | None = None, cavity: float = 0.0, cavity_sigma: float = 4.0):
         super().__init__(resolution, in_channels, out_channels, ngf, flip_features, output_activation, max_rate,
                          inputs, depth, upsample, output_pyramid)
+        if isinstance(cavity, bool) or not isinstance(cavity, (int, float)) or not 0 <= cavity <= MAX_CAVITY:
+            raise ValueError(f"cavity is the darkening per mm of depth below the surroundings, from 0 to "
+                             f"{MAX_CAVITY}; got {cavity!r}")
+        cavity_sigma = check_positive_float("cavity_sigma", cavity_sigma)
+        if cavity_sigma > 16:
+            raise ValueError(f"cavity_sigma must be at most 16 texels, got {cavity_sigma}")
+        self.cavity, self.cavity_sigma = float(cavity), cavity_sigma
+        if cavity > 0:  # the details' shading model (written only when used: v1 configs stay as they were)
+            self._register_config(**self._config, cavity=float(cavity), cavity_sigma=cavity_sigma)

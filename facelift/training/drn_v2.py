@@ -137,7 +137,7 @@ def build_drn(cfg: DRNConfig):
     inputs = cfg.inputs or V2_INPUTS
     drn = DRN(resolution=cfg.resolution, ngf=cfg.ngf, flip_features=cfg.flip_features,
               in_channels=sum(UV_INPUTS[n] for n in inputs), inputs=inputs, max_rate=cfg.max_rate, depth=cfg.depth,
-              upsample=cfg.upsample, output_pyramid=cfg.output_pyramid)
+              upsample=cfg.upsample, output_pyramid=cfg.output_pyramid, cavity=cfg.cavity, cavity_sigma=cfg.cavity_sigma)
     if cfg.init_from:
         drn.load_state_dict(DRN.from_pretrained(cfg.init_from).state_dict())
     elif cfg.output_init_scale != 1.0:

@@ -354,3 +354,20 @@ def test_drn_output_pyramid_rejects_bad_sigmas(bad):
 def test_output_pyramid_needs_a_displacement():
     with pytest.raises(ValueError, match="output_pyramid"):
         UNet(resolution=128, ngf=4, output_activation="sigmoid", output_pyramid=[0, 1])
+
+
+def test_drn_cavity_round_trips_and_is_validated(tmp_path):
+    from facelift.models import DRN
+
+    assert "cavity" not in DRN(resolution=128, ngf=4).config  # the paper's DRN's config is unchanged
+    drn = DRN(resolution=128, ngf=4, cavity=0.25, cavity_sigma=4)
+    assert drn.config["cavity"] == 0.25 and drn.config["cavity_sigma"] == 4.0
+    drn.save_pretrained(tmp_path / "drn")
+    again = DRN.from_pretrained(tmp_path / "drn")
+    assert again.config == drn.config and again.cavity == 0.25
+    for bad in (-0.1, 2.5, float("nan"), True, "0.2"):
+        with pytest.raises(ValueError, match="cavity"):
+            DRN(resolution=128, ngf=4, cavity=bad)
+    for bad in (0, -1, 17, float("inf")):
+        with pytest.raises(ValueError, match="cavity_sigma"):
+            DRN(resolution=128, ngf=4, cavity=0.2, cavity_sigma=bad)
