@@ -123,6 +123,7 @@ class DRNConfig(TrainConfig):
     w_prior: float = 0.0  # ... with this weight (mean squared mm) ...
     prior_mm: float = 1.0  # ... of mm per unit of high-passed log luminance ...
     prior_sigma: float = 3.0  # ... high-passed at this sigma (texels)
+    prior_fine_sigma: float = 0.0  # ... after a blur of this sigma (texels; 0: none): a band pass
     cavity: float = 0.0  # v2: render x (1 + cavity x (r_d - blur(r_d)) in mm): crease occlusion
     cavity_sigma: float = 4.0  # texels of that blur
     grad_eps: float = 0.0  # v2: E_grad with the Charbonnier penalty of this eps (0: |x|, the paper)

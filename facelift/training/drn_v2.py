@@ -99,14 +99,16 @@ def detail_statistics(rate: Tensor, weight: Tensor, sigma: float = 3.0) -> dict[
                                                                                     [:100_000], 0.99) * MM)}
 
 
-def crease_prior(texture: Tensor, trust: Tensor, mm: float, sigma: float) -> Tensor:
-    """A crease-from-darkness guess in mm: `mm` x the high pass (Gaussian, `sigma` texels) of
-    the log luminance on trusted skin, 0 elsewhere: darker than the surroundings = deeper. With
-    the cavity term it lowers E_grad by a fifth to a third on utkface/val; the DRN regresses to it
-    for its first `prior_steps` steps (a warm start), E_grad then takes over."""
+def crease_prior(texture: Tensor, trust: Tensor, mm: float, sigma: float, fine_sigma: float = 0.0) -> Tensor:
+    """A crease-from-darkness guess in mm ("dark is deep", as in Beeler et al. 2010's mesoscopic
+    detail): `mm` x the high pass (Gaussian, `sigma` texels) of the log luminance on trusted
+    skin, 0 elsewhere: darker than the surroundings = deeper. `fine_sigma` > 0 makes it a band
+    pass (the log luminance blurred by that much first), so texel noise and JPEG blocks do not
+    become bumps. The v3 recipe keeps the DRN near it throughout; v2 used it as a warm start."""
     on = (trust > 0.5).float()
     lum = torch.log(texture.mean(1, keepdim=True) + 0.02)
-    return mm * (lum - gaussian_blur(lum, sigma, on)) * on
+    fine = gaussian_blur(lum, fine_sigma, on) if fine_sigma > 0 else lum
+    return mm * (fine - gaussian_blur(lum, sigma, on)) * on
 
 
 def cavity_shading(rate: Tensor, mask: Tensor, strength: float, sigma: float) -> Tensor:
@@ -213,7 +215,7 @@ def train_drn_v2(cfg: DRNConfig, resume: bool = True) -> Path:
             "flat": (_penalty(d_mm, cfg.squared_regularisers) * untrusted).sum() / untrusted.sum().clamp_min(1),
         }
         with torch.no_grad():
-            target = crease_prior(tex_in, vis * conf_in, cfg.prior_mm, cfg.prior_sigma)
+            target = crease_prior(tex_in, vis * conf_in, cfg.prior_mm, cfg.prior_sigma, cfg.prior_fine_sigma)
         terms["prior"] = (((d_mm - target) * mask).pow(2)).sum() / mask.sum().clamp_min(1)
         weights = {"grad": cfg.w_grad, "const": cfg.w_const, "smooth": cfg.w_smooth, "flat": cfg.w_flat,
                    "prior": cfg.w_prior if run.step < cfg.prior_steps else 0.0}

@@ -48,6 +48,9 @@ def test_crease_prior_is_deeper_where_darker_and_zero_off_skin():
     assert (prior[0, 0, 16, 8:24] < -0.5).all() and prior[0, 0, 6, :].abs().max() < 0.05  # mm below its surroundings
     assert prior[..., :4].abs().max() == 0
     assert drn_v2.crease_prior(torch.full_like(tex, 0.4), trust, 2.0, 3.0).abs().max() < 1e-6
+    band = drn_v2.crease_prior(tex, trust, 2.0, 3.0, fine_sigma=1.0)  # a band pass: the line, spread a little
+    assert (band[0, 0, 16, 10:22] < -0.2).all() and band[0, 0, 16, 12] > prior[0, 0, 16, 12]
+    assert band[0, 0, 15, 12] < 0 < prior[0, 0, 15, 12]  # spread over the neighbours, no bright rim
 
 
 def test_cavity_shading_darkens_a_crease_and_leaves_a_plane():

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# DRN v3 (issue 13) on CPU, at 256x256 on the UV samples and robust fits that training/run_fan_v2.sh
+# prepares, on top of the shipped FAN v2.1, in three stages (each resumes from RUN/state; the next
+# starts from the previous one's exported weights):
+#   A  350 steps: crease prior 4 mm per unit of a sigma-3 high pass, cavity 0.25, w_const = w_flat = 0.01
+#   B  225 steps: the band-pass prior (6 mm, sigma 1 -> 6) and cavity 0.3; fine detail came within
+#      25 steps, but so did millimetre blobs on lips, brows and glasses frames
+#   C  the shipped recipe (training/configs/drn_v3.json): B with w_const = w_flat = 0.3
+# Usage: bash training/run_drn_v3.sh [DATA_ROOT=/work/data] [MINUTES=70]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+D=${1:-/work/data}
+M=${2:-70}
+PY=${PYTHON:-python}
+export OMP_WAIT_POLICY=PASSIVE
+[ -f "$D/uv256/train/index.json" ] || $PY training/prepare_data.py --split train --out "$D/uv256" --resolution 256 --workers 2
+[ -f "$D/uv256/train/lighting_robust.npz" ] || $PY training/fit_lighting.py --data "$D/uv256/train" --method robust --workers 2
+common=(--config training/configs/drn_v3.json --data "$D/uv256/train" --resolution 256 --batch-size 4 --threads 2)
+stage() {  # name, steps, init (or ""), extra --set arguments...
+    local name=$1 steps=$2 init=$3
+    shift 3
+    [ -f "$D/runs/${name}_init/config.json" ] && return 0
+    $PY training/train_drn.py "${common[@]}" --out "$D/runs/${name}_256" --max-steps "$steps" \
+        ${init:+--set init_from="$D/runs/${init}_init"} "$@"
+    $PY training/export_state.py --run "$D/runs/${name}_256" --out "$D/runs/${name}_init"
+}
+stage drn_v3 350 "" --set prior_mm=4 --set prior_sigma=3 --set prior_fine_sigma=0 --set cavity=0.25 \
+    --set w_const=0.01 --set w_flat=0.01
+stage drn_v3b 225 drn_v3 --set w_const=0.01 --set w_flat=0.01
+$PY training/train_drn.py "${common[@]}" --out "$D/runs/drn_v3c_256" --set init_from="$D/runs/drn_v3b_init" \
+    --max-minutes "$M"
