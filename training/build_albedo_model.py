@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from facelift.face_model import FaceModel
+from facelift.training.albedo_pca import downsample, learn_albedo_pca, with_albedo
+from facelift.training.data import UVDataset
 
-from facelift.face_model import FaceModel  # noqa: E402
-from facelift.training.albedo_pca import downsample, learn_albedo_pca, with_albedo  # noqa: E402
-from facelift.training.data import UVDataset  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def save_figure(model: FaceModel, path: Path, n_show: int = 6) -> None:

@@ -17,12 +17,11 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from facelift.errors import NoFaceError
+from facelift.face_model_builder import build_face_model
+from facelift.landmarks import LandmarkDetector
 
-from facelift.errors import NoFaceError  # noqa: E402
-from facelift.face_model_builder import build_face_model  # noqa: E402
-from facelift.landmarks import LandmarkDetector  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 _detector = None
 

@@ -15,16 +15,12 @@ contiguous float32, and the result is loaded back once as a check.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from facelift.errors import WeightsError  # noqa: E402
-from facelift.models.vgg import VGG16Features  # noqa: E402
+from facelift.errors import WeightsError
+from facelift.models.vgg import VGG16Features
 
 
 def feature_keys() -> list[str]:

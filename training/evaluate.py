@@ -23,22 +23,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from facelift.albedo import fit_low_frequency, network_sources, stiff_pca_albedo
+from facelift.face_model import FaceModel
+from facelift.models import DRN, FAN, BNet
+from facelift.training.data import UVDataset
+from facelift.training.loop import load_pca
+from facelift.training.losses import displaced_normals, gradient_loss, masked_l1, render_texture
 
-from facelift.albedo import fit_low_frequency, network_sources, stiff_pca_albedo  # noqa: E402
-from facelift.face_model import FaceModel  # noqa: E402
-from facelift.models import DRN, FAN, BNet  # noqa: E402
-from facelift.training.data import UVDataset  # noqa: E402
-from facelift.training.loop import load_pca  # noqa: E402
-from facelift.training.losses import displaced_normals, gradient_loss, masked_l1, render_texture  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 @torch.no_grad()

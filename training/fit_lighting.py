@@ -17,19 +17,17 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from facelift.albedo import fit_albedo_and_light, fit_low_frequency
+from facelift.face_model import FaceModel
+from facelift.training.data import LIGHTING_FILE, ROBUST_LIGHTING_FILE, UVDataset, write_json
 
-from facelift.albedo import fit_albedo_and_light, fit_low_frequency  # noqa: E402
-from facelift.face_model import FaceModel  # noqa: E402
-from facelift.training.data import LIGHTING_FILE, ROBUST_LIGHTING_FILE, UVDataset, write_json  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 _state = {}
 

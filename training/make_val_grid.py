@@ -9,17 +9,15 @@ and a relit render.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from facelift.shading import directional_light_sh, irradiance
+from facelift.training.data import list_images
 
-from facelift.shading import directional_light_sh, irradiance  # noqa: E402
-from facelift.training.data import list_images  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 COLUMNS = ("input", "texture I_t(UV)", "PCA albedo", "FAN albedo", "DRN displacement*", "relit")
 

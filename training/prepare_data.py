@@ -19,11 +19,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from facelift.face_model import FaceModel
+from facelift.training.data import list_images, write_json, write_shard
 
-from facelift.face_model import FaceModel  # noqa: E402
-from facelift.training.data import list_images, write_json, write_shard  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 _maker = None
 

@@ -5,12 +5,8 @@ gives the Accelerate (multi-process / GPU) command, the run folder and resuming.
         --resolution 128 --batch-size 8 [--max-minutes M] [--set key=value ...]
 """
 
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from facelift.training.loop import main  # noqa: E402
+from facelift.training.loop import main
 
 if __name__ == "__main__":
     main("drn")

@@ -16,7 +16,7 @@ from typing import Any
 
 @dataclass
 class TrainConfig:
-    data: str = "/work/data/uv128/train"  # shard folder (index.json)
+    data: str = ""  # shard folder (index.json) made by training/prepare_data.py; required
     out: str = "runs/run"  # run folder: state/, final/, losses.csv, loss_curve.png
     resolution: int = 256  # network resolution (128 | 256); the paper uses 256
     batch_size: int = 16

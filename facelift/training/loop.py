@@ -52,6 +52,8 @@ class Run:
 
         if cfg.threads:
             torch.set_num_threads(int(cfg.threads))
+        if not cfg.data:
+            raise ValueError("no training data: pass --data, a shard folder made by training/prepare_data.py")
         self.cfg = cfg
         # cpu=True without CUDA so that several launched processes form a MULTI_CPU (gloo) group
         self.acc = Accelerator(cpu=not torch.cuda.is_available())

@@ -220,3 +220,11 @@ def test_accelerate_two_process_cpu_run(tiny, bnet_run, vgg_path, tmp_path):
     summary = json.loads((out / "final" / "summary.json").read_text())
     assert summary["processes"] == 2 and summary["steps"] == 2
     assert all(math.isfinite(v) for v in _losses(out, "loss_g"))
+
+
+def test_training_without_data_says_what_to_pass(tmp_path):
+    from facelift.training.config import FANConfig
+    from facelift.training.loop import Run
+
+    with pytest.raises(ValueError, match="--data"):
+        Run(FANConfig(out=str(tmp_path / "run")))
