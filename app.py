@@ -525,10 +525,9 @@ def reconstruction_warnings(rec, index: int) -> list[str]:
 
 # ---- event handlers ----------------------------------------------------------------------------
 
-def reconstruct(image, face_index, opacity, state, request: gr.Request = None):
+def reconstruct(image, face_index, opacity, state):
     """image (file path), face index and the overlay's opacity -> the face in the photo, the
     maps, the face selector and the kept reconstruction."""
-    job_started(request)  # counted by `door_refusal` until now
     if not image:
         raise gr.Error("Upload a photo first, take one with the webcam, or pick an example.")
     index = _face_index(face_index)
@@ -995,15 +994,48 @@ def _job_fn(api_name: str | None, payload: dict):
     return next((fn for fn in demo.fns.values() if fn.api_name == api_name), None)
 
 
+def door_counts(fn) -> bool:
+    """Whether `door_refusal` counts this event function: the heavy jobs that no gradio validator
+    counts (/reconstruct)."""
+    return fn is not None and fn.concurrency_id == "heavy" and getattr(fn, "validator", None) is None
+
+
 def door_refusal(fn, session: str | None, address: str | None) -> str | None:
-    """`job_refusal` for the heavy jobs that no gradio validator counts (/reconstruct): checked at
-    the HTTP door, so that no input is preprocessed (a non-image upload still gets FaceLift's
-    message from the job itself) and a refused job never enters the queue."""
-    if fn is None or fn.concurrency_id != "heavy" or getattr(fn, "validator", None) is not None:
+    """`job_refusal` for the jobs `door_counts`, checked at the HTTP door, so that no input is
+    preprocessed (a non-image upload still gets FaceLift's message from the job itself) and a
+    refused job never enters the queue. An accepted one counts as accepted until `door_joined`."""
+    if not door_counts(fn):
         return None
     from types import SimpleNamespace
 
     return job_refusal(SimpleNamespace(session_hash=session, client=SimpleNamespace(host=address)))
+
+
+def door_joined(session: str | None, address: str | None) -> None:
+    """gradio answered the request of a job `door_refusal` accepted: the job is in its queue (and
+    counted there) or was refused or already done, so it no longer counts as accepted."""
+    with _accepted_lock:
+        for i in range(len(_accepted) - 1, -1, -1):
+            if _accepted[i][:2] == (session, address):
+                del _accepted[i]
+                return
+
+
+class _OnResponseStart:
+    """A `send` that calls `callback` once: when the response starts, or at `close()` if it never did."""
+
+    def __init__(self, send, callback):
+        self.send, self.callback, self.called = send, callback, False
+
+    async def __call__(self, message):
+        if message["type"] == "http.response.start":
+            self.close()
+        await self.send(message)
+
+    def close(self) -> None:
+        if not self.called:
+            self.called = True
+            self.callback()
 
 
 def _with_security_headers(send):
@@ -1097,31 +1129,42 @@ class HttpGuard:
             return await _refuse(send, 429, refusal, as_json, retry_after_s=60)
         if job is None and not upload:
             return await self.app(scope, receive, send)
+        joined = None
         if job is not None:
             body, gone = await _read_body(receive)
             if gone:
                 return
             receive = _replaying(body, receive)
-            refusal = await self._job_refusal(job["api"], body, address)
+            refusal, counted = await self._job_refusal(job["api"], body, address)
             if refusal is not None:
                 log.info("refused a job at the door from %s: %s", address, refusal)
                 return await _refuse(send, 429, refusal, True, retry_after_s=10)
-        needs_room = upload or length > 64 * 1024  # an upload, or a picture inside the request
-        if needs_room:
-            import anyio
+            if counted is not None:
+                send = joined = _OnResponseStart(send, lambda: door_joined(*counted))
+        try:
+            await self._with_room(scope, receive, send, upload, length, as_json)
+        finally:
+            if joined is not None:
+                joined.close()
 
-            if not await anyio.to_thread.run_sync(DISK.make_room, length, _paths_in_jobs()):
-                log.warning("upload folder full (%s budget): refused %s", _mb(DISK.limit), path)
-                if upload:
-                    await _read_body(receive)
-                return await _refuse(send, 503, NO_ROOM, as_json, retry_after_s=60)
+    async def _with_room(self, scope, receive, send, upload: bool, length: int, as_json: bool):
+        """The app, once the disk budget has room for an upload or a large body (a picture inside it)."""
+        if not upload and length <= 64 * 1024:
+            return await self.app(scope, receive, send)
+        import anyio
+
+        if not await anyio.to_thread.run_sync(DISK.make_room, length, _paths_in_jobs()):
+            log.warning("upload folder full (%s budget): refused %s", _mb(DISK.limit), scope.get("path"))
+            if upload:
+                await _read_body(receive)
+            return await _refuse(send, 503, NO_ROOM, as_json, retry_after_s=60)
         try:
             await self.app(scope, receive, send)
         finally:
-            if needs_room:
-                DISK.release(length)
+            DISK.release(length)
 
-    async def _job_refusal(self, api_name: str | None, body: bytes, address: str | None) -> str | None:
+    async def _job_refusal(self, api_name: str | None, body: bytes, address: str | None):
+        """(why the job is refused or None, (session, address) if `door_refusal` counted it)."""
         import json
 
         try:
@@ -1132,17 +1175,18 @@ class HttpGuard:
             else:
                 payload = json.loads(body)
         except ValueError:
-            return None  # gradio answers malformed requests itself
+            return None, None  # gradio answers malformed requests itself
         if not isinstance(payload, dict):
-            return None
+            return None, None
         session = payload.get("session_hash")
         session = session if isinstance(session, str) and session else None
-        refusal = door_refusal(_job_fn(api_name, payload), session, address)
+        fn = _job_fn(api_name, payload)
+        refusal = door_refusal(fn, session, address)
         if refusal is None and session is not None:
             paths = _named_paths(payload.get("data"), _upload_root())
             if paths:
                 SESSION_UPLOADS.note(session, paths)
-        return refusal
+        return refusal, (session, address) if refusal is None and door_counts(fn) else None
 
 
 def _content_length(scope) -> int | None:

@@ -791,8 +791,6 @@ def test_session_uploads_in_process(tmp_path, monkeypatch):
 
 
 def test_door_refusal_counts_only_jobs_without_a_validator(monkeypatch):
-    from types import SimpleNamespace
-
     import app
 
     monkeypatch.setattr(app, "_heavy_events", lambda: [])
@@ -808,8 +806,14 @@ def test_door_refusal_counts_only_jobs_without_a_validator(monkeypatch):
     assert app.door_refusal(reconstruct, "a", "1.1.1.1") is None
     assert app.door_refusal(reconstruct, "b", "1.1.1.1") is None
     assert "from your address" in app.door_refusal(reconstruct, "c", "1.1.1.1")
-    app.job_started(SimpleNamespace(session_hash="a"))  # reconstruct started: gradio counts it from now
+    app.door_joined("a", "1.1.1.1")  # gradio answered: the job is in its queue, counted there
     assert app.door_refusal(reconstruct, "c", "1.1.1.1") is None
+    # quick calls without a session, one after the other, are not refused for the ones that are done
+    monkeypatch.setattr(app, "_accepted", [])
+    for _ in range(5):
+        assert app.door_refusal(reconstruct, None, "3.3.3.3") is None
+        app.door_joined(None, "3.3.3.3")
+    assert app._accepted == [] and app.door_counts(reconstruct) and not app.door_counts(downloads)
 
 
 # A server of its own with small limits, so that these tests stay small and fast

@@ -231,6 +231,7 @@ def _radio(page, elem_id: str, label: str) -> None:
 
 def test_controls_mean_one_thing(page):
     """One switch for the details; light controls disabled where they do not apply."""
+    page.locator("#mode label").last.wait_for()  # all_inner_texts() does not wait for the radio to render
     modes = page.locator("#mode label").all_inner_texts()
     assert [m.strip() for m in modes] == ["Albedo", "Shaded", "Normals"]  # no "Shaded + details"
     _upload(page, EXAMPLE)
