@@ -36,11 +36,15 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 
+# Gradio reports usage to its makers unless told not to: off unless the operator set it (before gradio is imported)
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
 import gradio as gr
 import numpy as np
 import PIL.Image
 
-from facelift import FaceLiftError, visualize as vis
+from facelift import FaceLiftError
+from facelift import visualize as vis
 from facelift.errors import FaceIndexError, ImageTooLargeError
 from facelift.image import load_image
 from facelift.pipeline import OVERLAY_OPACITY
@@ -733,6 +737,478 @@ def downloads_job_validator(state, details, request: gr.Request):
     return _refuse_or_accept(job_refusal(request), 2)
 
 
+# ---- the HTTP layer (issue 17): upload bytes per address, the upload folder's disk budget, the
+# job cap at the door for /reconstruct, uploads deleted with their session, security headers ------
+
+_MB = 1024 * 1024
+# Bytes one client address may send (uploads and request bodies) within a sliding window: 429 beyond it
+UPLOAD_MB_PER_CLIENT = float(os.environ.get("FACELIFT_APP_UPLOAD_MB_PER_CLIENT", "200"))
+UPLOAD_WINDOW_S = float(os.environ.get("FACELIFT_APP_UPLOAD_WINDOW_S", "600"))
+# gradio's upload/cache folder is kept under this size: the oldest files go first, never one younger
+# than EVICT_AFTER_S, one a queued or running job names, or one that was there before the app served
+UPLOAD_DISK_MB = float(os.environ.get("FACELIFT_APP_UPLOAD_DISK_MB", "2048"))
+EVICT_AFTER_S = float(os.environ.get("FACELIFT_APP_EVICT_AFTER_S", "60"))
+MAX_BODY_BYTES = MAX_UPLOAD_BYTES * 4 // 3 + _MB  # one request: a 50 MB photo as base64 in JSON, at most
+# (name, value) on every response. The Gradio front end needs inline scripts and styles (its config
+# and Svelte's styles), string evaluation (it does not start without it), blob:/data: pictures, its
+# theme's Google fonts.
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'self'",
+    "script-src 'self' 'unsafe-inline' 'unsafe-eval' blob:",
+    "style-src 'self' 'unsafe-inline' https://fonts.googleapis.com",
+    "font-src 'self' data: https://fonts.gstatic.com",
+    "img-src 'self' data: blob:",
+    "media-src 'self' data: blob:",
+    "connect-src 'self' data: blob:",
+    "worker-src 'self' blob:",
+    "object-src 'none'",
+    "base-uri 'self'",
+    "form-action 'self'",
+    # instead of X-Frame-Options (which cannot name several sites): embeddable in its Hugging Face Space page
+    "frame-ancestors 'self' https://huggingface.co https://*.hf.space",
+])
+SECURITY_HEADERS = [
+    (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+]
+_JOB_ROUTE = re.compile(r"/gradio_api/(?:queue/join|(?:call/v2|call|run|api)/(?P<api>[^/]+))/?$")
+_UPLOAD_ROUTE = re.compile(r"/gradio_api/upload/?$")
+
+
+def _mb(nbytes: float) -> str:
+    mb = nbytes / _MB
+    return f"{mb:.0f} MB" if mb >= 10 else f"{mb:.1f} MB"
+
+
+def _minutes(seconds: float) -> str:
+    minutes = max(1, math.ceil(seconds / 60))
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+
+
+class UploadAllowance:
+    """Bytes each client address may send within a sliding window (`charge`)."""
+
+    def __init__(self, limit_bytes: float, window_s: float, max_clients: int = 10_000):
+        self.limit, self.window, self.max_clients = int(limit_bytes), float(window_s), max_clients
+        self._sent: OrderedDict[str, list[tuple[float, int]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def charge(self, address: str | None, nbytes: int, now: float | None = None) -> str | None:
+        """None (and the bytes counted) if `address` may send `nbytes` more now; else why not."""
+        now = time.monotonic() if now is None else now
+        key = address or "unknown"
+        with self._lock:
+            sent = [(t, n) for t, n in self._sent.get(key, []) if now - t < self.window]
+            used = sum(n for _, n in sent)
+            if used + nbytes > self.limit:
+                self._sent[key] = sent
+                wait, freed = self.window, 0
+                for t, n in sent:  # oldest first: when enough of it has left the window
+                    freed += n
+                    if used - freed + nbytes <= self.limit:
+                        wait = t + self.window - now
+                        break
+                return (f"Your address has sent {_mb(used)} to this page in the last {_minutes(self.window)}; "
+                        f"{_mb(self.limit)} is the most it accepts. Try again in {_minutes(wait)}.")
+            self._sent[key] = sent + [(now, nbytes)]
+            self._sent.move_to_end(key)
+            while len(self._sent) > self.max_clients:
+                self._sent.popitem(last=False)
+        return None
+
+
+def _upload_root() -> str:
+    from gradio.utils import get_upload_folder
+
+    return os.path.abspath(get_upload_folder())
+
+
+def _files_under(root: str):
+    """(mtime, size, path) of the regular files under `root` (symlinks are neither followed nor counted)."""
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                yield info.st_mtime, info.st_size, path
+
+
+class DiskBudget:
+    """gradio's upload/cache folder kept under `limit_bytes`: `make_room` evicts the oldest files
+    that may go (older than `min_age_s`, not named by a queued or running job, not there before
+    the app served: gradio's copies of the examples) and reserves room for a request underway."""
+
+    def __init__(self, limit_bytes: float, min_age_s: float):
+        self.limit, self.min_age = int(limit_bytes), float(min_age_s)
+        self.reserved = 0
+        self.protected: set[str] = set()
+        self._lock = threading.Lock()
+
+    def protect_existing(self) -> None:
+        self.protected = {path for _, _, path in _files_under(_upload_root())}
+
+    def make_room(self, nbytes: int, in_use=frozenset()) -> bool:
+        """True (and `nbytes` reserved until `release`) if the folder has room for `nbytes` more."""
+        root = _upload_root()
+        with self._lock:
+            files = sorted(_files_under(root))
+            total = sum(size for _, size, _ in files)
+            now, evicted = time.time(), 0
+            for mtime, size, path in files:
+                if total + self.reserved + nbytes <= self.limit:
+                    break
+                if now - mtime < self.min_age or path in in_use or path in self.protected:
+                    continue
+                try:
+                    folder_is_old = now - os.lstat(os.path.dirname(path)).st_mtime >= self.min_age
+                    os.unlink(path)
+                except OSError:
+                    continue
+                total, evicted = total - size, evicted + 1
+                if folder_is_old:  # not one an upload may be moving into now
+                    _remove_empty_parent(path, root)
+            if evicted:
+                log.info("upload folder over its budget: evicted %d oldest files (%s left)", evicted, _mb(total))
+            if total + self.reserved + nbytes > self.limit:
+                return False
+            self.reserved += nbytes
+            return True
+
+    def release(self, nbytes: int) -> None:
+        with self._lock:
+            self.reserved = max(0, self.reserved - nbytes)
+
+
+def _remove_empty_parent(path: str, root: str) -> None:
+    """The folder gradio made for one upload, once empty."""
+    parent = os.path.dirname(path)
+    if parent != root and _inside(parent, root):
+        try:
+            os.rmdir(parent)
+        except OSError:
+            pass
+
+
+class SessionUploads:
+    """Which files in the upload folder each session's jobs named, so that they go when the
+    session ends (`delete_session_uploads`); bounded (sessions beyond `max_sessions` are forgotten:
+    their files then go with the disk budget or gradio's hourly cleanup)."""
+
+    def __init__(self, max_sessions: int = 10_000, max_files: int = 64):
+        self.max_sessions, self.max_files = max_sessions, max_files
+        self._files: OrderedDict[str, list[str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def note(self, session: str, paths) -> None:
+        with self._lock:
+            files = self._files.setdefault(session, [])
+            files += [p for p in paths if p not in files]
+            del files[:-self.max_files]
+            self._files.move_to_end(session)
+            while len(self._files) > self.max_sessions:
+                self._files.popitem(last=False)
+
+    def forget(self, session: str) -> list[str]:
+        """The session's files that no other session named."""
+        with self._lock:
+            mine = self._files.pop(session, [])
+            others = {p for files in self._files.values() for p in files}
+        return [p for p in mine if p not in others]
+
+
+UPLOAD_ALLOWANCE = UploadAllowance(UPLOAD_MB_PER_CLIENT * _MB, UPLOAD_WINDOW_S)
+DISK = DiskBudget(UPLOAD_DISK_MB * _MB, EVICT_AFTER_S)
+SESSION_UPLOADS = SessionUploads()
+
+
+def _named_paths(data, root: str, depth: int = 0, found: set | None = None) -> set[str]:
+    """The paths (as text, made absolute) inside `root` that a request's data names as {"path": ...}."""
+    found = set() if found is None else found
+    if depth > 8 or len(found) > 64:
+        return found
+    if isinstance(data, dict):
+        path = data.get("path")
+        if isinstance(path, str) and path and "\x00" not in path and len(path) <= 4096:
+            path = os.path.abspath(path)
+            if _inside(path, root):
+                found.add(path)
+        items = data.values()
+    elif isinstance(data, list):
+        items = data
+    else:
+        return found
+    for item in items:
+        _named_paths(item, root, depth + 1, found)
+    return found
+
+
+def _paths_in_jobs() -> set[str]:
+    """The upload-folder paths that gradio's queued and running events name (never evicted)."""
+    queue = getattr(demo, "_queue", None)
+    if queue is None:
+        return set()
+    events = [e for q in list(queue.event_queue_per_concurrency_id.values()) for e in list(q.queue)]
+    events += [e for job in list(queue.active_jobs) if job for e in list(job)]
+    root, found = _upload_root(), set()
+    for event in events:
+        _named_paths(getattr(getattr(event, "data", None), "data", None), root, found=found)
+    return found
+
+
+def _delete_upload(path: str, root: str) -> bool:
+    """Delete one uploaded file (a regular file, resolved inside the upload folder) and its folder if empty."""
+    real, real_root = os.path.realpath(path), os.path.realpath(root)
+    try:
+        if not _inside(real, real_root) or not stat.S_ISREG(os.lstat(real).st_mode):
+            return False
+        os.unlink(real)
+    except OSError:
+        return False
+    _remove_empty_parent(real, real_root)
+    return True
+
+
+def delete_session_uploads(request: gr.Request = None) -> None:
+    """gradio's unload event (the tab closed, or an API client closed): the files this session's
+    jobs named go now, unless another session named them too or a job still needs them."""
+    session = getattr(request, "session_hash", None)
+    if not session:
+        return
+    paths = SESSION_UPLOADS.forget(session)
+    if not paths:
+        return
+    in_use, root = _paths_in_jobs(), _upload_root()
+    deleted = sum(_delete_upload(p, root) for p in paths if p not in in_use and p not in DISK.protected)
+    log.info("session ended: deleted %d of its %d uploaded files", deleted, len(paths))
+
+
+def _job_fn(api_name: str | None, payload: dict):
+    """The gradio event function a queue/call request asks for (None if unknown)."""
+    if api_name is None:
+        index = payload.get("fn_index")
+        return demo.fns.get(index) if isinstance(index, int) and not isinstance(index, bool) else None
+    return next((fn for fn in demo.fns.values() if fn.api_name == api_name), None)
+
+
+def door_counts(fn) -> bool:
+    """Whether `door_refusal` counts this event function: the heavy jobs that no gradio validator
+    counts (/reconstruct)."""
+    return fn is not None and fn.concurrency_id == "heavy" and getattr(fn, "validator", None) is None
+
+
+def door_refusal(fn, session: str | None, address: str | None) -> str | None:
+    """`job_refusal` for the jobs `door_counts`, checked at the HTTP door, so that no input is
+    preprocessed (a non-image upload still gets FaceLift's message from the job itself) and a
+    refused job never enters the queue. An accepted one counts as accepted until `door_joined`."""
+    if not door_counts(fn):
+        return None
+    from types import SimpleNamespace
+
+    return job_refusal(SimpleNamespace(session_hash=session, client=SimpleNamespace(host=address)))
+
+
+def door_joined(session: str | None, address: str | None) -> None:
+    """gradio answered the request of a job `door_refusal` accepted: the job is in its queue (and
+    counted there) or was refused or already done, so it no longer counts as accepted."""
+    with _accepted_lock:
+        for i in range(len(_accepted) - 1, -1, -1):
+            if _accepted[i][:2] == (session, address):
+                del _accepted[i]
+                return
+
+
+class _OnResponseStart:
+    """A `send` that calls `callback` once: when the response starts, or at `close()` if it never did."""
+
+    def __init__(self, send, callback):
+        self.send, self.callback, self.called = send, callback, False
+
+    async def __call__(self, message):
+        if message["type"] == "http.response.start":
+            self.close()
+        await self.send(message)
+
+    def close(self) -> None:
+        if not self.called:
+            self.called = True
+            self.callback()
+
+
+def _with_security_headers(send):
+    names = {name for name, _ in SECURITY_HEADERS}
+
+    async def send_with_headers(message):
+        if message["type"] == "http.response.start":
+            headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in names]
+            message = {**message, "headers": headers + SECURITY_HEADERS}
+        await send(message)
+    return send_with_headers
+
+
+async def _read_body(receive) -> tuple[bytes, bool]:
+    """The request's body (at most MAX_BODY_BYTES + 1 of it) and whether the client disconnected."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b"".join(chunks), True
+        chunk = message.get("body", b"")
+        if size <= MAX_BODY_BYTES:
+            chunks.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), False
+
+
+def _replaying(body: bytes, receive):
+    """A `receive` that gives the app the body already read, then the client's own messages."""
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+    return replay
+
+
+async def _refuse(send, status: int, message: str, as_json: bool, retry_after_s: float | None = None) -> None:
+    import json
+
+    if as_json:
+        body, kind = json.dumps({"detail": message, "error": message}).encode(), b"application/json"
+    else:
+        body, kind = message.encode(), b"text/plain; charset=utf-8"
+    headers = [(b"content-type", kind), (b"content-length", str(len(body)).encode())]
+    if retry_after_s is not None:
+        headers.append((b"retry-after", str(max(1, math.ceil(retry_after_s))).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+NO_ROOM = "The server has no room for more uploads right now; try again in a few minutes."
+
+
+class HttpGuard:
+    """ASGI middleware around the app gradio builds (`launch(app_kwargs=http_guard_kwargs())`):
+    security headers on every response; on POSTs to gradio's API a per-address byte allowance
+    (429), a size cap (413) and a Content-Length (411); room in the disk budget for uploads and
+    large bodies (503); the per-session/address cap on queued heavy jobs for /reconstruct (429,
+    JSON); and it notes which uploaded files each session's jobs name (`delete_session_uploads`)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        send = _with_security_headers(send)
+        path = scope.get("path", "")
+        if scope.get("method") != "POST" or "/gradio_api/" not in path:
+            return await self.app(scope, receive, send)
+        upload = _UPLOAD_ROUTE.search(path) is not None
+        job = _JOB_ROUTE.search(path)
+        as_json = not upload
+        client = scope.get("client")
+        address = client[0] if client else None
+        length = _content_length(scope)
+        if length is None:
+            return await _refuse(send, 411, "Send the request with a Content-Length.", as_json)
+        if length > MAX_BODY_BYTES:
+            return await _refuse(send, 413, f"The request is larger than the {MAX_UPLOAD_MB} MB this page accepts.",
+                                 as_json)
+        refusal = UPLOAD_ALLOWANCE.charge(address, length)
+        if refusal is not None:
+            log.info("refused %s from %s: %s", path, address, refusal)
+            await _read_body(receive)  # read (not kept) so that the client gets the answer, not a reset
+            return await _refuse(send, 429, refusal, as_json, retry_after_s=60)
+        if job is None and not upload:
+            return await self.app(scope, receive, send)
+        joined = None
+        if job is not None:
+            body, gone = await _read_body(receive)
+            if gone:
+                return
+            receive = _replaying(body, receive)
+            refusal, counted = await self._job_refusal(job["api"], body, address)
+            if refusal is not None:
+                log.info("refused a job at the door from %s: %s", address, refusal)
+                return await _refuse(send, 429, refusal, True, retry_after_s=10)
+            if counted is not None:
+                send = joined = _OnResponseStart(send, lambda: door_joined(*counted))
+        try:
+            await self._with_room(scope, receive, send, upload, length, as_json)
+        finally:
+            if joined is not None:
+                joined.close()
+
+    async def _with_room(self, scope, receive, send, upload: bool, length: int, as_json: bool):
+        """The app, once the disk budget has room for an upload or a large body (a picture inside it)."""
+        if not upload and length <= 64 * 1024:
+            return await self.app(scope, receive, send)
+        import anyio
+
+        if not await anyio.to_thread.run_sync(DISK.make_room, length, _paths_in_jobs()):
+            log.warning("upload folder full (%s budget): refused %s", _mb(DISK.limit), scope.get("path"))
+            if upload:
+                await _read_body(receive)
+            return await _refuse(send, 503, NO_ROOM, as_json, retry_after_s=60)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            DISK.release(length)
+
+    async def _job_refusal(self, api_name: str | None, body: bytes, address: str | None):
+        """(why the job is refused or None, (session, address) if `door_refusal` counted it)."""
+        import json
+
+        try:
+            if len(body) > _MB:
+                import anyio
+
+                payload = await anyio.to_thread.run_sync(json.loads, body)
+            else:
+                payload = json.loads(body)
+        except ValueError:
+            return None, None  # gradio answers malformed requests itself
+        if not isinstance(payload, dict):
+            return None, None
+        session = payload.get("session_hash")
+        session = session if isinstance(session, str) and session else None
+        fn = _job_fn(api_name, payload)
+        refusal = door_refusal(fn, session, address)
+        if refusal is None and session is not None:
+            paths = _named_paths(payload.get("data"), _upload_root())
+            if paths:
+                SESSION_UPLOADS.note(session, paths)
+        return refusal, (session, address) if refusal is None and door_counts(fn) else None
+
+
+def _content_length(scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                return None
+            return length if length >= 0 else None
+    return None
+
+
+def http_guard_kwargs() -> dict:
+    """launch(app_kwargs=...) for the FastAPI app gradio builds: HttpGuard inside gradio's own
+    CORS and compression middleware, and the files already in the upload folder kept."""
+    from starlette.middleware import Middleware
+
+    DISK.protect_existing()
+    return {"middleware": [Middleware(HttpGuard)]}
+
+
 # ---- the page ----------------------------------------------------------------------------------
 
 CSS = """
@@ -864,6 +1340,7 @@ def build_demo() -> gr.Blocks:
         turntable_button.click(turntable, [state, *view_inputs], [turntable_gif], api_name="turntable",
                                concurrency_id="heavy", concurrency_limit=CONCURRENCY, validator=view_job_validator)
         photo.change(reset_faces, None, [face], api_name="reset_faces", api_visibility="private", queue=False)
+        demo.unload(delete_session_uploads)
     return demo
 
 
@@ -898,7 +1375,7 @@ def main() -> None:
         warm_up()
     else:
         get_pipeline()
-    demo.launch(max_file_size="50mb", css=CSS, theme=gr.themes.Soft())
+    demo.launch(max_file_size="50mb", css=CSS, theme=gr.themes.Soft(), app_kwargs=http_guard_kwargs())
 
 
 if __name__ == "__main__":

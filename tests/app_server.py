@@ -33,16 +33,20 @@ def free_port() -> int:
 
 
 class AppServer:
-    def __init__(self):
+    def __init__(self, env: dict[str, str] | None = None, name: str = "app_server"):
+        """`env`: variables for the app on top of this process's (FACELIFT_APP_* limits); its log
+        goes to test-artifacts/<name>.log."""
         ARTIFACTS.mkdir(exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
-        self.log_path = ARTIFACTS / "app_server.log"
+        self.log_path = ARTIFACTS / f"{name}.log"
         # the server's own upload folder (GRADIO_TEMP_DIR), so tests can check what it holds and
         # plant files in it (a FIFO, a symlink) the way a bug elsewhere on the server might
         self.upload_dir = Path(tempfile.mkdtemp(prefix="facelift-test-uploads-")).resolve()
-        env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(self.port),
-               "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1", "GRADIO_TEMP_DIR": str(self.upload_dir)}
+        # GRADIO_ANALYTICS_ENABLED is left to app.py's default (off), which tests/test_app.py checks
+        env = {**{k: v for k, v in os.environ.items() if k != "GRADIO_ANALYTICS_ENABLED"},
+               "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(self.port), "PYTHONUNBUFFERED": "1",
+               "GRADIO_TEMP_DIR": str(self.upload_dir), **(env or {})}
         self._log = open(self.log_path, "w")
         start = time.perf_counter()
         self.process = subprocess.Popen([sys.executable, str(REPO / "app.py")], cwd=REPO, env=env,

@@ -727,3 +727,286 @@ def test_job_limits_per_session_and_address(monkeypatch):
     # and they stop counting when they finish
     monkeypatch.setattr(app, "ACCEPTED_WINDOW_S", 0.0)
     assert app.job_refusal(request("a", "1.1.1.1")) is None
+
+
+# ---- a hostile visitor: upload bytes, disk, the /reconstruct flood, headers (issue 17) -----------
+
+def test_upload_allowance_per_address_in_process():
+    import app
+
+    allowance = app.UploadAllowance(limit_bytes=1000, window_s=60)
+    assert allowance.charge("1.1.1.1", 600, now=0.0) is None
+    refusal = allowance.charge("1.1.1.1", 500, now=10.0)
+    assert refusal.startswith("Your address has sent 0.0 MB to this page in the last 1 minute")
+    assert "Try again in 1 minute" in refusal
+    assert allowance.charge("2.2.2.2", 500, now=10.0) is None  # another address
+    assert allowance.charge("1.1.1.1", 400, now=20.0) is None  # what fits still goes
+    assert allowance.charge("1.1.1.1", 600, now=61.0) is None  # the first 600 left the window
+    assert allowance.charge("1.1.1.1", 2000, now=500.0) is not None  # more than the whole allowance
+
+
+def test_disk_budget_evicts_oldest_first_in_process(tmp_path, monkeypatch):
+    import app
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    now = time.time()
+    files = []
+    for i, age in enumerate((500, 400, 300, 200, 0)):  # the last one was just written
+        path = tmp_path / f"d{i}" / f"f{i}.bin"
+        path.parent.mkdir()
+        path.write_bytes(b"x" * 100)
+        os.utime(path, (now - age, now - age))
+        os.utime(path.parent, (now - age, now - age))
+        files.append(path)
+    budget = app.DiskBudget(limit_bytes=400, min_age_s=60)
+    budget.protected = {str(files[1])}  # there before the app served (gradio's copy of an example)
+    in_use = {str(files[2])}            # named by a queued job
+    assert budget.make_room(100, in_use) is True  # 500 + 100 > 400: f0 and f3 go (not f1, f2, nor young f4)
+    assert [f.exists() for f in files] == [False, True, True, False, True]
+    assert not files[0].parent.exists()  # the emptied upload folder too
+    assert budget.reserved == 100
+    assert budget.make_room(100, in_use) is False  # only protected, in-use or young files are left
+    budget.release(100)
+    assert budget.reserved == 0
+
+
+def test_session_uploads_in_process(tmp_path, monkeypatch):
+    import app
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    root = app._upload_root()
+    data = [{"path": f"{root}/a/mine.png", "meta": {"_type": "gradio.FileData"}}, 0,
+            {"path": "/etc/passwd"}, {"path": f"{root}/../x.png"}, [[{"path": f"{root}/b/shared.png"}]]]
+    assert app._named_paths(data, root) == {f"{root}/a/mine.png", f"{root}/b/shared.png"}
+    uploads = app.SessionUploads()
+    uploads.note("s1", [f"{root}/a/mine.png", f"{root}/b/shared.png"])
+    uploads.note("s2", [f"{root}/b/shared.png"])
+    assert uploads.forget("s1") == [f"{root}/a/mine.png"]  # the shared one stays while s2 lives
+    assert uploads.forget("s2") == [f"{root}/b/shared.png"]
+    assert uploads.forget("never seen") == []
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.png"
+    outside.write_bytes(b"x")
+    (tmp_path / "link.png").symlink_to(outside)
+    assert app._delete_upload(str(tmp_path / "link.png"), root) is False and outside.exists()
+
+
+def test_door_refusal_counts_only_jobs_without_a_validator(monkeypatch):
+    import app
+
+    monkeypatch.setattr(app, "_heavy_events", lambda: [])
+    monkeypatch.setattr(app, "_accepted", [])
+    monkeypatch.setattr(app, "MAX_JOBS_PER_CLIENT", 2)
+    reconstruct = next(fn for fn in app.demo.fns.values() if fn.api_name == "reconstruct")
+    downloads = next(fn for fn in app.demo.fns.values() if fn.api_name == "downloads")
+    render = next(fn for fn in app.demo.fns.values() if fn.api_name == "render")
+    assert app._job_fn(None, {"fn_index": reconstruct._id}) is reconstruct
+    assert app._job_fn("reconstruct", {}) is reconstruct and app._job_fn(None, {"fn_index": True}) is None
+    assert app.door_refusal(downloads, "a", "1.1.1.1") is None  # its validator counts it
+    assert app.door_refusal(render, "a", "1.1.1.1") is None and app._accepted == []
+    assert app.door_refusal(reconstruct, "a", "1.1.1.1") is None
+    assert app.door_refusal(reconstruct, "b", "1.1.1.1") is None
+    assert "from your address" in app.door_refusal(reconstruct, "c", "1.1.1.1")
+    app.door_joined("a", "1.1.1.1")  # gradio answered: the job is in its queue, counted there
+    assert app.door_refusal(reconstruct, "c", "1.1.1.1") is None
+    # quick calls without a session, one after the other, are not refused for the ones that are done
+    monkeypatch.setattr(app, "_accepted", [])
+    for _ in range(5):
+        assert app.door_refusal(reconstruct, None, "3.3.3.3") is None
+        app.door_joined(None, "3.3.3.3")
+    assert app._accepted == [] and app.door_counts(reconstruct) and not app.door_counts(downloads)
+
+
+# A server of its own with small limits, so that these tests stay small and fast
+STRICT_ENV = {"FACELIFT_APP_UPLOAD_MB_PER_CLIENT": "1", "FACELIFT_APP_UPLOAD_WINDOW_S": "600",
+              "FACELIFT_APP_UPLOAD_DISK_MB": "8", "FACELIFT_APP_EVICT_AFTER_S": "2",
+              "FACELIFT_APP_MAX_JOBS_PER_CLIENT": "3", "FACELIFT_APP_MAX_JOBS_PER_SESSION": "2",
+              "FACELIFT_APP_WARMUP": "0"}
+MB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def strict_server():
+    from app_server import AppServer
+
+    server = AppServer(env=STRICT_ENV, name="app_server_strict")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _upload(server, content: bytes, name: str = "photo.png", address: str = "10.0.0.1"):
+    """POST /gradio_api/upload as a client at `address` (the loopback proxy's X-Forwarded-For,
+    which uvicorn trusts from 127.0.0.1 by default): the response."""
+    import httpx
+
+    with httpx.Client(timeout=30) as http:
+        return http.post(server.url + "gradio_api/upload", files={"files": (name, content, "image/png")},
+                         headers={"X-Forwarded-For": address})
+
+
+def _regular_files(folder: Path) -> dict[Path, int]:
+    return {p: p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink()}
+
+
+def test_upload_bytes_per_address_are_capped(strict_server):
+    """Issue 17: 20 uploads of 45 MB added 900 MB. Each address may send at most
+    FACELIFT_APP_UPLOAD_MB_PER_CLIENT (here 1 MB) within the window; beyond it, 429 with a clear message."""
+    chunk = os.urandom(400_000)
+    start = time.perf_counter()
+    assert _upload(strict_server, chunk, address="10.0.1.1").status_code == 200
+    assert _upload(strict_server, chunk[::-1], address="10.0.1.1").status_code == 200
+    before = _regular_files(strict_server.upload_dir)
+    refused = _upload(strict_server, chunk[1:], address="10.0.1.1")
+    assert refused.status_code == 429, refused.text
+    assert refused.text.startswith("Your address has sent 0.8 MB to this page in the last 10 minutes; "
+                                   "1.0 MB is the most it accepts. Try again in "), refused.text
+    assert int(refused.headers["retry-after"]) > 0
+    assert "/" not in refused.text.split("minutes;")[1] and "Traceback" not in refused.text
+    assert len(_regular_files(strict_server.upload_dir)) <= len(before)  # nothing stored for it
+    assert _upload(strict_server, chunk[2:], address="10.0.1.2").status_code == 200  # another address
+    assert time.perf_counter() - start < 20
+
+
+def test_upload_folder_disk_budget_evicts_oldest_first(strict_server):
+    """FACELIFT_APP_UPLOAD_DISK_MB (here 8 MB) bounds gradio's upload folder: the oldest files
+    go first; files younger than FACELIFT_APP_EVICT_AFTER_S (2 s) are never evicted, and when only
+    such files fill it, uploads get 503 with a clear message."""
+    planted = strict_server.upload_dir / "planted-old"
+    planted.mkdir(exist_ok=True)
+    now = time.time()
+    old = []
+    for i in range(8):  # 8 MB of old files, oldest first: the folder is over its budget
+        path = planted / f"old{i}.bin"
+        path.write_bytes(os.urandom(MB))
+        os.utime(path, (now - 3600 + i, now - 3600 + i))
+        old.append(path)
+    response = _upload(strict_server, os.urandom(300_000), address="10.0.2.1")
+    assert response.status_code == 200, response.text
+    assert Path(response.json()[0]).is_file()
+    assert not old[0].exists()  # the oldest went first ...
+    assert old[-1].exists() or not old[-2].exists()  # ... and in order
+    assert sum(_regular_files(strict_server.upload_dir).values()) <= 8 * MB
+    # young files are never evicted: filled with them, the folder takes no more
+    young = strict_server.upload_dir / "planted-young"
+    young.mkdir(exist_ok=True)
+    (young / "young.bin").write_bytes(os.urandom(8 * MB + 1))
+    try:
+        refused = _upload(strict_server, os.urandom(100_000), address="10.0.2.2")
+        assert refused.status_code == 503, refused.text
+        assert refused.text == "The server has no room for more uploads right now; try again in a few minutes."
+        assert (young / "young.bin").exists()
+    finally:
+        (young / "young.bin").unlink()
+    assert _upload(strict_server, os.urandom(100_000), address="10.0.2.3").status_code == 200
+
+
+def _unique_photo(path: Path) -> Path:
+    """The example photo with some bytes after its end: a readable PNG of its own content (so its
+    own folder in gradio's upload folder, which is named by the content's hash)."""
+    path.write_bytes(EXAMPLE.read_bytes() + os.urandom(16))
+    return path
+
+
+def _wait_until(condition, timeout_s: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return condition()
+
+
+def test_uploads_are_deleted_when_their_session_ends(strict_server, tmp_path):
+    """A session's uploaded photo goes when the session ends (the tab or API client closes:
+    gradio's unload), unless another open session uses the same file."""
+    photo = _unique_photo(tmp_path / "mine.png")
+    first = Client(strict_server.url, verbose=False, headers={"X-Forwarded-For": "10.0.3.1"})
+    second = Client(strict_server.url, verbose=False, headers={"X-Forwarded-For": "10.0.3.2"})
+    assert "Face 1 of 1" in first.predict(handle_file(str(photo)), 0, api_name="/reconstruct")[10]
+    assert "Face 1 of 1" in second.predict(handle_file(str(photo)), 0, api_name="/reconstruct")[10]
+    stored = list(strict_server.upload_dir.glob("*/mine.png"))
+    assert len(stored) == 1  # the same content: one file, named by both sessions
+    first.close()
+    time.sleep(2)
+    assert stored[0].exists()  # the second session still has it
+    second.close()
+    assert _wait_until(lambda: not stored[0].exists()), "the upload outlived its sessions"
+
+
+def test_reconstruct_flood_from_one_address_is_capped(strict_server, tmp_path):
+    """Issue 17: 80 concurrent /reconstruct calls with random session hashes from one client
+    filled the queue and a normal visitor waited 227 s. At most FACELIFT_APP_MAX_JOBS_PER_CLIENT
+    (here 3) heavy jobs per address wait or run; the rest get 429 at once, before anything is
+    queued or read, and another visitor is served right behind the few accepted."""
+    import secrets
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    # a normal request first: the model warm (FACELIFT_APP_WARMUP=0) and the time of one reconstruction
+    _raw_reconstruct(strict_server, {"path": str(EXAMPLE)}, headers={"X-Forwarded-For": "10.0.4.2"}, timeout=120)
+    single, event, data = _raw_reconstruct(strict_server, {"path": str(EXAMPLE)},
+                                           headers={"X-Forwarded-For": "10.0.4.2"}, timeout=120)
+    assert event == "complete", data
+
+    http = httpx.Client(timeout=30, limits=httpx.Limits(max_connections=32))
+
+    def flood(_, session=None, address="10.0.4.1"):
+        """One /reconstruct call, its answer not awaited (the job runs all the same)."""
+        body = {"data": [{"path": str(EXAMPLE)}, 0, 0.7], "session_hash": session or secrets.token_hex(8)}
+        return http.post(strict_server.url + "gradio_api/call/reconstruct", json=body,
+                         headers={"X-Forwarded-For": address})
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(24) as pool:
+        answers = list(pool.map(flood, range(24)))
+    flood_s = time.perf_counter() - start
+    refused = [a for a in answers if a.status_code == 429]
+    assert len(answers) - len(refused) <= 3, [a.status_code for a in answers]
+    assert len(refused) >= 21 and flood_s < 10
+    for answer in refused:
+        assert answer.json()["detail"].startswith("Too many reconstructions from your address are waiting or running")
+    # another visitor waits behind at most the 3 accepted, not 24
+    seconds, event, data = _raw_reconstruct(strict_server, {"path": str(EXAMPLE)},
+                                            headers={"X-Forwarded-For": "10.0.4.3"}, timeout=120)
+    assert event == "complete" and "Face 1 of 1" in str(data), data
+    assert seconds < 8 * single + 3, (seconds, single)
+    # one session (the same session hash) may have at most 2 waiting or running: three calls in a
+    # row (milliseconds apart; one reconstruction takes far longer; the answers are not read, as
+    # gradio streams a session's results through one channel)
+    session = secrets.token_hex(8)
+    answers = [flood(i, session=session, address="10.0.4.4") for i in range(3)]
+    http.close()
+    assert [a.status_code for a in answers] == [200, 200, 429], [a.text for a in answers]
+    assert answers[2].json()["detail"].startswith("This page already has 2 reconstructions"), answers[2].text
+    # with the cap at the door, a file that is not an image still gets FaceLift's message, not a bare 400
+    notes = _upload(strict_server, b"this is not a picture\n", name="notes.png", address="10.0.4.5")
+    assert notes.status_code == 200
+    seconds, event, data = _raw_reconstruct(strict_server, {"path": notes.json()[0], "orig_name": "notes.png",
+                                                            "meta": {"_type": "gradio.FileData"}},
+                                            headers={"X-Forwarded-For": "10.0.4.5"})
+    assert event == "error" and "notes.png is not an image FaceLift can read" in data["error"], data
+
+
+def test_security_headers_on_pages_and_api(server):
+    """Every response carries a Content-Security-Policy (frame-ancestors for the Space's page
+    instead of X-Frame-Options), nosniff and a Referrer-Policy; gradio's analytics are off by default."""
+    import httpx
+
+    with httpx.Client(timeout=30) as http:
+        responses = {
+            "page": http.get(server.url),
+            "config": http.get(server.url + "config"),
+            "api info": http.get(server.url + "gradio_api/info"),
+            "api call": http.post(server.url + "gradio_api/call/reconstruct", json={"data": [None, 0, 0.7]}),
+            "not found": http.get(server.url + "gradio_api/nothing-here"),
+        }
+    for name, response in responses.items():
+        csp = response.headers.get("content-security-policy", "")
+        assert "default-src 'self'" in csp and "object-src 'none'" in csp, name
+        assert "frame-ancestors 'self' https://huggingface.co https://*.hf.space" in csp, name
+        assert response.headers.get("x-content-type-options") == "nosniff", name
+        assert response.headers.get("referrer-policy") == "same-origin", name
+        assert "x-frame-options" not in response.headers, name
+    assert responses["config"].json()["analytics_enabled"] is False  # the server's env does not set it

@@ -49,13 +49,27 @@ def browser():
             b.close()
 
 
+# every page records what its Content-Security-Policy blocked (issue 17: the app sends one)
+RECORD_CSP_VIOLATIONS = """window.__csp_violations = [];
+document.addEventListener('securitypolicyviolation',
+    e => window.__csp_violations.push(e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline')));"""
+
+
 def _open(browser, server, viewport, **options):
     context = browser.new_context(viewport=viewport, **options)
     page = context.new_page()
+    page.csp_console = []
+    page.on("console", lambda m: page.csp_console.append(m.text) if "Content Security Policy" in m.text else None)
+    page.on("pageerror", lambda e: page.csp_console.append(str(e)) if "Content Security Policy" in str(e) else None)
+    page.add_init_script(RECORD_CSP_VIOLATIONS)
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(server.url, wait_until="load")
     page.wait_for_selector("#reconstruct")
     return context, page
+
+
+def _csp_violations(page) -> list[str]:
+    return page.csp_console + page.evaluate("() => window.__csp_violations || []")
 
 
 @pytest.fixture
@@ -207,6 +221,8 @@ def test_upload_reconstruct_rotate(page, server):
     timings["slider_release_to_new_view_s"] = [round(t, 3) for t in rerender_s]
     timings["arrow_key_to_new_view_s"] = [round(t, 3) for t in step_s]
     (ARTIFACTS / "browser_timings.json").write_text(json.dumps(timings, indent=2))
+    # the page's Content-Security-Policy blocked nothing it needs (the 3D viewer, the pictures, the queue)
+    assert _csp_violations(page) == []
 
 
 def _radio(page, elem_id: str, label: str) -> None:
@@ -215,6 +231,7 @@ def _radio(page, elem_id: str, label: str) -> None:
 
 def test_controls_mean_one_thing(page):
     """One switch for the details; light controls disabled where they do not apply."""
+    page.locator("#mode label").last.wait_for()  # all_inner_texts() does not wait for the radio to render
     modes = page.locator("#mode label").all_inner_texts()
     assert [m.strip() for m in modes] == ["Albedo", "Shaded", "Normals"]  # no "Shaded + details"
     _upload(page, EXAMPLE)
