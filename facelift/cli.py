@@ -46,9 +46,9 @@ def skipped_line(skipped: list[Path]) -> str:
     return f"facelift: skipped {what} by {'its' if n == 1 else 'their'} extension: {names}{more}"
 
 
-#: Longest output sub-folder name. Export writes into `.<name>.facelift-tmp-<pid>-<8 chars>` first,
-#: 31 characters more with a 7-digit pid, and a name must fit in NAME_MAX (255 bytes); a longer stem
-#: keeps its first characters and gets a hash of the whole stem, so that names stay unique.
+#: Longest output sub-folder name (a name must fit in NAME_MAX, 255 bytes; export shortens its own
+#: temporary names); a longer stem keeps its first characters and gets a hash of the whole stem,
+#: so that names stay unique.
 MAX_OUTPUT_NAME = 200
 
 
@@ -91,10 +91,10 @@ def _remove_temporaries(out: Path, names: list[str]) -> None:
     import glob
     import shutil
 
-    from .export.folder import TMP_MARK
+    from .export.folder import temporary_prefix
 
     for name in set(names):
-        for tmp in out.glob(f".{glob.escape(name)}{TMP_MARK}{os.getpid()}-*"):
+        for tmp in out.glob(f"{glob.escape(temporary_prefix(name))}*"):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -137,28 +137,6 @@ def _process_alive(pid: int) -> bool:
     except (PermissionError, OverflowError, OSError):  # alive (another user's), or not ours to judge
         return True
     return True
-
-
-def _umask() -> int:
-    """The process's umask, read without changing it where Linux shows it (/proc/self/status)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)  # elsewhere: set and put back at once (the CLI is single-threaded here)
-    os.umask(mask)
-    return mask
-
-
-def _honour_umask(folder: Path, umask: int) -> None:
-    """Export renames a private (0700) temporary folder into place; the CLI's output folders
-    get the mode any folder made now would (0755 with the usual umask 022)."""
-    try:
-        os.chmod(folder, 0o777 & ~umask)
-    except OSError:
-        pass
 
 
 class Interrupted(KeyboardInterrupt):
@@ -267,7 +245,6 @@ def _reconstruct(args, ctrl_c: dict) -> int:
         print(f"facelift: {one_line(exc)}", file=sys.stderr)
         return 2
     names = output_names(paths)
-    umask = _umask()
     failures: list[tuple[Path, str]] = []
     written = done = 0
     bar = tqdm(list(zip(paths, names)), unit="image", disable=len(paths) < 2 or args.quiet)
@@ -280,7 +257,7 @@ def _reconstruct(args, ctrl_c: dict) -> int:
             error = None
             try:
                 rec = fl.reconstruct(path, face_index=args.face_index)
-                _honour_umask(rec.export(out / name, render_size=args.size, outputs=args.outputs), umask)
+                rec.export(out / name, render_size=args.size, outputs=args.outputs)
             except FaceLiftError as exc:
                 error = one_line(exc)
             except Exception as exc:  # a batch must survive one bad file; report it, keep going

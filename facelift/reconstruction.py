@@ -350,7 +350,9 @@ class Reconstruction:
         `directory` is never half-written; on any error or Ctrl-C the temporary folder is
         removed. An existing `directory` is replaced only when it is empty or a previous FaceLift
         export (only EXPORT_FILES, with a params.json FaceLift wrote); anything else, e.g. a
-        folder of the user's own files, raises OutputExistsError and is left untouched.
+        folder of the user's own files, raises OutputExistsError and is left untouched. The
+        folder's mode follows the umask (0755 with the usual 022), and a `directory` name near
+        the file system's 255-byte limit works (the temporary name is shortened, with a hash).
         Returns the folder's path.
         """
         from . import export as ex

@@ -3,6 +3,7 @@
     python tests/load_test.py                    # the full run: 8 clients x 25 reconstructions
     python tests/load_test.py --reconstructions 3 --warmup 1      # a short run
     python tests/load_test.py --url http://127.0.0.1:7860/ --pid 12345   # an app already running
+    python tests/load_test.py --clients 16 --flooders 1 --compare --reconstructions 5   # issue 17
 
 Without --url it starts `python app.py` on a free loopback port (tests/app_server.py) and stops
 it at the end. Each client is its own gradio session with its own photo (a variant of
@@ -17,6 +18,16 @@ every --downloads-every reconstructions, and once in the warm-up). It checks:
   its files after the client's upload and params.json holds the client's photo size;
 * the server's memory (RSS of app.py and its children, sampled every 0.25 s) grows less than
   --max-growth-mb from the end of the warm-up to the end of the run.
+
+With --flooders N, N of the clients are hostile (issue 17): from an address of their own, each
+keeps --flood-concurrency /reconstructs of a --flood-megapixels JPEG (uploaded anew for each
+request, each in a session of its own, through gradio's /call API) in flight until the normal
+visitors are done. Their requests are not checked (refusals are expected) but counted; the
+latencies reported are the normal visitors'. With --compare the same run is made first without
+the flooders, each on a fresh server, and the normal visitors' p90 with the flooders is
+compared with the p90 without (issue 17: within 2x). Every client sends its own
+X-Forwarded-For address (uvicorn trusts it from loopback), so per-address limits tell the
+flooder apart from the visitors as they would on a real network.
 
 It prints the figures and writes them (latency p50/p90/max per endpoint, memory, failures,
 conditions) to test-artifacts/load_test.json. Exit status 0 when every check passes. The whole
@@ -77,6 +88,60 @@ def make_photos(n: int, folder: Path) -> list[tuple[Path, tuple[int, int]]]:
         Image.fromarray(np.clip(img + 0.5, 0, 255).astype(np.uint8)).save(path)
         photos.append((path, (img.shape[1], img.shape[0])))
     return photos
+
+
+def make_big_jpeg(path: Path, megapixels: float = 49.0, noise: float = 0.0, quality: int = 90) -> Path:
+    """examples/astronaut.png upscaled to a square of about `megapixels` (the limit is 50); with
+    `noise` (grey levels, standard deviation), grain that makes the file as large as a camera's."""
+    side = int((megapixels * 1e6) ** 0.5)
+    with Image.open(EXAMPLE) as im:
+        big = im.convert("RGB").resize((side, side), Image.BICUBIC)
+    if noise:
+        pixels = np.asarray(big, np.int16)
+        grain = np.random.default_rng(0).normal(0.0, noise, pixels.shape[:2] + (1,)).astype(np.int16)
+        big = Image.fromarray(np.clip(pixels + grain, 0, 255).astype(np.uint8))
+    big.save(path, quality=quality)
+    return path
+
+
+def address_of(index: int, hostile: bool = False) -> str:
+    """The address client `index` claims (X-Forwarded-For): one per client, as on a real network."""
+    return f"198.51.100.{index + 1}" if hostile else f"203.0.113.{index + 1}"
+
+
+def upload(url: str, path: Path, headers: dict | None = None, timeout: float = 120.0) -> dict:
+    """Upload a file to gradio's /gradio_api/upload; returns the FileData to pass as an input."""
+    import httpx
+
+    with open(path, "rb") as fh:
+        r = httpx.post(url + "gradio_api/upload", files={"files": (path.name, fh, "image/jpeg")}, headers=headers,
+                       timeout=timeout)
+    r.raise_for_status()
+    return {"path": r.json()[0], "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
+
+
+def call_reconstruct(url: str, image: dict, timeout: float, headers: dict | None = None) -> tuple[str, float, str]:
+    """One /reconstruct through gradio's /call API, in a session of its own (as a script would):
+    ("complete" | "error" | "refused" | "failed", seconds, detail)."""
+    import httpx
+
+    start = time.perf_counter()
+    try:
+        with httpx.Client(timeout=timeout, headers=headers) as client:
+            r = client.post(url + "gradio_api/call/reconstruct", json={"data": [image, 0, 0.7]})
+            if r.status_code != 200:
+                return "refused", time.perf_counter() - start, f"HTTP {r.status_code} {r.text[:120]}"
+            event_id = r.json()["event_id"]
+            event = ""
+            with client.stream("GET", url + f"gradio_api/call/reconstruct/{event_id}") as stream:
+                for line in stream.iter_lines():
+                    if line.startswith("event:"):
+                        event = line.split(":", 1)[1].strip()
+                    elif line.startswith("data:") and event in ("complete", "error"):
+                        return event, time.perf_counter() - start, line[5:].strip()[:160]
+            return "failed", time.perf_counter() - start, f"stream ended after event {event!r}"
+    except Exception as exc:  # noqa: BLE001 - every failure is a finding
+        return "failed", time.perf_counter() - start, f"{type(exc).__name__}: {str(exc)[:160]}"
 
 
 def _rgb(path) -> np.ndarray:
@@ -152,6 +217,7 @@ class LoadClient(threading.Thread):
     def __init__(self, index: int, url: str, photo: Path, size: tuple[int, int], shared: Shared, *,
                  warmup: int, reconstructions: int, downloads_every: int, download_dir: Path, seed: int):
         super().__init__(name=f"client{index}", daemon=True)
+        self.address = address_of(index)
         self.index, self.url, self.photo, self.size, self.shared = index, url, photo, size, shared
         self.warmup, self.reconstructions, self.downloads_every = warmup, reconstructions, downloads_every
         self.download_dir = download_dir
@@ -246,6 +312,7 @@ class LoadClient(threading.Thread):
             # gradio_client's own HTTP timeout (20 s) would cut uploads and downloads on a busy
             # server short: each request has request_timeout seconds instead
             self.client = Client(self.url, verbose=False, download_files=str(self.download_dir),
+                                 headers={"X-Forwarded-For": self.address},
                                  httpx_kwargs={"timeout": self.shared.request_timeout})
             for i in range(self.warmup):
                 self._iteration("warmup", i)
@@ -268,24 +335,75 @@ class LoadClient(threading.Thread):
                 self.shared.failures.append((self.index, "client", traceback.format_exc(limit=3)))
 
 
+class Flooder(threading.Thread):
+    """A hostile client: from the warm-up's end until the run stops, `concurrency` /reconstructs of
+    a big JPEG in flight at once, each uploaded anew and in a session of its own."""
+
+    def __init__(self, index: int, url: str, photo: Path, shared: Shared, concurrency: int):
+        super().__init__(name=f"flooder{index}", daemon=True)
+        self.url, self.photo, self.shared, self.concurrency = url, photo, shared, concurrency
+        self.headers = {"X-Forwarded-For": address_of(index, hostile=True)}
+        self.results: list[tuple[str, float, str]] = []
+        self._lock = threading.Lock()
+
+    def _worker(self) -> None:
+        while not self.shared.stop.is_set():
+            start = time.perf_counter()
+            try:
+                image = upload(self.url, self.photo, self.headers, timeout=self.shared.request_timeout)
+            except Exception as exc:  # noqa: BLE001 - a refused upload is an outcome, not a failure
+                outcome = ("upload refused", time.perf_counter() - start, f"{type(exc).__name__}: {str(exc)[:120]}")
+                time.sleep(0.5)
+            else:
+                outcome = call_reconstruct(self.url, image, self.shared.request_timeout, self.headers)
+            if not self.shared.stop.is_set():
+                with self._lock:
+                    self.results.append(outcome)
+
+    def run(self) -> None:
+        try:
+            self.shared.barrier.wait(timeout=max(1.0, self.shared.deadline - time.monotonic()))
+        except threading.BrokenBarrierError:
+            return
+        for i in range(self.concurrency):
+            threading.Thread(target=self._worker, name=f"{self.name}-{i}", daemon=True).start()
+        self.shared.stop.wait()
+
+    def summary(self) -> dict:
+        with self._lock:
+            results = list(self.results)
+        kinds: dict[str, int] = {}
+        for kind, _, _ in results:
+            kinds[kind] = kinds.get(kind, 0) + 1
+        done = [s for k, s, _ in results if k == "complete"]
+        return {"concurrency": self.concurrency, "requests": len(results), "outcomes": kinds,
+                "complete_p50_s": round(_percentile(done, 50), 2) if done else None,
+                "examples": sorted({f"{k}: {d}" for k, _, d in results if k != "complete"})[:4]}
+
+
 def run_load_test(url: str, pid: int | None, *, clients: int = 8, reconstructions: int = 25, warmup: int = 2,
                   downloads_every: int = 5, request_timeout: float = 180.0, deadline_s: float = 1800.0,
                   max_growth_mb: float = 200.0, seed: int = 0, out: Path | None = ARTIFACTS / "load_test.json",
-                  server_log=None) -> dict:
+                  server_log=None, flooders: int = 0, flood_concurrency: int = 16, flood_megapixels: float = 49.0,
+                  flood_noise: float = 12.0) -> dict:
     """Run the load test against the app at `url` (its process id `pid`, for memory) and
-    return the report (also written to `out`)."""
+    return the report (also written to `out`). `clients` counts the `flooders` too."""
+    if not 0 <= flooders < clients:
+        raise ValueError(f"flooders must be 0 to clients - 1, got {flooders}")
+    visitors = clients - flooders
     t_start = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="facelift-load-"))
     monitor = None
     try:
-        photos = make_photos(clients, work)
-        shared = Shared(deadline=t_start + deadline_s, request_timeout=request_timeout, n_clients=clients)
+        photos = make_photos(visitors, work)
+        big = make_big_jpeg(work / "flood.jpg", flood_megapixels, flood_noise) if flooders else None
+        shared = Shared(deadline=t_start + deadline_s, request_timeout=request_timeout, n_clients=visitors)
         warmed = threading.Event()
         marks: dict[str, float] = {}
 
         def after_warmup():  # run by one thread when all clients reached the barrier
             refs = shared.references
-            if len(refs) == clients and clients > 1:
+            if len(refs) == visitors and visitors > 1:
                 keys = sorted(refs)
                 pairs = [float(np.abs(refs[a] - refs[b]).mean()) for a in keys for b in keys if a < b]
                 shared.reference_margin = min(pairs) / 4
@@ -297,7 +415,7 @@ def run_load_test(url: str, pid: int | None, *, clients: int = 8, reconstruction
             marks["t_measured"] = time.monotonic()
             warmed.set()
 
-        shared.barrier = threading.Barrier(clients, action=after_warmup)
+        shared.barrier = threading.Barrier(visitors + flooders, action=after_warmup)
         if pid:
             monitor = MemoryMonitor(pid)
             monitor.start()
@@ -305,7 +423,8 @@ def run_load_test(url: str, pid: int | None, *, clients: int = 8, reconstruction
         threads = [LoadClient(i, url, path, size, shared, warmup=max(1, warmup), reconstructions=reconstructions,
                               downloads_every=downloads_every, download_dir=work / f"downloads{i}", seed=seed + i)
                    for i, (path, size) in enumerate(photos)]
-        for t in threads:
+        hostile = [Flooder(visitors + i, url, big, shared, flood_concurrency) for i in range(flooders)]
+        for t in threads + hostile:
             t.start()
         for t in threads:
             t.join(timeout=max(1.0, shared.deadline - time.monotonic()) + 5)
@@ -317,8 +436,14 @@ def run_load_test(url: str, pid: int | None, *, clients: int = 8, reconstruction
             end_rss = monitor.rss()
             monitor.stop()
         report = _report(shared, threads, marks, monitor, end_rss if monitor else None, t_start, t_end,
-                         timed_out=timed_out, clients=clients, reconstructions=reconstructions, warmup=warmup,
+                         timed_out=timed_out, clients=visitors, reconstructions=reconstructions, warmup=warmup,
                          downloads_every=downloads_every, max_growth_mb=max_growth_mb, url=url, deadline_s=deadline_s)
+        if flooders:  # the flood's jobs are still queued at the end: memory is tests/memory_burst.py's to measure
+            report["checks"].pop("memory_growth_under_limit")
+            report["passed"] = all(report["checks"].values())
+            report["flooders"] = [f.summary() for f in hostile]
+            report["flood_photo"] = {"megapixels": round(flood_megapixels, 1),
+                                     "jpeg_mb": round(big.stat().st_size / 1e6, 1)}
         if server_log is not None:
             errors = [line for line in server_log().splitlines() if " ERROR " in line or "Traceback" in line]
             report["server_log_errors"] = errors[:20]
@@ -392,8 +517,10 @@ def _report(shared: Shared, threads, marks, monitor, end_rss, t_start, t_end, *,
 
 
 def format_report(report: dict) -> str:
+    flooders = report.get("flooders", [])
+    hostile = f" and {len(flooders)} flooding client(s)" if flooders else ""
     lines = [f"FaceLift app load test: {report['clients']} clients x {report['reconstructions_per_client']} "
-             f"reconstructions (+ 2 renders each, /downloads every {report['downloads_every']}) against "
+             f"reconstructions (+ 2 renders each, /downloads every {report['downloads_every']}){hostile} against "
              f"{report['url']}",
              f"  done {report['reconstructions_done']} reconstructions, {report['requests_measured']} requests in "
              f"{report['measured_wall_s']} s ({report['reconstructions_per_s']} reconstructions/s); "
@@ -408,6 +535,12 @@ def format_report(report: dict) -> str:
                      f"{m['end_mb']} MB: growth {m['growth_mb']} MB (peak +{m['peak_growth_mb']} MB; limit "
                      f"{m['limit_mb']} MB)")
     lines.append(f"  references: nearest pair differs by {report['min_reference_distance']} grey levels")
+    for i, f in enumerate(flooders):
+        photo = report["flood_photo"]
+        lines.append(f"  flooder {i}: {f['concurrency']} /reconstructs of a {photo['megapixels']} MP JPEG "
+                     f"({photo['jpeg_mb']} MB) in flight: {f['requests']} answered {f['outcomes']}, "
+                     f"completed ones p50 {f['complete_p50_s']} s")
+        lines += [f"    {e}" for e in f["examples"]]
     for name, ok in report["checks"].items():
         lines.append(f"  {'ok  ' if ok else 'FAIL'} {name}")
     for f in report["failures"][:10]:
@@ -435,7 +568,59 @@ def main(argv=None) -> int:
     parser.add_argument("--pid", type=int, help="with --url: the app's process id, to measure its memory")
     parser.add_argument("--out", type=Path, default=ARTIFACTS / "load_test.json")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--flooders", type=int, default=0, help="of the --clients, how many flood (issue 17)")
+    parser.add_argument("--flood-concurrency", type=int, default=16, help="each flooder's requests in flight")
+    parser.add_argument("--flood-megapixels", type=float, default=49.0)
+    parser.add_argument("--compare", action="store_true",
+                        help="with --flooders: first the same run without them (--clients normal clients), each on "
+                             "a fresh server, then compare the normal visitors' p90 latency (limit 2x)")
     args = parser.parse_args(argv)
+    if args.compare and not args.flooders:
+        parser.error("--compare needs --flooders")
+    if args.compare and args.url:
+        parser.error("--compare starts its own servers (no --url)")
+    runs = [(0, args.out.with_name(args.out.stem + "_no_flooder.json"))] if args.compare else []
+    reports = [_run_once(args, flooders, out) for flooders, out in runs + [(args.flooders, args.out)]]
+    report = reports[-1]
+    if args.compare:
+        print(format_comparison(reports[0], report))
+        comparison = compare_p90(reports[0], report)
+        report["comparison"] = comparison
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        return 0 if report["passed"] and comparison["within_limit"] else 1
+    return 0 if report["passed"] else 1
+
+
+#: the normal visitors' p90 with a flooder must stay within this factor of the p90 without (issue 17)
+FLOODER_P90_LIMIT = 2.0
+
+
+def compare_p90(without: dict, with_flooder: dict) -> dict:
+    """The normal visitors' p90 latency per endpoint with the flooder over the p90 without."""
+    ratios = {}
+    for endpoint, s in with_flooder["latency"].items():
+        base = without["latency"].get(endpoint)
+        if base and base["p90_s"] > 0:
+            ratios[endpoint] = {"p90_without_s": base["p90_s"], "p90_with_s": s["p90_s"],
+                                "ratio": round(s["p90_s"] / base["p90_s"], 2)}
+    within = bool(ratios) and all(r["ratio"] <= FLOODER_P90_LIMIT for r in ratios.values())
+    return {"ratios": ratios, "limit": FLOODER_P90_LIMIT, "within_limit": within}
+
+
+def format_comparison(without: dict, with_flooder: dict) -> str:
+    c = compare_p90(without, with_flooder)
+    n = len(with_flooder.get("flooders", []))
+    lines = [f"Normal visitors' p90 latency: {without['clients']} clients alone vs {with_flooder['clients']} clients "
+             f"+ {n} flooder(s)",
+             f"  {'endpoint':<13}{'without s':>11}{'with s':>9}{'ratio':>8}"]
+    for endpoint, r in c["ratios"].items():
+        lines.append(f"  {endpoint:<13}{r['p90_without_s']:>11.3f}{r['p90_with_s']:>9.3f}{r['ratio']:>8.2f}")
+    lines.append(f"  {'ok  ' if c['within_limit'] else 'FAIL'} every p90 within {c['limit']:g}x")
+    return "\n".join(lines)
+
+
+def _run_once(args, flooders: int, out: Path) -> dict:
+    """One load test (on a server of its own unless --url), printed; returns its report."""
     server = None
     if args.url is None:
         from app_server import AppServer
@@ -450,14 +635,16 @@ def main(argv=None) -> int:
         report = run_load_test(url, pid, clients=args.clients, reconstructions=args.reconstructions,
                                warmup=args.warmup, downloads_every=args.downloads_every,
                                request_timeout=args.request_timeout, deadline_s=args.deadline,
-                               max_growth_mb=args.max_growth_mb, seed=args.seed, out=args.out,
-                               server_log=(lambda: server.log()[log_start:]) if server else None)
+                               max_growth_mb=args.max_growth_mb, seed=args.seed, out=out,
+                               server_log=(lambda: server.log()[log_start:]) if server else None,
+                               flooders=flooders, flood_concurrency=args.flood_concurrency,
+                               flood_megapixels=args.flood_megapixels)
     finally:
         if server:
             server.stop()
     print(format_report(report))
-    print(f"report: {args.out}")
-    return 0 if report["passed"] else 1
+    print(f"report: {out}", flush=True)
+    return report
 
 
 if __name__ == "__main__":

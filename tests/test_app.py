@@ -368,6 +368,59 @@ def test_kept_reconstructions_are_bounded_least_recently_used_first(monkeypatch)
     assert len(kept) == 2
 
 
+def test_kept_reconstructions_are_bounded_per_client_address(monkeypatch):
+    """Issue 17: a flood of sessions from one address kept 64 reconstructions of big photos
+    (650 MB) for an hour; now one address keeps at most `per_client`, replacing its own."""
+    import app
+
+    kept = app.KeptReconstructions(limit=5, per_client=2)
+    monkeypatch.setattr(app, "KEPT", kept)
+    visitor = app.Session(rec="visitor", name="v", address="203.0.113.1")
+    kept.add(visitor)
+    flood = [app.Session(rec=f"flood{i}", name=f"f{i}", address="198.51.100.1") for i in range(6)]
+    for session in flood:
+        kept.add(session)
+    assert len(kept) == 3 and visitor.rec == "visitor"
+    assert [s.rec for s in flood] == [None] * 4 + ["flood4", "flood5"]
+    app._require(flood[4])  # used: the other one goes next
+    kept.add(app.Session(rec="flood6", name="f6", address="198.51.100.1"))
+    assert flood[5].rec is None and flood[4].rec == "flood4"
+    unknown = [app.Session(rec=f"u{i}", name=f"u{i}") for i in range(3)]  # no address (direct calls): the total only
+    for session in unknown:
+        kept.add(session)
+    assert len(kept) == 5 and all(s.rec for s in unknown) and visitor.rec is None  # least recently used overall
+
+
+def test_freed_memory_is_handed_back_after_heavy_jobs(monkeypatch):
+    """After a heavy handler, failed or not, glibc's malloc_trim runs a moment later, once for
+    the jobs that finished meanwhile (a burst of big photos otherwise kept ~700 MB)."""
+    import sys
+
+    import app
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc only")
+    releaser = app.MemoryReleaser(delay_s=0.2)
+    monkeypatch.setattr(app, "MEMORY", releaser)
+    releaser.start()
+
+    @app.releases_memory
+    def job(fail=False):
+        if fail:
+            raise ValueError("bad photo")
+        return "done"
+
+    assert job() == "done"
+    with pytest.raises(ValueError):
+        job(fail=True)
+    deadline = time.monotonic() + 10
+    while releaser.trims < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert releaser.trims == 1  # two jobs, one trim
+    assert job.__name__ == "job" and app.reconstruct.__wrapped__.__name__ == "reconstruct"
+
+
 def test_many_sessions_keep_bounded_memory(monkeypatch):
     """Twelve visitors reconstruct in turn (gradio keeps every session's state): only the
     last KEPT reconstructions stay alive, and none keeps its full-resolution photo."""

@@ -39,6 +39,23 @@ def test_app_under_load(request):
     assert set(report["latency"]) == {"/reconstruct", "/render", "/downloads", "/turntable"}
 
 
+def test_memory_returns_after_a_burst_of_big_photos(request):
+    """Issue 17: after a flood of 49-megapixel JPEGs the server sat at +2 GB, still after 90
+    normal requests. Bounded version of tests/memory_burst.py (the full run: 80 at once, then 90
+    normal): one big photo, 3 at once from one address, then 6 normal /reconstructs; the RSS must
+    come back within 200 MB of the warm baseline, and one big photo must need less than 600 MB."""
+    from memory_burst import format_report, run_memory_burst
+
+    server = app_server(request.config)
+    report = run_memory_burst(server.url, server.process.pid, flood=3, normal=6, normal_clients=2, warmup=2,
+                              request_timeout=240.0, out=ARTIFACTS / "memory_burst.json")
+    text = format_report(report)
+    print(text)
+    assert report["passed"], text
+    assert report["flood"]["outcomes"].get("failed", 0) == 0, text
+    assert report["above_baseline_mb"]["single_peak"] < 600, text
+
+
 def test_the_load_test_notices_crossed_results(tmp_path):
     """The checks bite: another client's face, photo size or file names count as crossed."""
     import json

@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -415,6 +416,50 @@ def test_export_failure_leaves_the_earlier_export_and_no_temporary_folder(rec, t
     with pytest.raises(KeyboardInterrupt):
         rec.export(tmp_path / "b")
     assert _tree(tmp_path) == before
+
+
+def _with_umask(mask: int, function):
+    old = os.umask(mask)
+    try:
+        return function()
+    finally:
+        os.umask(old)
+
+
+def test_export_folders_follow_the_umask(rec, tmp_path):
+    """The export folder (a temporary one renamed into place) was 0700 whatever the umask."""
+    out = _with_umask(0o022, lambda: rec.export(tmp_path / "open", outputs="texture"))
+    assert out.stat().st_mode & 0o777 == 0o755, oct(out.stat().st_mode)
+    assert (out / "params.json").stat().st_mode & 0o777 == 0o644
+    assert Image.open(out / "texture.png").size == (256, 256)
+    out = _with_umask(0o077, lambda: rec.export(tmp_path / "private", outputs="texture"))
+    assert out.stat().st_mode & 0o777 == 0o700 and (out / "params.json").stat().st_mode & 0o777 == 0o600
+    out = _with_umask(0o027, lambda: rec.export(tmp_path / "open", outputs="texture"))  # a replaced export too
+    assert out.stat().st_mode & 0o777 == 0o750
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["open", "private"]
+
+
+@pytest.mark.parametrize("name", ["p" * 250, "é" * 127, "a" * 255])
+def test_export_to_a_name_near_the_file_system_limit(rec, tmp_path, name):
+    """A folder name of up to 255 bytes is valid, but its temporary name (`.<name>.facelift-tmp-
+    <pid>-<random>`) was longer: 'File name too long'. The temporary name is now shortened."""
+    out = rec.export(tmp_path / name, outputs="landmarks")
+    assert out.name == name and json.loads((out / "params.json").read_text())["outputs"] == ["landmarks", "params"]
+    assert json.loads((out / "landmarks.json").read_text())["mediapipe"]["count"] == 478
+    again = rec.export(tmp_path / name, outputs="landmarks")  # replacing it sets the old one aside under a name too
+    assert again == out and sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_temporary_prefix_fits_and_keeps_long_names_apart():
+    from facelift.export.folder import TMP_MARK, temporary_prefix
+
+    assert temporary_prefix("photo") == f".photo{TMP_MARK}{os.getpid()}-"
+    long_a, long_b = "x" * 240 + "a", "x" * 240 + "b"
+    for name in (long_a, "é" * 127, "\udcff" * 250):  # the last: undecodable bytes, as os.listdir gives them
+        prefix = os.fsencode(temporary_prefix(name))
+        assert len(prefix) + 8 + len("-old") <= 255
+    assert temporary_prefix(long_a) != temporary_prefix(long_b)
+    assert temporary_prefix(long_a).startswith(".xxxx")
 
 
 def test_no_face_and_bad_face_index(fl):

@@ -4,11 +4,12 @@ the clean-up. What `Reconstruction.export` writes into it is up to the caller.""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import secrets
 import shutil
 import signal
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,37 @@ EXPORT_FILES = frozenset(f for files in OUTPUTS.values() for f in files)
 _OS_CLUTTER = frozenset({".DS_Store", "Thumbs.db", "desktop.ini"})  # a file browser's, not the user's
 TMP_MARK = ".facelift-tmp-"  # in the names of export's temporary folders: .<name>.facelift-tmp-<pid>-...
 _MAX_PARAMS_BYTES = 4 << 20
+_NAME_MAX = 255  # bytes in one file name on common file systems
+_TMP_TAIL = 8 + len("-old")  # the random part, and what `_move_into_place` appends to set the old one aside
+
+
+def temporary_prefix(name: str) -> str:
+    """The start of the temporary folders' names for the export folder `name`:
+    `.<name>.facelift-tmp-<pid>-`. A name too long to leave room for the rest (a name of up to
+    255 bytes is itself valid) is cut to its first characters plus a hash of the whole name, so
+    the temporary name still fits and still differs from another long name's."""
+    tail = f"{TMP_MARK}{os.getpid()}-"
+    room = _NAME_MAX - _TMP_TAIL - len(tail) - 1  # 1: the leading dot
+    raw = os.fsencode(name)
+    if len(raw) > room:
+        cut = raw[:room - 9].decode("utf-8", "ignore")  # whole characters only
+        name = f"{cut}-{hashlib.sha1(raw).hexdigest()[:8]}"
+    return f".{name}{tail}"
+
+
+def _make_temporary(directory: Path) -> Path:
+    """A new empty folder beside `directory`, named `temporary_prefix` + 8 random characters.
+    Made by os.mkdir (not tempfile.mkdtemp, which makes it 0700): the finished export is this
+    folder renamed, so its mode is the umask's, as for any folder the user makes."""
+    prefix = temporary_prefix(directory.name)
+    for _ in range(100):
+        path = directory.parent / f"{prefix}{secrets.token_hex(4)}"
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {directory}")
 
 
 @contextmanager
@@ -33,7 +65,7 @@ def export_folder(directory: Path) -> Iterator[Path]:
     check_export_target(directory)
     try:
         directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}{TMP_MARK}{os.getpid()}-", dir=directory.parent))
+        tmp = _make_temporary(directory)
     except OSError as exc:
         raise OutputError(f"Cannot create the output folder {directory}: {exc.strerror or exc}.") from exc
     try:
