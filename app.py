@@ -83,7 +83,7 @@ QUEUE_SIZE = 64             # requests waiting, all sessions together
 # proxy's address so that each visitor is told apart). One flooding client (many sessions from
 # one address) cannot fill the queue for everyone else.
 MAX_JOBS_PER_SESSION = int(os.environ.get("FACELIFT_APP_MAX_JOBS_PER_SESSION", "2"))
-MAX_JOBS_PER_CLIENT = int(os.environ.get("FACELIFT_APP_MAX_JOBS_PER_CLIENT", "16"))
+MAX_JOBS_PER_CLIENT = int(os.environ.get("FACELIFT_APP_MAX_JOBS_PER_CLIENT", "4"))
 GENERIC_ERROR = "Something went wrong on the server while processing this photo. Please try again or use another photo."
 # The one answer to any image input that is not a file uploaded to this page (or a shipped example):
 # the same words whatever the path is (missing, a folder, a pipe, a server file), so that it tells
