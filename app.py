@@ -1077,15 +1077,16 @@ def _with_security_headers(send):
     return send_with_headers
 
 
-async def _read_body(receive) -> tuple[bytes, bool]:
-    """The request's body (at most MAX_BODY_BYTES + 1 of it) and whether the client disconnected."""
+async def _read_body(receive, keep: bool = True) -> tuple[bytes, bool]:
+    """The request's body (at most MAX_BODY_BYTES + 1 of it; nothing without `keep`: a refused
+    body is only drained) and whether the client disconnected."""
     chunks, size = [], 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return b"".join(chunks), True
         chunk = message.get("body", b"")
-        if size <= MAX_BODY_BYTES:
+        if keep and size <= MAX_BODY_BYTES:
             chunks.append(chunk)
         size += len(chunk)
         if not message.get("more_body", False):
@@ -1153,7 +1154,7 @@ class HttpGuard:
         refusal = UPLOAD_ALLOWANCE.charge(address, length)
         if refusal is not None:
             log.info("refused %s from %s: %s", path, address, refusal)
-            await _read_body(receive)  # read (not kept) so that the client gets the answer, not a reset
+            await _read_body(receive, keep=False)  # read (not kept) so that the client gets the answer, not a reset
             return await _refuse(send, 429, refusal, as_json, retry_after_s=60)
         if job is None and not upload:
             return await self.app(scope, receive, send)
@@ -1184,7 +1185,7 @@ class HttpGuard:
         if not await anyio.to_thread.run_sync(DISK.make_room, length, _paths_in_jobs()):
             log.warning("upload folder full (%s budget): refused %s", _mb(DISK.limit), scope.get("path"))
             if upload:
-                await _read_body(receive)
+                await _read_body(receive, keep=False)
             return await _refuse(send, 503, NO_ROOM, as_json, retry_after_s=60)
         try:
             await self.app(scope, receive, send)

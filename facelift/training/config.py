@@ -124,6 +124,8 @@ class DRNConfig(TrainConfig):
     prior_mm: float = 1.0  # ... of mm per unit of high-passed log luminance ...
     prior_sigma: float = 3.0  # ... high-passed at this sigma (texels)
     prior_fine_sigma: float = 0.0  # ... after a blur of this sigma (texels; 0: none): a band pass
+    prior_erode: int = 0  # ... on trusted skin shrunk by this many texels (v3: thin occluders' halos) ...
+    prior_features_flat: bool = False  # ... and 0 on the eyes, brows and mouth, kept flat by E_flat
     cavity: float = 0.0  # v2: render x (1 + cavity x (r_d - blur(r_d)) in mm): crease occlusion
     cavity_sigma: float = 4.0  # texels of that blur
     grad_eps: float = 0.0  # v2: E_grad with the Charbonnier penalty of this eps (0: |x|, the paper)

@@ -111,6 +111,28 @@ def crease_prior(texture: Tensor, trust: Tensor, mm: float, sigma: float, fine_s
     return mm * (fine - gaussian_blur(lum, sigma, on)) * on
 
 
+def feature_mask(face_model_path: str, resolution: int) -> Tensor:
+    """(1, 1, R, R) float: 1 on the eyes, brows and mouth (the evaluation's landmark regions,
+    dilated as there). Their darkness is colour (brows, lashes, lips) or a hole (the open
+    mouth), not depth: the v3 recipe's crease prior is 0 there and E_flat keeps them flat."""
+    from ..evaluation.masks import DILATE, REGIONS, region_mask
+    from ..face_model import FaceModel
+
+    uv = FaceModel.load(face_model_path).uv
+    out = np.zeros((resolution, resolution), bool)
+    for name, idx in REGIONS.items():
+        out |= region_mask(uv, idx, resolution, DILATE[name])
+    return torch.from_numpy(out.astype(np.float32))[None, None]
+
+
+def erode(mask: Tensor, texels: int) -> Tensor:
+    """A (B, 1, R, R) 0/1 mask shrunk by `texels` (a square min-pool): the halo a thin
+    occluder (a glasses frame, a strand) leaves in the skin confidence goes with it."""
+    if texels <= 0:
+        return mask
+    return -F.max_pool2d(-mask, 2 * texels + 1, stride=1, padding=texels)
+
+
 def cavity_shading(rate: Tensor, mask: Tensor, strength: float, sigma: float) -> Tensor:
     """1 + strength x (r_d - blur(r_d)) in mm, clamped to [0.5, 1.5]: texels below their
     surroundings (a crease) get less light, as ambient occlusion gives them. The SH shading of
@@ -164,6 +186,7 @@ def train_drn_v2(cfg: DRNConfig, resume: bool = True) -> Path:
     dev = run.device
     fan = load_frozen(FAN, cfg.fan, dev)
     pca = load_pca(cfg.face_model, cfg.resolution).to(dev)
+    features = feature_mask(cfg.face_model, cfg.resolution).to(dev) if cfg.prior_features_flat else 0.0
     drn = build_drn(cfg)
     opt = _optimizer(drn.parameters(), cfg.lr, cfg.betas)
     drn, opt = run.prepare(drn, opt)
@@ -200,6 +223,10 @@ def train_drn_v2(cfg: DRNConfig, resume: bool = True) -> Path:
             x = stack_inputs(drn_plain.inputs, maps_in)
             trust = vis * clean * (alpha < 0.05).float()  # skin the photo shows and no synthetic occluder covers
             untrusted = mask * (1 - vis * conf_in)
+            prior_trust = vis * conf_in
+            if cfg.prior_features_flat or cfg.prior_erode:
+                prior_trust = erode((prior_trust > 0.5).float(), cfg.prior_erode) * (1 - features)
+                untrusted = mask * (1 - prior_trust)
         rate = drn(x)
         n2 = displaced_normals(nrm, pos, rate, mask)
         synth = albedo * shading_map(n2, batch["sh_lf"])
@@ -215,7 +242,7 @@ def train_drn_v2(cfg: DRNConfig, resume: bool = True) -> Path:
             "flat": (_penalty(d_mm, cfg.squared_regularisers) * untrusted).sum() / untrusted.sum().clamp_min(1),
         }
         with torch.no_grad():
-            target = crease_prior(tex_in, vis * conf_in, cfg.prior_mm, cfg.prior_sigma, cfg.prior_fine_sigma)
+            target = crease_prior(tex_in, prior_trust, cfg.prior_mm, cfg.prior_sigma, cfg.prior_fine_sigma)
         terms["prior"] = (((d_mm - target) * mask).pow(2)).sum() / mask.sum().clamp_min(1)
         weights = {"grad": cfg.w_grad, "const": cfg.w_const, "smooth": cfg.w_smooth, "flat": cfg.w_flat,
                    "prior": cfg.w_prior if run.step < cfg.prior_steps else 0.0}
