@@ -50,6 +50,11 @@ class ReconstructionContext:
             self._renderer.close()
 
 
+#: Bounds of `Reconstruction.detail_shading_ratio`, and the irradiance below which it stays 1
+DETAIL_SHADING_RATIO = (0.5, 2.0)
+MIN_SHADING = 0.05
+
+
 @dataclass
 class UVPredictions:
     """What `FaceLift.predict_uv` returns: (R, R, C) float32 UV maps and the lighting."""
@@ -137,20 +142,53 @@ class Reconstruction:
             self._meshes["detail_occlusion"] = occ
         return self._meshes["detail_occlusion"]
 
+    def uv_normals(self, details: bool = True) -> np.ndarray:
+        """(R, R, 3) camera-space normals of the dense mesh on the UV grid, with the DRN's
+        details or without (the unwrap's smooth normals where the mesh grid differs from it)."""
+        key = ("uv_normals", bool(details) and self.displacement_scale > 0)
+        if key not in self._meshes:
+            normals = self.maps.normal.copy()
+            mesh = self.dense_mesh(details=details)
+            if mesh.resolution == normals.shape[0]:
+                normals.reshape(-1, 3)[mesh.grid_index] = mesh.normals @ np.asarray(self.fit.rotation, np.float32).T
+            self._meshes[key] = normals
+        return self._meshes[key]
+
+    def detail_shading_ratio(self) -> np.ndarray:
+        """(R, R) SH irradiance of the smooth surface over that of the detailed one, under the
+        light estimated from the photo (within DETAIL_SHADING_RATIO; 1 without details). The
+        FAN's albedo explains the photo with smooth normals; with the details' normals, the
+        albedo that explains it is the FAN's times this ratio."""
+        if "detail_shading_ratio" not in self._meshes:
+            ratio = np.ones(self.displacement.shape[:2], np.float32)
+            if self.displacement_scale > 0:
+                from .shading import irradiance
+
+                smooth = irradiance(self.uv_normals(details=False), self.sh).mean(-1)
+                detailed = irradiance(self.uv_normals(details=True), self.sh).mean(-1)
+                ok = self.maps.mask & (smooth > MIN_SHADING) & (detailed > MIN_SHADING)
+                ratio[ok] = np.clip(smooth[ok] / detailed[ok], *DETAIL_SHADING_RATIO)
+            self._meshes["detail_shading_ratio"] = ratio
+        return self._meshes["detail_shading_ratio"]
+
     def shown_albedo(self, albedo: str = "fan", details: bool = True) -> np.ndarray:
-        """The albedo map a render uses: with `details`, the FAN albedo as predicted (it holds
-        the creases' darkness), the PCA albedo or grey times the details' occlusion; without,
-        the FAN albedo with the details' occlusion divided out, the PCA albedo or grey."""
+        """The albedo map a render uses. The photo is albedo x shading x the details' occlusion;
+        the FAN's albedo explains it with smooth normals and no occlusion. With `details`, the
+        FAN albedo x `detail_shading_ratio` (so under the photo's light the detailed face looks
+        as the FAN's albedo on the smooth one: the photo), the PCA albedo or grey times the
+        details' occlusion; without, that FAN albedo with the occlusion divided out (the
+        creases' darkness goes with the geometry that explains it), the PCA albedo or grey."""
         if albedo not in ("fan", "pca", "grey"):
             raise ValueError(f"albedo must be 'fan', 'pca' or 'grey', got {albedo!r}")
         base = {"fan": self.albedo, "pca": self.albedo_pca}.get(albedo)
         if base is None:  # the geometry alone
             base = np.full_like(self.albedo, GREY_ALBEDO)
-        if self.displacement_scale <= 0 or self.detail_cavity[0] <= 0:
+        if self.displacement_scale <= 0:
             return base
         occ = self.detail_occlusion()[..., None]
         if albedo == "fan":
-            return base if details else np.clip(base / occ, 0.0, 1.0).astype(np.float32)
+            fan = base * self.detail_shading_ratio()[..., None]
+            return np.clip(fan if details else fan / occ, 0.0, 1.0).astype(np.float32)
         return np.clip(base * occ, 0.0, 1.0).astype(np.float32) if details else base
 
     def dense_mesh(self, details: bool = True) -> DenseMesh:

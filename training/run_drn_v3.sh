@@ -7,13 +7,14 @@
 #      25 steps, but so did millimetre blobs on lips, brows and glasses frames
 #   C  500 steps: B with w_const = w_flat = 0.3; the DRN then followed the prior closely (correlation
 #      0.9-0.97 on eval/ photos), and the prior itself made lips, eye sockets and glasses frames relief
-#   D  the shipped recipe (training/configs/drn_v3.json): C with the prior 0 on the eyes, brows and
-#      mouth and on trusted skin shrunk by 2 texels (prior_features_flat, prior_erode), E_flat there
-# Usage: bash training/run_drn_v3.sh [DATA_ROOT=/work/data] [MINUTES=40]
+#   D  475 steps: C with the prior 0 on the eyes, brows and mouth and on trusted skin shrunk by 2
+#      texels (prior_features_flat, prior_erode), E_flat there; clean, but fine-scale std 0.11 mm
+#   E  the shipped recipe (training/configs/drn_v3.json): D with the prior at 8 mm (736 steps, 22 min)
+# Usage: bash training/run_drn_v3.sh [DATA_ROOT=/work/data] [MINUTES=22]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${1:-/work/data}
-M=${2:-40}
+M=${2:-22}
 PY=${PYTHON:-python}
 export OMP_WAIT_POLICY=PASSIVE
 [ -f "$D/uv256/train/index.json" ] || $PY training/prepare_data.py --split train --out "$D/uv256" --resolution 256 --workers 2
@@ -27,10 +28,12 @@ stage() {  # name, steps, init (or ""), extra --set arguments...
         ${init:+--set init_from="$D/runs/${init}_init"} "$@"
     $PY training/export_state.py --run "$D/runs/${name}_256" --out "$D/runs/${name}_init"
 }
-before_d=(--set prior_erode=0 --set prior_features_flat=false)
-stage drn_v3 350 "" --set prior_mm=4 --set prior_sigma=3 --set prior_fine_sigma=0 --set cavity=0.25 \
-    --set w_const=0.01 --set w_flat=0.01 "${before_d[@]}"
-stage drn_v3b 225 drn_v3 --set w_const=0.01 --set w_flat=0.01 "${before_d[@]}"
+before_d=(--set prior_erode=0 --set prior_features_flat=false --set prior_mm=6)
+# later --set values win: each stage's own come last
+stage drn_v3 350 "" "${before_d[@]}" --set prior_mm=4 --set prior_sigma=3 --set prior_fine_sigma=0 \
+    --set cavity=0.25 --set w_const=0.01 --set w_flat=0.01
+stage drn_v3b 225 drn_v3 "${before_d[@]}" --set w_const=0.01 --set w_flat=0.01
 stage drn_v3c 500 drn_v3b "${before_d[@]}"
-$PY training/train_drn.py "${common[@]}" --out "$D/runs/drn_v3d_256" --set init_from="$D/runs/drn_v3c_init" \
+stage drn_v3d 475 drn_v3c --set prior_mm=6
+$PY training/train_drn.py "${common[@]}" --out "$D/runs/drn_v3e_256" --set init_from="$D/runs/drn_v3d_init" \
     --max-minutes "$M"

@@ -108,14 +108,9 @@ def albedos_for_texture(fl, maps, texture: np.ndarray):
 
 
 def dense_normal_map(rec, details: bool = True) -> np.ndarray:
-    """Camera-space normals (R, R, 3) of the dense mesh, with DRN details or without (the smooth
-    normals where the mesh grid differs from the map resolution)."""
-    normals = rec.maps.normal.copy()
-    mesh = rec.dense_mesh(details=details)
-    R = normals.shape[0]
-    if mesh.resolution == R:
-        normals.reshape(-1, 3)[mesh.grid_index] = mesh.normals @ np.asarray(rec.fit.rotation, np.float32).T
-    return normals
+    """Camera-space normals (R, R, 3) of the dense mesh, with DRN details or without
+    (`Reconstruction.uv_normals`)."""
+    return rec.uv_normals(details)
 
 
 def random_light(rng: np.random.Generator) -> np.ndarray:
@@ -295,9 +290,10 @@ def evaluate_reconstruction(fl, rec, *, rng: np.random.Generator, lpips=None, gr
     skin = skin_mask(model, maps)
     out: dict = {"skin_texels": int(skin.sum())}
 
-    # 1. photometric fidelity: albedo x SH shading (with details) against the photo, on visible skin
+    # 1. photometric fidelity: the albedo a render with details uses x SH shading (with details)
+    # against the photo, on visible skin
     shading = irradiance(dense_normal_map(rec), rec.sh).astype(np.float32)
-    renders = {"pca": np.clip(rec.albedo_pca * shading, 0, 1), "fan": np.clip(rec.albedo * shading, 0, 1)}
+    renders = {k: np.clip(rec.shown_albedo(k, details=True) * shading, 0, 1) for k in ("pca", "fan")}
     for k, img in renders.items():
         out[f"l1_{k}"] = M.masked_l1(img, tex, skin)
         out[f"lpips_{k}"] = lpips(img, tex, skin) if lpips is not None else None
