@@ -1106,7 +1106,24 @@ def _replaying(body: bytes, receive):
     return replay
 
 
-async def _refuse(send, status: int, message: str, as_json: bool, retry_after_s: float | None = None) -> None:
+_last_refusal: dict[str | None, float] = {}  # address -> time.monotonic() of its last 429 for bytes
+REFUSAL_GRACE_S = 10.0
+
+
+def _refused_recently(address: str | None) -> bool:
+    """Whether `address` had a byte-allowance 429 in the last REFUSAL_GRACE_S seconds (and note
+    this one): its first refusal is drained so the client reads the message; the ones a flooder
+    sends after it are answered at once and the connection closed, so its bodies cost nothing."""
+    now = time.monotonic()
+    last = _last_refusal.get(address)
+    if len(_last_refusal) > 10_000:
+        _last_refusal.clear()
+    _last_refusal[address] = now
+    return last is not None and now - last < REFUSAL_GRACE_S
+
+
+async def _refuse(send, status: int, message: str, as_json: bool, retry_after_s: float | None = None,
+                  close: bool = False) -> None:
     import json
 
     if as_json:
@@ -1116,6 +1133,8 @@ async def _refuse(send, status: int, message: str, as_json: bool, retry_after_s:
     headers = [(b"content-type", kind), (b"content-length", str(len(body)).encode())]
     if retry_after_s is not None:
         headers.append((b"retry-after", str(max(1, math.ceil(retry_after_s))).encode()))
+    if close:
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -1154,6 +1173,8 @@ class HttpGuard:
         refusal = UPLOAD_ALLOWANCE.charge(address, length)
         if refusal is not None:
             log.info("refused %s from %s: %s", path, address, refusal)
+            if _refused_recently(address):  # a client that keeps sending: answer without taking its body
+                return await _refuse(send, 429, refusal, as_json, retry_after_s=60, close=True)
             await _read_body(receive, keep=False)  # read (not kept) so that the client gets the answer, not a reset
             return await _refuse(send, 429, refusal, as_json, retry_after_s=60)
         if job is None and not upload:

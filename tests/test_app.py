@@ -917,6 +917,15 @@ def test_upload_bytes_per_address_are_capped(strict_server):
     assert int(refused.headers["retry-after"]) > 0
     assert "/" not in refused.text.split("minutes;")[1] and "Traceback" not in refused.text
     assert len(_regular_files(strict_server.upload_dir)) <= len(before)  # nothing stored for it
+    import httpx
+
+    # sent again at once (a flooder): answered without reading the body, the connection closed
+    try:
+        again = _upload(strict_server, chunk[3:], address="10.0.1.1")
+        assert again.status_code == 429 and again.headers.get("connection") == "close", again.headers
+    except httpx.TransportError:
+        pass  # the client was still sending when the server closed: refused all the same
+    assert len(_regular_files(strict_server.upload_dir)) <= len(before)
     assert _upload(strict_server, chunk[2:], address="10.0.1.2").status_code == 200  # another address
     assert time.perf_counter() - start < 20
 
