@@ -211,7 +211,8 @@ def _where_the_render_puts(rec, vertex_ids) -> tuple[np.ndarray, np.ndarray]:
     code = np.zeros((R, R, 3), np.float32)
     code[..., 0] = centres[None, :]  # column j: u = (j + 0.5) / R
     code[..., 1] = centres[::-1, None]  # row i: v = 1 - (i + 0.5) / R
-    view = dataclasses.replace(rec, albedo=code, _meshes={}).photo_view(details=False, mode="albedo")
+    view = dataclasses.replace(rec, albedo=code, displacement_scale=0.0, _meshes={}).photo_view(details=False,
+                                                                                             mode="albedo")
     inside = view.alpha > 0.99
     ys, xs = np.nonzero(inside)
     drawn = view.image[ys, xs, :2] / 255.0 / view.alpha[ys, xs, None]

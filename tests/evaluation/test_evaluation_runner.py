@@ -48,11 +48,13 @@ def test_a_pca_albedo_that_ignores_its_input_scores_ratio_zero(monkeypatch, pipe
 
 
 def test_fidelity_is_zero_when_the_render_reproduces_the_photo(monkeypatch, pipeline, rec):
-    """An albedo equal to texture / shading re-renders the photo exactly on visible skin."""
+    """An albedo equal to texture / shading of the smooth surface (the FAN's job: the renders
+    with details use it x the smooth/detailed shading ratio) re-renders the photo exactly on
+    visible skin."""
     from facelift.evaluation.runner import dense_normal_map
     from facelift.shading import irradiance
 
-    shading = irradiance(dense_normal_map(rec), rec.sh)
+    shading = irradiance(dense_normal_map(rec, details=False), rec.sh)
     ok = (shading > 0.05).all(-1)
     exact = np.where(ok[..., None], rec.texture / np.where(ok[..., None], shading, 1), 0).astype(np.float32)
     monkeypatch.setattr(rec, "albedo", exact)
