@@ -21,3 +21,16 @@ def shared_dir():
     if not SHARED.is_dir():
         pytest.skip(f"needs ../shared (not found at {SHARED})")
     return SHARED
+
+
+@pytest.fixture
+def with_umask():
+    """with_umask(mask, function): function() run under that umask, the old one restored."""
+    def run(mask: int, function):
+        old = os.umask(mask)
+        try:
+            return function()
+        finally:
+            os.umask(old)
+
+    return run

@@ -184,27 +184,19 @@ def test_long_stems_are_shortened_uniquely():
     assert output_names([Path("b" * (MAX_OUTPUT_NAME - 4) + ".png")]) == ["b" * (MAX_OUTPUT_NAME - 4)]  # kept whole
 
 
-def _with_umask(mask: int, function):
-    old = os.umask(mask)
-    try:
-        return function()
-    finally:
-        os.umask(old)
-
-
-def test_a_250_character_stem_works_and_folders_follow_the_umask(tmp_path, capsys):
+def test_a_250_character_stem_works_and_folders_follow_the_umask(tmp_path, capsys, with_umask):
     """The 250-character stem always failed ("File name too long": the temporary name was
     longer); the output folders were 0700 whatever the umask."""
     src = tmp_path / "in"
     stem = "portrait-" + "x" * 241
     _copy_astronauts(src, [f"{stem}.png", "second.png"])
     out = tmp_path / "out"
-    assert _with_umask(0o022, lambda: main(["reconstruct", str(src), "-o", str(out), "-q"])) == 0
+    assert with_umask(0o022, lambda: main(["reconstruct", str(src), "-o", str(out), "-q"])) == 0
     names = _complete_outputs(out)
     assert len(names) == 2 and names[0].startswith("portrait-xxx") and len(names[0]) <= MAX_OUTPUT_NAME
     for name in names:
         assert (out / name).stat().st_mode & 0o777 == 0o755, oct((out / name).stat().st_mode)
         assert (out / name / "params.json").stat().st_mode & 0o777 == 0o644
-    assert _with_umask(0o027, lambda: main(["reconstruct", str(src / "second.png"), "-o", str(out), "-q"])) == 0
+    assert with_umask(0o027, lambda: main(["reconstruct", str(src / "second.png"), "-o", str(out), "-q"])) == 0
     assert (out / "second").stat().st_mode & 0o777 == 0o750
     assert "Traceback" not in capsys.readouterr().err

@@ -430,23 +430,15 @@ def test_export_failure_leaves_the_earlier_export_and_no_temporary_folder(rec, t
     assert _tree(tmp_path) == before
 
 
-def _with_umask(mask: int, function):
-    old = os.umask(mask)
-    try:
-        return function()
-    finally:
-        os.umask(old)
-
-
-def test_export_folders_follow_the_umask(rec, tmp_path):
+def test_export_folders_follow_the_umask(rec, tmp_path, with_umask):
     """The export folder (a temporary one renamed into place) was 0700 whatever the umask."""
-    out = _with_umask(0o022, lambda: rec.export(tmp_path / "open", outputs="texture"))
+    out = with_umask(0o022, lambda: rec.export(tmp_path / "open", outputs="texture"))
     assert out.stat().st_mode & 0o777 == 0o755, oct(out.stat().st_mode)
     assert (out / "params.json").stat().st_mode & 0o777 == 0o644
     assert Image.open(out / "texture.png").size == (256, 256)
-    out = _with_umask(0o077, lambda: rec.export(tmp_path / "private", outputs="texture"))
+    out = with_umask(0o077, lambda: rec.export(tmp_path / "private", outputs="texture"))
     assert out.stat().st_mode & 0o777 == 0o700 and (out / "params.json").stat().st_mode & 0o777 == 0o600
-    out = _with_umask(0o027, lambda: rec.export(tmp_path / "open", outputs="texture"))  # a replaced export too
+    out = with_umask(0o027, lambda: rec.export(tmp_path / "open", outputs="texture"))  # a replaced export too
     assert out.stat().st_mode & 0o777 == 0o750
     assert sorted(p.name for p in tmp_path.iterdir()) == ["open", "private"]
 
