@@ -85,6 +85,13 @@ class FANConfig(TrainConfig):
     # pass the de-lit texture through (1) on clean, trusted skin; 0 leaves the gate to E_pixel alone
     w_gate: float = 0.0
     gate_by: str | None = None  # a one-channel input (e.g. "confidence") that caps the gate: g * map
+    # rerun the robust low-frequency stage on the occluded (and relit) input, as the pipeline does at
+    # inference, so the network is fed the confidence, stiff albedo and light an occluder really gives
+    # (False: the clean photo's precomputed fit, which an occluder does not move)
+    refit: bool = False
+    # E_pixel again, averaged over the synthetically occluded texels only (they are few, so in
+    # E_pixel's mean they weigh little): what the photo showed before the occluder
+    w_occluded: float = 0.0
 
 
 @dataclass

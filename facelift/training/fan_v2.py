@@ -16,6 +16,10 @@ What it changes against the paper's recipe (facelift.training.loop.train_fan):
 - relighting: half of each batch is run a second time with the texture relit by a random SH light
   (texture x S_new / S_est, in UV space) and the light re-estimated from the relit texture by
   weighted least squares, as the pipeline would; a consistency term asks for the same albedo;
+- `refit`: the robust stage rerun per sample on the occluded and the relit input, so the
+  confidence, stiff albedo and light the network is fed move with an occluder as at inference
+  (a dark lens scores about 0.05 confidence against the clean photo's fit, 0.4 against a refit);
+  `w_occluded`: E_pixel averaged over the occluded texels alone;
 - every term is a per-texel mean; each term's share of the generator loss and of the gradient
   on the albedo is logged (`share_*`, `gshare_*`) every `grad_share_every` steps.
 """
@@ -29,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..albedo import tukey_weight
+from ..albedo import fit_low_frequency, tukey_weight
 from ..shading import estimate_sh
 from .config import FANConfig
 from .losses import gan_loss, load_vgg, shading_map
@@ -72,6 +76,26 @@ def reestimate_sh(texture: Tensor, albedo: Tensor, normal: Tensor, weight: Tenso
     return estimate_sh(flat(texture), flat(albedo), flat(normal), weights=w, **prior).float().view(B, 3, 9)
 
 
+def refit_low_frequency(face_model, texture: Tensor, normal: Tensor, visibility: Tensor, fallback: dict) -> dict:
+    """`facelift.albedo.fit_low_frequency` on every sample of a batch, as the pipeline runs it on a
+    photo: {"coefficients" (B, K), "sh" (B, 3, 9), "outlier_coefficients", "outlier_sh",
+    "confidence" (B, 1, R, R)}. A sample the fit refuses (too little visible) keeps `fallback`'s
+    entries (the same keys, e.g. the clean photo's precomputed fit)."""
+    to_np = lambda t: t.detach().permute(0, 2, 3, 1).float().cpu().numpy()  # noqa: E731
+    tex, nrm, vis = to_np(texture), to_np(normal), to_np(visibility)[..., 0] > 0.5
+    out = {k: v.detach().clone() for k, v in fallback.items()}
+    for b in range(tex.shape[0]):
+        try:
+            fit = fit_low_frequency(face_model, tex[b], nrm[b], vis[b])
+        except ValueError:
+            continue
+        for key, value in (("coefficients", fit.coefficients), ("sh", fit.sh),
+                           ("outlier_coefficients", fit.outlier_coefficients), ("outlier_sh", fit.outlier_sh),
+                           ("confidence", fit.confidence[None])):
+            out[key][b] = torch.as_tensor(np.asarray(value), dtype=out[key].dtype).view_as(out[key][b])
+    return out
+
+
 def _downsize(x: Tensor, size: int | None) -> Tensor:
     if not size or size == x.shape[-1]:
         return x
@@ -109,6 +133,19 @@ def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
                                                       PatchGAN(ndf=cfg.ndf, n_layers=cfg.n_layers_d), cfg, resume)
     fan_plain = run.acc.unwrap_model(fan)
     rng = np.random.default_rng(cfg.seed + 7919 * run.step + run.acc.process_index)
+
+    def refitted_maps(texture, normal, visibility, inside, clean) -> dict:
+        """The network's input maps from the robust stage rerun on `texture` (cfg.refit)."""
+        fallback = {"coefficients": clean["coefficients_lf"], "sh": clean["sh_lf"],
+                    "outlier_coefficients": clean["outlier_coefficients_lf"], "outlier_sh": clean["outlier_sh_lf"],
+                    "confidence": confidence_map(texture, pca(clean["outlier_coefficients_lf"]),
+                                                 shading_map(normal, clean["outlier_sh_lf"]), visibility,
+                                                 clean["scale_lf"])}
+        fit = refit_low_frequency(face_model, texture, normal, visibility, fallback)
+        return {"delit": delit(texture, shading_map(normal, fit["sh"].to(dev)), visibility), "visibility": visibility,
+                "confidence": fit["confidence"].to(dev), "albedo_pca": pca(fit["coefficients"].to(dev)) * inside,
+                "albedo_stiff": pca(fit["outlier_coefficients"].to(dev)) * inside, "texture": texture}
+
     fan.train()
     disc.train()
     shares: dict[str, float] = {}
@@ -126,19 +163,27 @@ def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
             clean = confidence_map(tex, outlier_albedo, outlier_shading, vis, scale)
             alpha, colour = random_occluders(tex, vis, rng, cfg.occlusion_prob)
             tex_in = tex * (1 - alpha) + colour * alpha
-            conf_in = confidence_map(tex_in, outlier_albedo, outlier_shading, vis, scale)
-            maps = {"delit": delit(tex_in, shading, vis), "visibility": vis, "confidence": conf_in,
-                    "albedo_pca": albedo_pca, "albedo_stiff": outlier_albedo * mask, "texture": tex_in}
-            # the low-frequency guide the network is fed: the stiff albedo when it takes that one
-            guide = maps["albedo_stiff"] if "albedo_stiff" in fan_plain.inputs else albedo_pca
+            # the low-frequency guide of the losses: the clean photo's stiff albedo when the network
+            # takes that one
+            guide = outlier_albedo * mask if "albedo_stiff" in fan_plain.inputs else albedo_pca
+            if cfg.refit:
+                maps = refitted_maps(tex_in, nrm, vis, mask, batch)
+            else:
+                conf_in = confidence_map(tex_in, outlier_albedo, outlier_shading, vis, scale)
+                maps = {"delit": delit(tex_in, shading, vis), "visibility": vis, "confidence": conf_in,
+                        "albedo_pca": albedo_pca, "albedo_stiff": outlier_albedo * mask, "texture": tex_in}
             x = stack_inputs(fan_plain.inputs, maps)
             H = max(1, B // 2)  # the first half of the batch is run a second time, relit
             if cfg.relight:
-                half = {k: v[:H] for k, v in maps.items()}
                 new_shading = shading_map(nrm[:H], random_sh(H, rng, dev))
                 tex_relit = relit_texture(tex_in[:H], shading[:H], new_shading, vis[:H])
-                sh_re = reestimate_sh(tex_relit, albedo_pca[:H], nrm[:H], (conf_in * vis)[:H], prior)
-                maps_r = dict(half, delit=delit(tex_relit, shading_map(nrm[:H], sh_re), vis[:H]), texture=tex_relit)
+                if cfg.refit:
+                    maps_r = refitted_maps(tex_relit, nrm[:H], vis[:H], mask[:H], {k: v[:H] for k, v in batch.items()})
+                else:
+                    half = {k: v[:H] for k, v in maps.items()}
+                    sh_re = reestimate_sh(tex_relit, albedo_pca[:H], nrm[:H], (maps["confidence"] * vis)[:H], prior)
+                    maps_r = dict(half, delit=delit(tex_relit, shading_map(nrm[:H], sh_re), vis[:H]),
+                                  texture=tex_relit)
                 x = torch.cat([x, stack_inputs(fan_plain.inputs, maps_r)])
         y, gate = fan(x, return_gate=True)
         fake = y[:B]
@@ -155,6 +200,9 @@ def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
         weight = vis * clean  # texels the photo shows as skin: the clean texture is the target there
         synth = fake * shading
         terms = {"pixel": ((synth - tex).abs().mean(1, keepdim=True) * weight).sum() / weight.sum().clamp_min(1)}
+        if cfg.w_occluded > 0:
+            hidden = weight * (alpha > 0.5).float()
+            terms["occluded"] = ((synth - tex).abs().mean(1, keepdim=True) * hidden).sum() / hidden.sum().clamp_min(1)
         composite = synth * weight + tex * (1 - weight)
         with torch.no_grad():
             ft = vgg(_downsize(tex, cfg.percep_resolution))
@@ -176,7 +224,7 @@ def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
             terms["gate"] = 0.5 * ((bce * occluded).sum() / n_occ + (bce * trusted).sum() / n_ok)
         weights = {"pixel": cfg.w_pixel, "percep": cfg.w_percep, "adv": cfg.w_gan, "lowfreq": cfg.w_lowfreq,
                    "consistency": cfg.w_consistency,
-                   "gate": cfg.w_gate}
+                   "gate": cfg.w_gate, "occluded": cfg.w_occluded}
         weighted = {k: weights[k] * v for k, v in terms.items()}
         loss_g = sum(weighted.values())
         if cfg.grad_share_every and (run.step % cfg.grad_share_every == 0):

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# FAN v2.2 (issue 15): a 256x256 fine-tune of the shipped FAN v2.1 (checkpoints/fan) fed what an
+# occluder really gives at inference: the robust low-frequency stage is rerun on every occluded
+# and relit training input (`refit`), the gate is capped by that confidence inside the loop
+# (`gate_by`), and E_pixel is repeated over the occluded texels alone (`w_occluded`).
+# Needs the 256x256 UV samples and robust fits of training/run_fan_v2.sh. Resumes from RUN/state.
+# Usage: bash training/run_fan_v2_2.sh [DATA_ROOT=/work/data] [STEPS=900]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+D=${1:-/work/data}
+STEPS=${2:-900}
+PY=${PYTHON:-python}
+export OMP_WAIT_POLICY=PASSIVE
+$PY training/train_fan.py --config training/configs/fan_v2_2.json --data "$D/uv256/train" --threads 2 \
+    --out "$D/runs/fan_v22_256" --resolution 256 --batch-size 8 --lr 1e-4 --max-steps "$STEPS"
