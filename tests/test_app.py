@@ -77,6 +77,41 @@ def test_api_endpoints_and_parameters():
                                     "/control_states", "/model_view")) for name in named)
 
 
+
+def test_importing_the_app_makes_no_folder_and_leaves_the_environment(tmp_path):
+    """Importing the demo modules writes nothing: the sessions' work folder is made on first use,
+    not at import, and gradio's analytics are off through gr.Blocks, not by writing
+    GRADIO_ANALYTICS_ENABLED into the environment. Building the page (importing app.py) adds only
+    gradio's own cache folder (gr.Examples copies the example photo into it)."""
+    import subprocess
+    import sys
+
+    code = """if True:
+        import json, os, tempfile
+        from demo import config, handlers, http_guard, jobs, memory, photo, sessions, uploads
+        seen = {"modules": sorted(os.listdir(tempfile.gettempdir()))}
+        import app
+        seen["app"] = sorted(os.listdir(tempfile.gettempdir()))
+        root = sessions.work_root()
+        seen["first_use"] = sorted(set(os.listdir(tempfile.gettempdir())) - set(seen["app"]))
+        seen["root_in_tmp"] = str(root.parent) == tempfile.gettempdir()
+        seen["env"] = os.environ.get("GRADIO_ANALYTICS_ENABLED")
+        seen["analytics"] = app.demo.analytics_enabled
+        print(json.dumps(seen))
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("GRADIO_ANALYTICS_ENABLED", "GRADIO_TEMP_DIR")}
+    env["TMPDIR"] = str(tmp_path)
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["modules"] == [], seen  # the demo modules made nothing in the temporary folder
+    assert seen["app"] == ["gradio"], seen  # the page: gradio's cache, nothing of ours
+    assert seen["env"] is None and seen["analytics"] is False, seen
+    assert seen["root_in_tmp"] and len(seen["first_use"]) == 1, seen
+    assert seen["first_use"][0].startswith("facelift-app-"), seen
+    assert [p.name for p in tmp_path.iterdir()] == ["gradio"]  # and the work folder went at exit
+
 # ---- against the running app -------------------------------------------------------------------
 
 def test_reconstruct_returns_every_map(reconstructed):
@@ -137,7 +172,9 @@ def test_downloads(client, reconstructed):
     names = {Path(f).name: Path(f) for f in files}
     assert Path(glb).name == "mesh.glb" and Path(glb).read_bytes()[:4] == b"glTF"
     # exactly what the page offers (no render.png; the turntable is its own job)
-    assert sorted(names) == sorted(["mesh.glb", "astronaut_obj.zip", *app_module().DOWNLOAD_FILES])
+    from demo.config import DOWNLOAD_FILES
+
+    assert sorted(names) == sorted(["mesh.glb", "astronaut_obj.zip", *DOWNLOAD_FILES])
     with zipfile.ZipFile(names["astronaut_obj.zip"]) as zf:
         assert sorted(zf.namelist()) == ["albedo.png", "mesh.mtl", "mesh.obj"]
     params = json.loads(names["params.json"].read_text())
@@ -165,18 +202,13 @@ def test_downloads(client, reconstructed):
         assert im.format == "GIF" and im.n_frames >= 12
 
 
-def app_module():
-    import app
-
-    return app
-
-
 def test_control_states():
     """Light controls only where they apply; one place (the checkbox) for the details."""
     import app
+    from demo import handlers
 
     def interactive(mode, lighting):
-        return [u["interactive"] for u in app.control_states(mode, lighting)]
+        return [u["interactive"] for u in handlers.control_states(mode, lighting)]
 
     # lighting radio, azimuth, elevation, intensity, albedo radio
     assert interactive("shaded", "directional") == [True, True, True, True, True]
@@ -187,19 +219,19 @@ def test_control_states():
 
 
 def test_faces_are_numbered_from_one():
-    import app
+    from demo import handlers
 
-    one, two = app.face_selector(1), app.face_selector(2, 1)
+    one, two = handlers.face_selector(1), handlers.face_selector(2, 1)
     assert one.visible is False and two.visible is True and two.value == 1
     assert [label for label, _ in two.choices] == ["Face 1 (largest)", "Face 2"]
-    message = app.no_such_face(3, 1)
+    message = handlers.no_such_face(3, 1)
     assert message.startswith("There is no face 4 in this photo: it has 1 face (Face 1, largest first)")
     assert "0..0" not in message and "face_index=3" in message
-    assert "Face 1 to Face 2" in app.no_such_face(5, 2)
+    assert "Face 1 to Face 2" in handlers.no_such_face(5, 2)
 
 
 def test_overlay_blend_and_photo_kept_for_the_exports():
-    import app
+    from demo.photo import blend, with_photo
 
     photo = np.full((4, 6, 3), 200, np.uint8)
     render = np.zeros((4, 6, 3), np.uint8)
@@ -207,13 +239,13 @@ def test_overlay_blend_and_photo_kept_for_the_exports():
     alpha = np.zeros((4, 6), np.uint8)
     alpha[1:3, 2:4] = 255
     layers = (photo, render, alpha)
-    assert (app.blend(layers, 0.0) == photo).all()
-    assert (app.blend(layers, 1.0)[1:3, 2:4] == 100).all() and (app.blend(layers, 1.0)[0] == 200).all()
-    assert (app.blend(layers, 0.5)[1, 2] == 150).all()
-    assert (app.blend(layers, 7) == app.blend(layers, 1.0)).all()  # clamped
+    assert (blend(layers, 0.0) == photo).all()
+    assert (blend(layers, 1.0)[1:3, 2:4] == 100).all() and (blend(layers, 1.0)[0] == 200).all()
+    assert (blend(layers, 0.5)[1, 2] == 150).all()
+    assert (blend(layers, 7) == blend(layers, 1.0)).all()  # clamped
     from types import SimpleNamespace
 
-    assert app.with_photo(SimpleNamespace(photo=None), "rec") == "rec"
+    assert with_photo(SimpleNamespace(photo=None), "rec") == "rec"
 
 
 def test_sessions_are_separate_and_render_needs_a_reconstruction(server):
@@ -277,21 +309,21 @@ def test_several_faces_can_be_selected(server, tmp_path):
 
 
 def test_session_files_are_removed_with_the_session():
-    import app
+    from demo import sessions
 
-    session = app.Session(rec=None, name="x")
+    session = sessions.Session(rec=None, name="x")
     folders = [session.new_dir(), session.new_dir()]
     (folders[0] / "mesh.glb").write_bytes(b"glTF")
-    assert all(f.is_dir() and f.parent == app._WORK_ROOT for f in folders)
-    app._drop_session(session)  # what gr.State's delete_callback and a new reconstruction do
+    assert all(f.is_dir() and f.parent == sessions.work_root() for f in folders)
+    sessions.drop_session(session)  # what gr.State's delete_callback and a new reconstruction do
     assert not any(f.exists() for f in folders)
-    app._drop_session(None)  # no reconstruction yet: nothing to do
+    sessions.drop_session(None)  # no reconstruction yet: nothing to do
 
 
 def test_unexpected_errors_become_a_friendly_message(monkeypatch, caplog):
     import gradio as gr
 
-    import app
+    from demo import config, handlers
     from facelift.errors import NoFaceError
 
     class Broken:
@@ -302,30 +334,30 @@ def test_unexpected_errors_become_a_friendly_message(monkeypatch, caplog):
         def reconstruct(self, image, face_index):
             raise NoFaceError("No face was found in the 10x10 image.")
 
-    monkeypatch.setattr(app, "get_pipeline", lambda: Broken())
+    monkeypatch.setattr(handlers, "get_pipeline", lambda: Broken())
     with pytest.raises(gr.Error) as excinfo:
-        app.reconstruct(str(EXAMPLE), 0, 0.7, None)
-    assert excinfo.value.message == app.GENERIC_ERROR
+        handlers.reconstruct(str(EXAMPLE), 0, 0.7, None)
+    assert excinfo.value.message == config.GENERIC_ERROR
     assert "boom: an internal detail" in caplog.text  # the traceback stays in the server log
-    monkeypatch.setattr(app, "get_pipeline", lambda: NoFace())
+    monkeypatch.setattr(handlers, "get_pipeline", lambda: NoFace())
     with pytest.raises(gr.Error) as excinfo:
-        app.reconstruct(str(EXAMPLE), 0, 0.7, None)
+        handlers.reconstruct(str(EXAMPLE), 0, 0.7, None)
     assert excinfo.value.message == "No face was found in the 10x10 image."
     with pytest.raises(gr.Error, match="Upload a photo first"):
-        app.reconstruct(None, 0, 0.7, None)
+        handlers.reconstruct(None, 0, 0.7, None)
     with pytest.raises(gr.Error, match="face number"):
-        app.reconstruct(str(EXAMPLE), "second", 0.7, None)
+        handlers.reconstruct(str(EXAMPLE), "second", 0.7, None)
 
 
 # ---- bounded memory and files with many sessions (in-process) ------------------------------
 
 def test_turntable_and_export_folders_are_bounded_per_session():
-    import app
+    from demo import config, sessions
 
-    session = app.Session(rec=None, name="x")
+    session = sessions.Session(rec=None, name="x")
     made = []
     for _ in range(5):  # five clicks on "Redo turntable"
-        with session.workdir("turntable", keep=app.TURNTABLES_KEPT) as folder:
+        with session.workdir("turntable", keep=config.TURNTABLES_KEPT) as folder:
             (folder / "x_turntable.gif").write_bytes(b"GIF89a")
             made.append(folder)
     for _ in range(3):  # /downloads called three times
@@ -335,57 +367,57 @@ def test_turntable_and_export_folders_are_bounded_per_session():
     assert kept == made[3:5] + made[7:8]  # the newest two turntables and the newest export
     assert [f for f in made if f.exists()] == kept
     # a folder still being written when the session closes goes when its handler finishes
-    with session.workdir("turntable", keep=app.TURNTABLES_KEPT) as busy:
-        app._drop_session(session)
+    with session.workdir("turntable", keep=config.TURNTABLES_KEPT) as busy:
+        sessions.drop_session(session)
         assert busy.is_dir() and not any(f.exists() for f in kept)
     assert not busy.exists() and session.folders() == []
-    with pytest.raises(app.SessionExpired):
+    with pytest.raises(sessions.SessionExpired):
         session.new_dir()
 
 
 def test_kept_reconstructions_are_bounded_least_recently_used_first(monkeypatch):
     import gradio as gr
 
-    import app
+    from demo import handlers, sessions
 
-    kept = app.KeptReconstructions(limit=3)
-    monkeypatch.setattr(app, "KEPT", kept)
-    sessions = []
+    kept = sessions.KeptReconstructions(limit=3)
+    monkeypatch.setattr(sessions, "KEPT", kept)
+    visitors = []
     for i in range(3):
-        sessions.append(app.Session(rec=f"rec{i}", name=f"s{i}"))
-        kept.add(sessions[-1])
-        sessions[-1].new_dir()
-    assert app._require(sessions[0])[1] == "rec0"  # used: now the most recent
+        visitors.append(sessions.Session(rec=f"rec{i}", name=f"s{i}"))
+        kept.add(visitors[-1])
+        visitors[-1].new_dir()
+    assert handlers._require(visitors[0])[1] == "rec0"  # used: now the most recent
     for i in (3, 4):
-        sessions.append(app.Session(rec=f"rec{i}", name=f"s{i}"))
-        kept.add(sessions[-1])
+        visitors.append(sessions.Session(rec=f"rec{i}", name=f"s{i}"))
+        kept.add(visitors[-1])
     assert len(kept) == 3
-    assert [s.rec for s in sessions] == ["rec0", None, None, "rec3", "rec4"]
-    assert sessions[1].folders() == [] and sessions[1].closed
+    assert [s.rec for s in visitors] == ["rec0", None, None, "rec3", "rec4"]
+    assert visitors[1].folders() == [] and visitors[1].closed
     with pytest.raises(gr.Error, match="session expired: reconstruct again"):
-        app._require(sessions[1])
-    app._drop_session(sessions[3])  # gradio's delete_callback (state expiry)
+        handlers._require(visitors[1])
+    sessions.drop_session(visitors[3])  # gradio's delete_callback (state expiry)
     assert len(kept) == 2
 
 
 def test_kept_reconstructions_are_bounded_per_client_address(monkeypatch):
     """Issue 17: a flood of sessions from one address kept 64 reconstructions of big photos
     (650 MB) for an hour; now one address keeps at most `per_client`, replacing its own."""
-    import app
+    from demo import handlers, sessions
 
-    kept = app.KeptReconstructions(limit=5, per_client=2)
-    monkeypatch.setattr(app, "KEPT", kept)
-    visitor = app.Session(rec="visitor", name="v", address="203.0.113.1")
+    kept = sessions.KeptReconstructions(limit=5, per_client=2)
+    monkeypatch.setattr(sessions, "KEPT", kept)
+    visitor = sessions.Session(rec="visitor", name="v", address="203.0.113.1")
     kept.add(visitor)
-    flood = [app.Session(rec=f"flood{i}", name=f"f{i}", address="198.51.100.1") for i in range(6)]
+    flood = [sessions.Session(rec=f"flood{i}", name=f"f{i}", address="198.51.100.1") for i in range(6)]
     for session in flood:
         kept.add(session)
     assert len(kept) == 3 and visitor.rec == "visitor"
     assert [s.rec for s in flood] == [None] * 4 + ["flood4", "flood5"]
-    app._require(flood[4])  # used: the other one goes next
-    kept.add(app.Session(rec="flood6", name="f6", address="198.51.100.1"))
+    handlers._require(flood[4])  # used: the other one goes next
+    kept.add(sessions.Session(rec="flood6", name="f6", address="198.51.100.1"))
     assert flood[5].rec is None and flood[4].rec == "flood4"
-    unknown = [app.Session(rec=f"u{i}", name=f"u{i}") for i in range(3)]  # no address (direct calls): the total only
+    unknown = [sessions.Session(rec=f"u{i}", name=f"u{i}") for i in range(3)]  # no address (direct calls): the total only
     for session in unknown:
         kept.add(session)
     assert len(kept) == 5 and all(s.rec for s in unknown) and visitor.rec is None  # least recently used overall
@@ -396,15 +428,15 @@ def test_freed_memory_is_handed_back_after_heavy_jobs(monkeypatch):
     the jobs that finished meanwhile (a burst of big photos otherwise kept ~700 MB)."""
     import sys
 
-    import app
+    from demo import handlers, memory
 
     if not sys.platform.startswith("linux"):
         pytest.skip("glibc only")
-    releaser = app.MemoryReleaser(delay_s=0.2)
-    monkeypatch.setattr(app, "MEMORY", releaser)
+    releaser = memory.MemoryReleaser(delay_s=0.2)
+    monkeypatch.setattr(memory, "MEMORY", releaser)
     releaser.start()
 
-    @app.releases_memory
+    @memory.releases_memory
     def job(fail=False):
         if fail:
             raise ValueError("bad photo")
@@ -418,7 +450,7 @@ def test_freed_memory_is_handed_back_after_heavy_jobs(monkeypatch):
         time.sleep(0.05)
     time.sleep(0.5)
     assert releaser.trims == 1  # two jobs, one trim
-    assert job.__name__ == "job" and app.reconstruct.__wrapped__.__name__ == "reconstruct"
+    assert job.__name__ == "job" and handlers.reconstruct.__wrapped__.__name__ == "reconstruct"
 
 
 def test_many_sessions_keep_bounded_memory(monkeypatch):
@@ -427,17 +459,17 @@ def test_many_sessions_keep_bounded_memory(monkeypatch):
     import gc
     import weakref
 
-    import app
+    from demo import handlers, sessions
 
-    monkeypatch.setattr(app, "KEPT", app.KeptReconstructions(limit=4))
+    monkeypatch.setattr(sessions, "KEPT", sessions.KeptReconstructions(limit=4))
     # loaded first, as app.main() does: importing mediapipe keeps a traceback (sounddevice's
     # PortAudio OSError) whose frames pin the locals of whoever first loads the pipeline
-    app.get_pipeline()
+    handlers.get_pipeline()
     states, alive = [], []
     with Image.open(EXAMPLE) as im:
         photo = np.asarray(im.convert("RGB"))
     for i in range(12):
-        out = app.reconstruct(str(EXAMPLE), 0, 0.7, None)
+        out = handlers.reconstruct(str(EXAMPLE), 0, 0.7, None)
         session = out[-1]
         assert out[1].shape[:2] == photo.shape[:2]  # the annotated photo is made before the photo is dropped
         assert out[0].shape == photo.shape and out[0].mean() > 50  # so is the face over the photo
@@ -450,12 +482,12 @@ def test_many_sessions_keep_bounded_memory(monkeypatch):
     assert [s.rec is not None for s in states] == [False] * 8 + [True] * 4
     # the kept ones still render and export (params.json reports the photo's size)
     newest = states[-1]
-    assert app.render(newest, 20, 0, 30, 20, 1.0, True, "shaded", "directional", "fan").shape == (512, 512, 3)
-    glb, files = app.downloads(newest, True)
+    assert handlers.render(newest, 20, 0, 30, 20, 1.0, True, "shaded", "directional", "fan").shape == (512, 512, 3)
+    glb, files = handlers.downloads(newest, True)
     params = json.loads(Path(next(f for f in files if f.endswith("params.json"))).read_text())
     assert params["image_size"] == [photo.shape[1], photo.shape[0]]
     for s in states:
-        app._drop_session(s)
+        sessions.drop_session(s)
 
 
 # ---- warnings and file names --------------------------------------------------------------------
@@ -467,31 +499,31 @@ def _stub_rec(boxes, warnings=()):
 
 
 def test_reconstruction_warnings():
-    import app
+    from demo import handlers
 
-    assert app.reconstruction_warnings(_stub_rec([(0, 0, 120, 140)]), 0) == []
-    several = app.reconstruction_warnings(_stub_rec([(0, 0, 120, 140), (200, 0, 300, 100)]), 0)
+    assert handlers.reconstruction_warnings(_stub_rec([(0, 0, 120, 140)]), 0) == []
+    several = handlers.reconstruction_warnings(_stub_rec([(0, 0, 120, 140), (200, 0, 300, 100)]), 0)
     assert len(several) == 1 and "2 faces found" in several[0] and "Face selector" in several[0]
-    assert app.reconstruction_warnings(_stub_rec([(0, 0, 120, 140), (200, 0, 300, 100)]), 1) == []
-    small = app.reconstruction_warnings(_stub_rec([(0, 0, 60, 70)]), 0)
+    assert handlers.reconstruction_warnings(_stub_rec([(0, 0, 120, 140), (200, 0, 300, 100)]), 1) == []
+    small = handlers.reconstruction_warnings(_stub_rec([(0, 0, 60, 70)]), 0)
     assert len(small) == 1 and "60x70 pixels" in small[0]
     turned = "The face is turned about 55 degrees to the side: ..."  # FaceLift's own (Reconstruction.warnings)
-    assert app.reconstruction_warnings(_stub_rec([(0, 0, 120, 140)], [turned]), 0) == [turned]
+    assert handlers.reconstruction_warnings(_stub_rec([(0, 0, 120, 140)], [turned]), 0) == [turned]
 
 
 def test_several_faces_warn_which_face_was_used(monkeypatch, tmp_path):
     import gradio as gr
 
-    import app
+    from demo import handlers, sessions
 
     warned = []
     monkeypatch.setattr(gr, "Warning", lambda message, *a, **k: warned.append(message))
-    monkeypatch.setattr(app, "KEPT", app.KeptReconstructions(limit=2))
+    monkeypatch.setattr(sessions, "KEPT", sessions.KeptReconstructions(limit=2))
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))  # the handler reads uploads only
-    out = app.reconstruct(str(two_faces(tmp_path / "two.png")), 0, 0.7, None)
+    out = handlers.reconstruct(str(two_faces(tmp_path / "two.png")), 0, 0.7, None)
     assert len(warned) == 1 and warned[0].startswith("2 faces found: face 1 (the largest")
     warned.clear()
-    app.reconstruct(str(EXAMPLE), 0, 0.7, out[-1])  # one frontal, large enough face: no warning
+    handlers.reconstruct(str(EXAMPLE), 0, 0.7, out[-1])  # one frontal, large enough face: no warning
     assert warned == []
 
 
@@ -505,10 +537,10 @@ def test_several_faces_warn_which_face_was_used(monkeypatch, tmp_path):
     (None, "The uploaded file"),
 ])
 def test_display_name(raw, shown):
-    import app
+    from demo import uploads
 
-    assert app.display_name(raw) == shown
-    assert len(app.display_name("x" * 500 + ".png")) <= 48
+    assert uploads.display_name(raw) == shown
+    assert len(uploads.display_name("x" * 500 + ".png")) <= 48
 
 
 # ---- against the running app: usable after an error, names shown safely ------------------------
@@ -556,14 +588,14 @@ def test_malloc_arenas_are_limited_on_glibc(monkeypatch):
     """What keeps the server's RSS from creeping up under load (tests/test_load.py measures it)."""
     import platform
 
-    import app
+    from demo import memory
 
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
-    assert app.limit_malloc_arenas() is False  # the environment variable wins
+    assert memory.limit_malloc_arenas() is False  # the environment variable wins
     monkeypatch.delenv("MALLOC_ARENA_MAX")
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         pytest.skip("glibc only")
-    assert app.limit_malloc_arenas() is True
+    assert memory.limit_malloc_arenas() is True
 
 
 # ---- a hostile visitor: only uploaded files are read (issue 17) ---------------------------------
@@ -681,69 +713,73 @@ def test_face_index_that_is_not_a_number_is_a_clear_message(server, face_index):
 def test_checked_upload_in_process(tmp_path, monkeypatch):
     """checked_upload's order: the path as text first (no filesystem call outside the allowed
     folders), then resolved, then opened non-blocking and checked as a regular file."""
-    import app
+    from demo import config, uploads
 
-    uploads = tmp_path / "uploads"
-    (uploads / "abc").mkdir(parents=True)
-    monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
-    photo = uploads / "abc" / "photo.png"
+    upload_dir = tmp_path / "uploads"
+    (upload_dir / "abc").mkdir(parents=True)
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(upload_dir))
+    photo = upload_dir / "abc" / "photo.png"
     photo.write_bytes(EXAMPLE.read_bytes())
-    assert app.checked_upload(str(photo)) == os.path.realpath(photo)
-    assert app.checked_upload(str(EXAMPLE)) == str(EXAMPLE)
+    assert uploads.checked_upload(str(photo)) == os.path.realpath(photo)
+    assert uploads.checked_upload(str(EXAMPLE)) == str(EXAMPLE)
 
     touched = []
     real_open, real_realpath = os.open, os.path.realpath
-    monkeypatch.setattr(app.os, "open", lambda p, *a, **k: touched.append(p) or real_open(p, *a, **k))
-    monkeypatch.setattr(app.os.path, "realpath", lambda p, *a, **k: touched.append(p) or real_realpath(p, *a, **k))
-    for outside in (str(SERVER_FILE), "/proc/self/fd/3", f"{uploads}/../x.png", str(uploads), f"{uploads}x/a.png"):
-        with pytest.raises(app.NotAnUpload):
-            app.checked_upload(outside)
+    monkeypatch.setattr(uploads.os, "open", lambda p, *a, **k: touched.append(p) or real_open(p, *a, **k))
+    monkeypatch.setattr(uploads.os.path, "realpath", lambda p, *a, **k: touched.append(p) or real_realpath(p, *a, **k))
+    for outside in (str(SERVER_FILE), "/proc/self/fd/3", f"{upload_dir}/../x.png", str(upload_dir),
+                    f"{upload_dir}x/a.png"):
+        with pytest.raises(uploads.NotAnUpload):
+            uploads.checked_upload(outside)
     assert not [p for p in touched if str(p).startswith(("/proc", str(SERVER_FILE))) or "x/a.png" in str(p)
                 or str(p).endswith("../x.png")], touched
     monkeypatch.undo()
-    monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
-    os.mkfifo(uploads / "abc" / "fifo.png")
-    (uploads / "abc" / "link.png").symlink_to(SERVER_FILE)
-    (uploads / "abc" / "inner.png").symlink_to(photo)  # a symlink that stays inside is fine
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(upload_dir))
+    os.mkfifo(upload_dir / "abc" / "fifo.png")
+    (upload_dir / "abc" / "link.png").symlink_to(SERVER_FILE)
+    (upload_dir / "abc" / "inner.png").symlink_to(photo)  # a symlink that stays inside is fine
     from limits import time_limit
 
     with time_limit(3, "checking a FIFO"):
         for bad in ("fifo.png", "link.png", "missing.png", ""):
-            with pytest.raises(app.NotAnUpload):
-                app.checked_upload(str(uploads / "abc" / bad))
-    assert app.checked_upload(str(uploads / "abc" / "inner.png")) == str(photo.resolve())
+            with pytest.raises(uploads.NotAnUpload):
+                uploads.checked_upload(str(upload_dir / "abc" / bad))
+    assert uploads.checked_upload(str(upload_dir / "abc" / "inner.png")) == str(photo.resolve())
     for not_a_path in (None, 3, b"/etc/passwd", "x" * 5000, "/tmp/a\x00b"):
-        with pytest.raises(app.NotAnUpload):
-            app.checked_upload(not_a_path)
-    big = uploads / "abc" / "big.png"
+        with pytest.raises(uploads.NotAnUpload):
+            uploads.checked_upload(not_a_path)
+    big = upload_dir / "abc" / "big.png"
     with open(big, "wb") as fh:
-        fh.truncate(app.MAX_UPLOAD_BYTES + 1)  # sparse: no disk used
+        fh.truncate(config.MAX_UPLOAD_BYTES + 1)  # sparse: no disk used
     from facelift.errors import ImageTooLargeError
 
     with pytest.raises(ImageTooLargeError, match="larger than 50 MB"):
-        app.checked_upload(str(big))
+        uploads.checked_upload(str(big))
 
 
 def test_large_photos_are_downscaled_before_the_heavy_stages(monkeypatch, tmp_path):
     """Issue 17: a photo near the 50-megapixel limit peaked at +834 MB per request. The app
     reconstructs from a copy of at most MAX_SIDE pixels on the longer side (a JPEG is decoded
     at reduced scale), so the memory per request is bounded (README "The app")."""
-    import app
+    from demo import handlers, sessions
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
-    monkeypatch.setattr(app, "KEPT", app.KeptReconstructions(limit=2))
-    monkeypatch.setattr(app, "MAX_SIDE", 1024)
+    monkeypatch.setattr(sessions, "KEPT", sessions.KeptReconstructions(limit=2))
+    monkeypatch.setattr(handlers, "MAX_SIDE", 1024)
     with Image.open(EXAMPLE) as im:
         big = im.convert("RGB").resize((3000, 2000))
     big.save(tmp_path / "big.jpg", quality=90)
-    out = app.reconstruct(str(tmp_path / "big.jpg"), 0, 0.7, None)
+    out = handlers.reconstruct(str(tmp_path / "big.jpg"), 0, 0.7, None)
     session = out[-1]
     assert session.rec.image.shape == (683, 1024, 3)
     x0, y0, x1, y1 = session.rec.faces[0].box  # found and fitted in the downscaled photo
     assert 0 <= x0 < x1 <= 1024 and 0 <= y0 < y1 <= 683
     assert "Face 1 of 1" in out[-2]
-    app._drop_session(session)
-    assert app.MAX_SIDE >= 1024 and isinstance(app.MAX_SIDE, int)
+    sessions.drop_session(session)
+    from demo import config
+
+    assert handlers.MAX_SIDE >= 1024 and isinstance(handlers.MAX_SIDE, int)
+    assert config.MAX_SIDE >= 1024 and isinstance(config.MAX_SIDE, int)  # the setting itself (FACELIFT_APP_MAX_SIDE)
 
 
 def test_job_limits_per_session_and_address(monkeypatch):
@@ -751,43 +787,43 @@ def test_job_limits_per_session_and_address(monkeypatch):
     moment ago that are not in the queue yet (validators of a burst run concurrently)."""
     from types import SimpleNamespace
 
-    import app
+    from demo import jobs
 
     def request(session, address):
         return SimpleNamespace(session_hash=session, client=SimpleNamespace(host=address))
 
     queued = []
-    monkeypatch.setattr(app, "_heavy_events", lambda: list(queued))
-    monkeypatch.setattr(app, "_accepted", [])
-    monkeypatch.setattr(app, "MAX_JOBS_PER_SESSION", 2)
-    monkeypatch.setattr(app, "MAX_JOBS_PER_CLIENT", 3)
-    assert app.job_refusal(request("a", "1.1.1.1")) is None
-    assert app.job_refusal(request("a", "1.1.1.1")) is None  # accepted, not queued yet: counted
-    assert "This page already has 2" in app.job_refusal(request("a", "1.1.1.1"))
-    assert app.job_refusal(request("b", "1.1.1.1")) is None
-    assert "from your address" in app.job_refusal(request("c", "1.1.1.1"))
-    assert app.job_refusal(request("c", "2.2.2.2")) is None  # another address
+    monkeypatch.setattr(jobs, "_heavy_events", lambda: list(queued))
+    monkeypatch.setattr(jobs, "_accepted", [])
+    monkeypatch.setattr(jobs, "MAX_JOBS_PER_SESSION", 2)
+    monkeypatch.setattr(jobs, "MAX_JOBS_PER_CLIENT", 3)
+    assert jobs.job_refusal(request("a", "1.1.1.1")) is None
+    assert jobs.job_refusal(request("a", "1.1.1.1")) is None  # accepted, not queued yet: counted
+    assert "This page already has 2" in jobs.job_refusal(request("a", "1.1.1.1"))
+    assert jobs.job_refusal(request("b", "1.1.1.1")) is None
+    assert "from your address" in jobs.job_refusal(request("c", "1.1.1.1"))
+    assert jobs.job_refusal(request("c", "2.2.2.2")) is None  # another address
     # once its events are in gradio's queue, an accepted job is counted once, not twice
     later = time.monotonic() + 1
     queued[:] = [SimpleNamespace(session_hash="a", request=request("a", "1.1.1.1"), enqueue_time=later)]
-    assert "This page already has" not in (app.job_refusal(request("a", "1.1.1.1")) or "")
+    assert "This page already has" not in (jobs.job_refusal(request("a", "1.1.1.1")) or "")
     # a job that started no longer counts as accepted (quick jobs in a row are not refused)
     queued.clear()
-    app.job_started(request("a", "1.1.1.1"))
-    assert app.job_refusal(request("a", "1.1.1.1")) is None
-    app.job_started(request("a", "1.1.1.1"))
-    app.job_started(request("a", "1.1.1.1"))
+    jobs.job_started(request("a", "1.1.1.1"))
+    assert jobs.job_refusal(request("a", "1.1.1.1")) is None
+    jobs.job_started(request("a", "1.1.1.1"))
+    jobs.job_started(request("a", "1.1.1.1"))
     # and they stop counting when they finish
-    monkeypatch.setattr(app, "ACCEPTED_WINDOW_S", 0.0)
-    assert app.job_refusal(request("a", "1.1.1.1")) is None
+    monkeypatch.setattr(jobs, "ACCEPTED_WINDOW_S", 0.0)
+    assert jobs.job_refusal(request("a", "1.1.1.1")) is None
 
 
 # ---- a hostile visitor: upload bytes, disk, the /reconstruct flood, headers (issue 17) -----------
 
 def test_upload_allowance_per_address_in_process():
-    import app
+    from demo import http_guard
 
-    allowance = app.UploadAllowance(limit_bytes=1000, window_s=60)
+    allowance = http_guard.UploadAllowance(limit_bytes=1000, window_s=60)
     assert allowance.charge("1.1.1.1", 600, now=0.0) is None
     refusal = allowance.charge("1.1.1.1", 500, now=10.0)
     assert refusal.startswith("Your address has sent 0.0 MB to this page in the last 1 minute")
@@ -799,7 +835,7 @@ def test_upload_allowance_per_address_in_process():
 
 
 def test_disk_budget_evicts_oldest_first_in_process(tmp_path, monkeypatch):
-    import app
+    from demo import http_guard
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
     now = time.time()
@@ -811,7 +847,7 @@ def test_disk_budget_evicts_oldest_first_in_process(tmp_path, monkeypatch):
         os.utime(path, (now - age, now - age))
         os.utime(path.parent, (now - age, now - age))
         files.append(path)
-    budget = app.DiskBudget(limit_bytes=400, min_age_s=60)
+    budget = http_guard.DiskBudget(limit_bytes=400, min_age_s=60)
     budget.protected = {str(files[1])}  # there before the app served (gradio's copy of an example)
     in_use = {str(files[2])}            # named by a queued job
     assert budget.make_room(100, in_use) is True  # 500 + 100 > 400: f0 and f3 go (not f1, f2, nor young f4)
@@ -824,49 +860,50 @@ def test_disk_budget_evicts_oldest_first_in_process(tmp_path, monkeypatch):
 
 
 def test_session_uploads_in_process(tmp_path, monkeypatch):
-    import app
+    from demo import http_guard, uploads
 
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
-    root = app._upload_root()
+    root = uploads.upload_root()
     data = [{"path": f"{root}/a/mine.png", "meta": {"_type": "gradio.FileData"}}, 0,
             {"path": "/etc/passwd"}, {"path": f"{root}/../x.png"}, [[{"path": f"{root}/b/shared.png"}]]]
-    assert app._named_paths(data, root) == {f"{root}/a/mine.png", f"{root}/b/shared.png"}
-    uploads = app.SessionUploads()
-    uploads.note("s1", [f"{root}/a/mine.png", f"{root}/b/shared.png"])
-    uploads.note("s2", [f"{root}/b/shared.png"])
-    assert uploads.forget("s1") == [f"{root}/a/mine.png"]  # the shared one stays while s2 lives
-    assert uploads.forget("s2") == [f"{root}/b/shared.png"]
-    assert uploads.forget("never seen") == []
+    assert uploads.named_paths(data, root) == {f"{root}/a/mine.png", f"{root}/b/shared.png"}
+    noted = http_guard.SessionUploads()
+    noted.note("s1", [f"{root}/a/mine.png", f"{root}/b/shared.png"])
+    noted.note("s2", [f"{root}/b/shared.png"])
+    assert noted.forget("s1") == [f"{root}/a/mine.png"]  # the shared one stays while s2 lives
+    assert noted.forget("s2") == [f"{root}/b/shared.png"]
+    assert noted.forget("never seen") == []
     outside = tmp_path.parent / f"{tmp_path.name}-outside.png"
     outside.write_bytes(b"x")
     (tmp_path / "link.png").symlink_to(outside)
-    assert app._delete_upload(str(tmp_path / "link.png"), root) is False and outside.exists()
+    assert http_guard._delete_upload(str(tmp_path / "link.png"), root) is False and outside.exists()
 
 
 def test_door_refusal_counts_only_jobs_without_a_validator(monkeypatch):
     import app
+    from demo import jobs
 
-    monkeypatch.setattr(app, "_heavy_events", lambda: [])
-    monkeypatch.setattr(app, "_accepted", [])
-    monkeypatch.setattr(app, "MAX_JOBS_PER_CLIENT", 2)
+    monkeypatch.setattr(jobs, "_heavy_events", lambda: [])
+    monkeypatch.setattr(jobs, "_accepted", [])
+    monkeypatch.setattr(jobs, "MAX_JOBS_PER_CLIENT", 2)
     reconstruct = next(fn for fn in app.demo.fns.values() if fn.api_name == "reconstruct")
     downloads = next(fn for fn in app.demo.fns.values() if fn.api_name == "downloads")
     render = next(fn for fn in app.demo.fns.values() if fn.api_name == "render")
-    assert app._job_fn(None, {"fn_index": reconstruct._id}) is reconstruct
-    assert app._job_fn("reconstruct", {}) is reconstruct and app._job_fn(None, {"fn_index": True}) is None
-    assert app.door_refusal(downloads, "a", "1.1.1.1") is None  # its validator counts it
-    assert app.door_refusal(render, "a", "1.1.1.1") is None and app._accepted == []
-    assert app.door_refusal(reconstruct, "a", "1.1.1.1") is None
-    assert app.door_refusal(reconstruct, "b", "1.1.1.1") is None
-    assert "from your address" in app.door_refusal(reconstruct, "c", "1.1.1.1")
-    app.door_joined("a", "1.1.1.1")  # gradio answered: the job is in its queue, counted there
-    assert app.door_refusal(reconstruct, "c", "1.1.1.1") is None
+    assert jobs.job_fn(None, {"fn_index": reconstruct._id}) is reconstruct
+    assert jobs.job_fn("reconstruct", {}) is reconstruct and jobs.job_fn(None, {"fn_index": True}) is None
+    assert jobs.door_refusal(downloads, "a", "1.1.1.1") is None  # its validator counts it
+    assert jobs.door_refusal(render, "a", "1.1.1.1") is None and jobs._accepted == []
+    assert jobs.door_refusal(reconstruct, "a", "1.1.1.1") is None
+    assert jobs.door_refusal(reconstruct, "b", "1.1.1.1") is None
+    assert "from your address" in jobs.door_refusal(reconstruct, "c", "1.1.1.1")
+    jobs.door_joined("a", "1.1.1.1")  # gradio answered: the job is in its queue, counted there
+    assert jobs.door_refusal(reconstruct, "c", "1.1.1.1") is None
     # quick calls without a session, one after the other, are not refused for the ones that are done
-    monkeypatch.setattr(app, "_accepted", [])
+    monkeypatch.setattr(jobs, "_accepted", [])
     for _ in range(5):
-        assert app.door_refusal(reconstruct, None, "3.3.3.3") is None
-        app.door_joined(None, "3.3.3.3")
-    assert app._accepted == [] and app.door_counts(reconstruct) and not app.door_counts(downloads)
+        assert jobs.door_refusal(reconstruct, None, "3.3.3.3") is None
+        jobs.door_joined(None, "3.3.3.3")
+    assert jobs._accepted == [] and jobs.door_counts(reconstruct) and not jobs.door_counts(downloads)
 
 
 # A server of its own with small limits, so that these tests stay small and fast
