@@ -43,7 +43,8 @@ class AppServer:
         # the server's own upload folder (GRADIO_TEMP_DIR), so tests can check what it holds and
         # plant files in it (a FIFO, a symlink) the way a bug elsewhere on the server might
         self.upload_dir = Path(tempfile.mkdtemp(prefix="facelift-test-uploads-")).resolve()
-        # GRADIO_ANALYTICS_ENABLED is left to app.py's default (off), which tests/test_app.py checks
+        # GRADIO_ANALYTICS_ENABLED is left to the app's default (off: demo/config.py), which
+        # tests/test_app.py checks
         env = {**{k: v for k, v in os.environ.items() if k != "GRADIO_ANALYTICS_ENABLED"},
                "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(self.port), "PYTHONUNBUFFERED": "1",
                "GRADIO_TEMP_DIR": str(self.upload_dir), **(env or {})}
