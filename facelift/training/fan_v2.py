@@ -202,7 +202,7 @@ def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
         terms = {"pixel": ((synth - tex).abs().mean(1, keepdim=True) * weight).sum() / weight.sum().clamp_min(1)}
         if cfg.w_occluded > 0:
             hidden = weight * (alpha > 0.5).float()
-            terms["occluded"] = ((synth - tex).abs().mean(1, keepdim=True) * hidden).sum() / hidden.sum().clamp_min(1)
+            terms["inpaint"] = ((synth - tex).abs().mean(1, keepdim=True) * hidden).sum() / hidden.sum().clamp_min(1)
         composite = synth * weight + tex * (1 - weight)
         with torch.no_grad():
             ft = vgg(_downsize(tex, cfg.percep_resolution))
@@ -224,7 +224,7 @@ def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
             terms["gate"] = 0.5 * ((bce * occluded).sum() / n_occ + (bce * trusted).sum() / n_ok)
         weights = {"pixel": cfg.w_pixel, "percep": cfg.w_percep, "adv": cfg.w_gan, "lowfreq": cfg.w_lowfreq,
                    "consistency": cfg.w_consistency,
-                   "gate": cfg.w_gate, "occluded": cfg.w_occluded}
+                   "gate": cfg.w_gate, "inpaint": cfg.w_occluded}
         weighted = {k: weights[k] * v for k, v in terms.items()}
         loss_g = sum(weighted.values())
         if cfg.grad_share_every and (run.step % cfg.grad_share_every == 0):

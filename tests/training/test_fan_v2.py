@@ -164,3 +164,58 @@ def test_skin_fill_takes_a_face_s_skin_colour_under_a_shading_ramp():
     mean = fill.reshape(-1, 3).mean(0)
     assert np.allclose(mean / mean[0], np.array([0.8, 0.55, 0.45]) / 0.8, atol=0.03)  # the skin's hue
     assert fill[..., 0].std() > 0.01  # a ramp, not a flat patch
+
+
+def test_refit_low_frequency_is_the_pipeline_fit_per_sample_and_keeps_the_fallback(tiny):
+    """The training refit (cfg.refit) gives each sample exactly what `fit_low_frequency` gives the
+    pipeline, a dark patch scores low confidence, and a sample with nothing visible keeps the
+    fallback's entries instead of failing the batch."""
+    from facelift.albedo import fit_low_frequency, pca_albedo
+    from facelift.face_model import FaceModel
+
+    model = FaceModel.load(tiny["face_model"])
+    R = 64
+    normal, vis = _hemisphere(R)
+    sh = directional_light_sh(light_direction(20, 10), np.ones(3), intensity=1.0, ambient=0.4)
+    albedo = torch.from_numpy(pca_albedo(model, None, R)).permute(2, 0, 1)[None]
+    tex = (albedo * _shading(normal, sh)).clamp(0, 1) * vis
+    patched = tex.clone()
+    patched[..., 20:34, 20:34] = 0.05
+    texture = torch.cat([tex, patched, tex])
+    visibility = torch.cat([vis, vis, torch.zeros_like(vis)])
+    normals = normal.expand(3, -1, -1, -1)
+    K = model.n_albedo
+    fallback = {"coefficients": torch.full((3, K), 7.0), "sh": torch.full((3, 3, 9), 7.0),
+                "outlier_coefficients": torch.full((3, K), 7.0), "outlier_sh": torch.full((3, 3, 9), 7.0),
+                "confidence": torch.full((3, 1, R, R), 0.5)}
+    out = fan_v2.refit_low_frequency(model, texture, normals, visibility, fallback)
+    for b in (0, 1):
+        fit = fit_low_frequency(model, texture[b].permute(1, 2, 0).numpy(), normals[b].permute(1, 2, 0).numpy(),
+                                visibility[b, 0].numpy() > 0.5)
+        np.testing.assert_allclose(out["coefficients"][b].numpy(), fit.coefficients, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(out["sh"][b].numpy(), fit.sh, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(out["confidence"][b, 0].numpy(), fit.confidence, atol=1e-6)
+    assert out["confidence"][1, 0, 22:32, 22:32].mean() < 0.1 < out["confidence"][0, 0, 22:32, 22:32].mean()
+    for key, value in fallback.items():
+        assert torch.equal(out[key][2], value[2]), key  # nothing visible: the fallback stays
+        assert not torch.equal(out[key][0], value[0]), key
+    assert torch.equal(fallback["sh"], torch.full((3, 3, 9), 7.0))  # the fallback itself is not written
+
+
+def test_fan_v2_2_refits_caps_the_gate_in_the_loop_and_logs_the_inpainting_term(fan_v2_run, tiny, tmp_path,
+                                                                                vgg_path):
+    from training_support import REPO
+
+    out = tmp_path / "fan_v22"
+    _train("fan", tiny, out, 2, "--config", str(REPO / "training/configs/fan_v2_2.json"), "--lr", "3e-4",
+           "--set", "grad_share_every=1", "--set", f"init_from={fan_v2_run / 'final'}")
+    with open(out / "losses.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2
+    assert all(math.isfinite(float(r["inpaint"])) for r in rows)
+    assert 0 <= float(rows[-1]["occluded"]) <= 1  # the share of occluded texels, logged as before
+    assert float(rows[-1]["gshare_inpaint"]) > 0
+    from facelift.models import FAN
+
+    fan = FAN.from_pretrained(out / "final")
+    assert fan.config["gate_by"] == "confidence"
