@@ -27,6 +27,7 @@ import gradio as gr
 
 from demo.config import ANALYTICS_ENABLED, CONCURRENCY, EXAMPLES, QUEUE_SIZE, STATE_TTL_S
 from demo.handlers import (
+    EXAMPLE_RESULTS,
     control_states,
     downloads,
     face_choices,
@@ -34,6 +35,7 @@ from demo.handlers import (
     model_view,
     overlay_view,
     reconstruct,
+    reconstruct_example,
     render,
     reset_faces,
     turntable,
@@ -84,7 +86,7 @@ def build_demo() -> gr.Blocks:
     with page as demo:
         state = gr.State(None, time_to_live=STATE_TTL_S, delete_callback=drop_session)
         gr.Markdown("# FaceLift\nOne photo in, a relightable 3D face out. Upload a portrait (or use the webcam, "
-                    "or pick the example) and press **Reconstruct**; then turn and relight the face.",
+                    "or pick an example) and press **Reconstruct**; then turn and relight the face.",
                     elem_id="title")
         image_args = dict(format="png", interactive=False, buttons=["fullscreen"], elem_classes="pic")
         with gr.Row(equal_height=False):
@@ -96,8 +98,11 @@ def build_demo() -> gr.Blocks:
                                        scale=1, min_width=120, elem_id="face", visible=False)
                     button = gr.Button("Reconstruct", variant="primary", scale=1, min_width=120,
                                        elem_id="reconstruct")
-                if EXAMPLES:
-                    gr.Examples(examples=[[p] for p in EXAMPLES], inputs=[photo], label="Example")
+                # gradio's own cache_examples would keep the outputs but not the session's
+                # reconstruction (the views, sliders and downloads need it) and skip the steps
+                # after reconstruct: a click runs `reconstruct_example` instead (EXAMPLE_RESULTS)
+                examples = gr.Examples(examples=[[p] for p in EXAMPLES], inputs=[photo], label="Examples",
+                                       cache_examples=False, elem_id="examples") if EXAMPLES else None
                 gr.Markdown(NOTICE, elem_id="notice")
             with gr.Column(scale=1, min_width=280, elem_id="result"):
                 overlay = gr.Image(label="In the photo", format="jpeg", height=290, interactive=False,
@@ -157,19 +162,24 @@ def build_demo() -> gr.Blocks:
         # reconstruct (the face in the photo and the maps) -> first 3D view -> downloads -> turntable:
         # each result appears as soon as it exists, and the turntable never holds back the files
         button.click(None, js=SCROLL_TO_RESULT)
-        for public, trigger in ((True, button.click), (False, face.select)):
+        starts = [(True, "", "public", button.click, reconstruct, [photo, face, opacity, state]),
+                  (False, "_face", "private", face.select, reconstruct, [photo, face, opacity, state])]
+        if examples is not None:  # a click on an example shows its result at once (made once, kept)
+            examples.dataset.click(None, js=SCROLL_TO_RESULT)
+            starts.append((False, "_example", "example", examples.dataset.click, reconstruct_example,
+                           [examples.dataset, opacity, state]))
+        for public, suffix, view_suffix, trigger, handler, inputs in starts:
             visibility = "public" if public else "private"
-            suffix = "" if public else "_face"
-            trigger(reconstruct, [photo, face, opacity, state], [overlay, *maps, face, info, state],
-                    api_name="reconstruct" if public else "reconstruct_face", api_visibility=visibility,
+            trigger(handler, inputs, [overlay, *maps, face, info, state],
+                    api_name="reconstruct" + suffix, api_visibility=visibility,
                     show_progress_on=[overlay, *maps], concurrency_id="heavy", concurrency_limit=CONCURRENCY) \
-                .success(render, [state, *view_inputs], [view], api_name=f"first_view_{visibility}",
+                .success(render, [state, *view_inputs], [view], api_name=f"first_view_{view_suffix}",
                          api_visibility="private", show_progress="minimal",
                          concurrency_id="render", concurrency_limit=2 * CONCURRENCY) \
                 .success(downloads, [state, details], [model3d, files], api_name="downloads" + suffix,
                          api_visibility=visibility, show_progress_on=[model3d, files], concurrency_id="heavy",
                          concurrency_limit=CONCURRENCY, validator=downloads_job_validator) \
-                .success(turntable, [state, *view_inputs], [turntable_gif], api_name=f"turntable_after_{visibility}",
+                .success(turntable, [state, *view_inputs], [turntable_gif], api_name=f"turntable_after_{view_suffix}",
                          api_visibility="private", show_progress_on=[turntable_gif], concurrency_id="heavy",
                          concurrency_limit=CONCURRENCY, validator=view_job_validator)
         opacity.change(overlay_view, [state, opacity], [overlay], api_name="overlay", trigger_mode="always_last",
@@ -208,6 +218,7 @@ def main() -> None:
     MEMORY.start()
     if os.environ.get("FACELIFT_APP_WARMUP", "1") != "0":
         warm_up()
+        EXAMPLE_RESULTS.make_all_in_background()  # the other examples, while the page is served
     else:
         get_pipeline()
     demo.launch(max_file_size="50mb", css=CSS, theme=gr.themes.Soft(), app_kwargs=http_guard_kwargs())

@@ -11,7 +11,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES_DIR = REPO / "examples"
-EXAMPLES = sorted(str(p) for p in EXAMPLES_DIR.glob("*.png"))
+EXAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# the example photos the page offers (a click shows each one's kept result at once: demo.handlers.ExampleResults)
+EXAMPLES = sorted(str(p) for p in EXAMPLES_DIR.iterdir() if p.suffix.lower() in EXAMPLE_SUFFIXES) \
+    if EXAMPLES_DIR.is_dir() else []
 MB = 1024 * 1024
 
 # ---- the photo, the views, the sessions ----
@@ -47,7 +50,7 @@ GENERIC_ERROR = "Something went wrong on the server while processing this photo.
 # The one answer to any image input that is not a file uploaded to this page (or a shipped example):
 # the same words whatever the path is (missing, a folder, a pipe, a server file), so that it tells
 # nothing about the server's files.
-NOT_AN_UPLOAD = ("FaceLift only reads photos uploaded to this page. Upload the photo (or pick the example) "
+NOT_AN_UPLOAD = ("FaceLift only reads photos uploaded to this page. Upload the photo (or pick an example) "
                  "and press Reconstruct.")
 OVERLAY_SIDE = 768          # the "In the photo" view (and /overlay), pixels on the longer side at most
 PHOTO_JPEG_QUALITY = 95     # the kept photo (for overlay.png and depth.png in the downloads)

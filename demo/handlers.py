@@ -7,6 +7,7 @@ friendly one (`_user_errors`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -34,7 +35,7 @@ from demo.config import (
     TURNTABLES_KEPT,
 )
 from demo.jobs import client_address, job_started
-from demo.memory import releases_memory
+from demo.memory import MEMORY, releases_memory
 from demo.photo import blend, keep_photo, lighten, overlay_layers, with_photo
 from demo.sessions import Session, SessionExpired, drop_session
 from demo.uploads import display_name, refuse_non_uploads
@@ -67,11 +68,12 @@ def get_pipeline():
 
 
 def warm_up() -> None:
-    """Load the model and run one example end to end, so the first visitor does not wait."""
-    pipe = get_pipeline()
+    """Load the model and make the first example's result end to end (kept: `EXAMPLE_RESULTS`),
+    so the first visitor does not wait. The other examples follow in the background (app.py's `main`)."""
+    get_pipeline()
     if EXAMPLES:
         start = time.perf_counter()
-        pipe.reconstruct(EXAMPLES[0]).render(size=RENDER_SIZE)
+        EXAMPLE_RESULTS.get(0).rec.render(size=RENDER_SIZE)
         log.info("warm-up reconstruction in %.1f s", time.perf_counter() - start)
 
 
@@ -170,6 +172,24 @@ def reconstruct(image, face_index, opacity, state, request: gr.Request = None):
         raise gr.Error("Upload a photo first, take one with the webcam, or pick an example.")
     index = _face_index(face_index)
     image = refuse_non_uploads(image)  # also checked before gradio's preprocess opens it; here for direct calls
+    made = reconstruct_photo(image, index)
+    return _results(made, made.rec, Path(str(image)).stem, index, opacity, state, request,
+                    f"reconstructed in {made.seconds:.2f} s")
+
+
+@dataclasses.dataclass
+class Reconstructed:
+    """A reconstruction and what the page shows of it before any view: the overlay's layers
+    (`overlay_layers`) and the pictures of the maps (in the order of app.py's `maps`)."""
+    rec: object
+    layers: tuple
+    pictures: tuple
+    seconds: float
+    photo: bytes | None = None  # the photo as a JPEG (`keep_photo`), once the reconstruction is lightened
+
+
+def reconstruct_photo(image, index: int) -> Reconstructed:
+    """Face `index` of the photo file `image`, reconstructed, with its pictures."""
     start = time.perf_counter()
     with _user_errors("reconstruct", upload=image):
         photo = load_image(image, max_side=MAX_SIDE)  # the same checks and messages as the pipeline's own
@@ -181,8 +201,7 @@ def reconstruct(image, face_index, opacity, state, request: gr.Request = None):
         seconds = time.perf_counter() - start
         mask = rec.maps.mask
         layers = overlay_layers(rec)
-        outputs = (
-            blend(layers, opacity if opacity is not None else OVERLAY_OPACITY),
+        pictures = (
             vis.draw_faces(rec.image, rec.faces, rec.face_index),
             vis.texture_with_visibility(rec.texture, rec.visibility, mask),
             vis.confidence_image(rec.skin_confidence, mask),
@@ -192,20 +211,91 @@ def reconstruct(image, face_index, opacity, state, request: gr.Request = None):
             vis.normal_map_image(rec.normal_map, mask),
             render_sh_sphere(rec.sh, 256, background=vis.BACKGROUND),
         )
+    log.info("reconstruct: %.0f ms (%s)", seconds * 1000, rec.timings)
+    return Reconstructed(rec, layers, pictures, seconds)
+
+
+def _results(made: Reconstructed, rec, name: str, index: int, opacity, state, request, how: str) -> tuple:
+    """The reconstruct handlers' outputs for `rec` (`made.rec` or a copy of it), kept in a new
+    Session that replaces the page's earlier one."""
     for note in reconstruction_warnings(rec, index):
         gr.Warning(note)
     n = len(rec.faces)
     yaw, pitch, roll = rec.fit.yaw_pitch_roll()
-    info = (f"**Face {index + 1} of {n}** · reconstructed in {seconds:.2f} s · head pose yaw {yaw:+.0f}°, "
+    info = (f"**Face {index + 1} of {n}** · {how} · head pose yaw {yaw:+.0f}°, "
             f"pitch {pitch:+.0f}°, roll {roll:+.0f}° · albedo: {rec.albedo_source}, "
             f"lighting: {rec.albedo_pca_source.replace('_', ' ')}")
-    log.info("reconstruct: %.0f ms (%s)", seconds * 1000, rec.timings)
     drop_session(state)
-    session = Session(rec, Path(str(image)).stem, photo=keep_photo(rec.image), layers=layers,
+    session = Session(rec, name, photo=made.photo or keep_photo(rec.image), layers=made.layers,
                       address=client_address(request))
     lighten(rec)
     sessions.KEPT.add(session)  # looked up here: tests give sessions a KEPT of their own
-    return (*outputs, face_selector(n, index), info, session)
+    overlay = blend(made.layers, opacity if opacity is not None else OVERLAY_OPACITY)
+    return (overlay, *made.pictures, face_selector(n, index), info, session)
+
+
+# ---- the shipped examples: made once for every visitor, so that a click shows the result at once --
+
+class ExampleResults:
+    """Each example's `Reconstructed` (face 1), made on first use and then kept for every session
+    (the reconstruction lightened: its photo kept as a JPEG). `warm_up` makes the first one at
+    start and app.py's `main` the others in the background; a click before then makes (or waits
+    for) its own. Each session gets a copy of the reconstruction (`session_copy`), so that its
+    views and exports are its own; the arrays are shared, read only. About 20 MB of memory per
+    example."""
+
+    def __init__(self, paths):
+        self.paths = list(paths)
+        self._made: dict[int, Reconstructed] = {}
+        self._locks = [threading.Lock() for _ in self.paths]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def get(self, i: int) -> Reconstructed:
+        with self._locks[i]:
+            if i not in self._made:
+                made = reconstruct_photo(self.paths[i], 0)
+                made.photo = keep_photo(made.rec.image)
+                lighten(made.rec)
+                self._made[i] = made
+            return self._made[i]
+
+    @staticmethod
+    def session_copy(made: Reconstructed):
+        return dataclasses.replace(made.rec, _meshes=dict(made.rec._meshes))
+
+    def make_all(self) -> None:
+        """Make every example not made yet (the background thread of `make_all_in_background`)."""
+        start = time.perf_counter()
+        for i, path in enumerate(self.paths):
+            try:
+                self.get(i)
+            except Exception:  # a broken example must not stop the others (nor the app)
+                log.exception("could not make the example %s", path)
+            finally:
+                MEMORY.soon()
+        log.info("examples ready (%d) in %.1f s", len(self._made), time.perf_counter() - start)
+
+    def make_all_in_background(self) -> threading.Thread:
+        thread = threading.Thread(target=self.make_all, name="facelift-examples", daemon=True)
+        thread.start()
+        return thread
+
+
+EXAMPLE_RESULTS = ExampleResults(EXAMPLES)
+
+
+@releases_memory
+def reconstruct_example(example, opacity, state, request: gr.Request = None):
+    """A click on an example (gr.Dataset's (index, sample)) -> what `reconstruct` gives for it,
+    from EXAMPLE_RESULTS: at once once made."""
+    index = example[0] if isinstance(example, (tuple, list)) and example else example
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(EXAMPLE_RESULTS):
+        raise gr.Error("There is no such example; pick one of the examples under the photo.")
+    made = EXAMPLE_RESULTS.get(index)
+    return _results(made, EXAMPLE_RESULTS.session_copy(made), Path(EXAMPLES[index]).stem, 0, opacity, state,
+                    request, f"example, reconstructed once in {made.seconds:.2f} s and kept")
 
 
 def overlay_view(state, opacity):

@@ -600,7 +600,7 @@ def test_malloc_arenas_are_limited_on_glibc(monkeypatch):
 
 # ---- a hostile visitor: only uploaded files are read (issue 17) ---------------------------------
 
-NOT_AN_UPLOAD = ("FaceLift only reads photos uploaded to this page. Upload the photo (or pick the example) "
+NOT_AN_UPLOAD = ("FaceLift only reads photos uploaded to this page. Upload the photo (or pick an example) "
                  "and press Reconstruct.")
 SERVER_FILE = REPO / "checkpoints" / "albedo_pca.png"  # a real image on the server, outside the uploads
 
