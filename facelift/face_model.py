@@ -149,7 +149,7 @@ class FaceModel:
     @property
     def light_brightness(self) -> float | None:
         """Mean irradiance on the visible face of the white light the albedo model was learned
-        under (`shading.light_prior`), or None when it was learned with free per-channel lighting
+        under (`geometry.sh.light_prior`), or None when it was learned with free per-channel lighting
         (then no light prior applies)."""
         value = self.config.get("albedo_light_brightness")
         return None if value is None else float(value)

@@ -162,7 +162,7 @@ class Reconstruction:
         if "detail_shading_ratio" not in self._meshes:
             ratio = np.ones(self.displacement.shape[:2], np.float32)
             if self.displacement_scale > 0:
-                from .shading import irradiance
+                from .geometry.sh import irradiance
 
                 smooth = irradiance(self.uv_normals(details=False), self.sh).mean(-1)
                 detailed = irradiance(self.uv_normals(details=True), self.sh).mean(-1)

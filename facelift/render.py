@@ -1,7 +1,7 @@
 """Offscreen rendering of a dense face mesh (pyrender, headless OpenGL).
 
 Lighting is computed here, on the CPU, with the Lambertian SH model of the paper (eq. 3,
-`shading.py`): per-vertex irradiance from the rotated normals. pyrender only rasterises,
+`geometry/sh.py`): per-vertex irradiance from the rotated normals. pyrender only rasterises,
 interpolates the per-vertex irradiance and the albedo texture, z-buffers and culls back
 faces (`RenderFlags.FLAT`: colour = albedo texture x vertex colour, no GL lighting).
 
@@ -19,7 +19,7 @@ the viewer):
   viewer: direction `(sin az cos el, sin el, cos az cos el)` towards the light, so
   `(0, 0)` is a headlight, azimuth +90 comes from image-right, elevation +90 from above.
   Irradiance = `ambient + light_intensity * max(n.l, 0)` through its order-2 SH
-  approximation (`shading.directional_light_sh`), as in the paper's model.
+  approximation (`geometry.sh.directional_light_sh`), as in the paper's model.
 * `sh` (3, 9) is the photo's lighting in the photo's camera space: it is evaluated on
   the normals after `rotation_of_face` only, so it stays attached to the face (and the
   photo's scene) while yaw/pitch orbit the viewer around it.
@@ -43,8 +43,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import shading
 from .errors import RenderError
+from .geometry.sh import directional_light_sh, irradiance, light_direction
 
 MODES = ("albedo", "shaded", "normals")
 DEFAULT_LIGHT = (25.0, 25.0)
@@ -176,12 +176,12 @@ def _release_context(platform) -> None:
 # ---- lighting ---------------------------------------------------------------------------
 
 def _irradiance(normals: np.ndarray, gamma) -> np.ndarray:
-    return np.asarray(shading.irradiance(normals, np.asarray(gamma, np.float32)), np.float32)
+    return np.asarray(irradiance(normals, np.asarray(gamma, np.float32)), np.float32)
 
 
 def _directional_irradiance(normals: np.ndarray, light, intensity: float, ambient: float) -> np.ndarray:
     """White light from (azimuth, elevation): order-2 SH of `intensity * max(n.l, 0) + ambient`."""
-    gamma = shading.directional_light_sh(shading.light_direction(*light), (1.0, 1.0, 1.0),
+    gamma = directional_light_sh(light_direction(*light), (1.0, 1.0, 1.0),
                                          intensity, ambient)
     return _irradiance(normals, gamma)
 

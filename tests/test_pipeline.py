@@ -128,7 +128,7 @@ def test_details_change_the_mesh(rec):
 def test_a_cavity_drn_moves_the_creases_darkness_with_the_details(rec):
     import dataclasses
 
-    from facelift.shading import irradiance
+    from facelift.geometry.sh import irradiance
 
     assert rec.detail_cavity[0] > 0  # the shipped DRN was trained with a cavity term
     ratio = rec.detail_shading_ratio()[..., None]
