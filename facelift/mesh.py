@@ -17,45 +17,8 @@ import scipy.sparse as sp
 
 from ._validate import is_int
 from .face_model import FaceModel
+from .geometry.rasterize import rasterize_uv
 from .geometry.subdivision import loop_subdivision_matrix
-
-
-def rasterize_uv_vectorized(uv: np.ndarray, triangles: np.ndarray, resolution: int):
-    """Like `face_model.rasterize_uv` (triangle id, barycentrics per texel centre) but
-    vectorised over triangles: triangles are bucketed by bounding-box size and every bucket
-    is tested against its box's texels at once. Texels on shared edges go to either side."""
-    G = int(resolution)
-    tri_map = np.full((G, G), -1, np.int32)
-    bary_map = np.zeros((G, G, 3), np.float32)
-    px = uv[:, 0].astype(np.float64) * G - 0.5
-    py = (1.0 - uv[:, 1].astype(np.float64)) * G - 0.5
-    xs, ys = px[triangles], py[triangles]  # (F, 3)
-    eps = 1e-6
-    x0 = np.maximum(np.ceil(xs.min(1) - eps), 0).astype(np.int64)
-    x1 = np.minimum(np.floor(xs.max(1) + eps), G - 1).astype(np.int64)
-    y0 = np.maximum(np.ceil(ys.min(1) - eps), 0).astype(np.int64)
-    y1 = np.minimum(np.floor(ys.max(1) + eps), G - 1).astype(np.int64)
-    det = (ys[:, 1] - ys[:, 2]) * (xs[:, 0] - xs[:, 2]) + (xs[:, 2] - xs[:, 1]) * (ys[:, 0] - ys[:, 2])
-    ok = (x1 >= x0) & (y1 >= y0) & (np.abs(det) > 1e-12)
-    size = np.maximum(x1 - x0, y1 - y0) + 1
-    bucket = np.where(ok, np.ceil(np.log2(np.maximum(size, 1))).astype(np.int64), -1)
-    for level in np.unique(bucket[bucket >= 0]):
-        f = np.flatnonzero(bucket == level)
-        K = 1 << int(level)
-        oy, ox = np.divmod(np.arange(K * K), K)
-        gx = x0[f, None] + ox
-        gy = y0[f, None] + oy
-        X, Y = xs[f], ys[f]
-        d = det[f, None]
-        l0 = ((Y[:, 1:2] - Y[:, 2:3]) * (gx - X[:, 2:3]) + (X[:, 2:3] - X[:, 1:2]) * (gy - Y[:, 2:3])) / d
-        l1 = ((Y[:, 2:3] - Y[:, 0:1]) * (gx - X[:, 2:3]) + (X[:, 0:1] - X[:, 2:3]) * (gy - Y[:, 2:3])) / d
-        l2 = 1.0 - l0 - l1
-        inside = (gx <= x1[f, None]) & (gy <= y1[f, None]) & (l0 >= -eps) & (l1 >= -eps) & (l2 >= -eps)
-        fi, ki = np.nonzero(inside)
-        yy, xx = gy[fi, ki], gx[fi, ki]
-        tri_map[yy, xx] = f[fi]
-        bary_map[yy, xx] = np.stack([l0[fi, ki], l1[fi, ki], l2[fi, ki]], -1)
-    return tri_map, bary_map
 
 
 @dataclass
@@ -183,7 +146,7 @@ class DenseMeshBuilder:
 
         sub = loop_subdivision_matrix(model.triangles, model.n_vertices, self.subdivisions)
         uv_sub = sub.midpoint @ model.uv.astype(np.float64)
-        tri_map, bary_map = rasterize_uv_vectorized(uv_sub, sub.triangles, G)
+        tri_map, bary_map = rasterize_uv(uv_sub, sub.triangles, G)
         inside = tri_map >= 0
 
         # grid triangles: two per cell with 4 corners inside, one per cell with 3, CCW in UV

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from facelift.face_model import FaceModel, rasterize_uv
+from facelift.face_model import FaceModel
+from facelift.geometry.rasterize import rasterize_uv
 from facelift.geometry.subdivision import loop_subdivision_matrix
-from facelift.mesh import DenseMesh, DenseMeshBuilder, rasterize_uv_vectorized
+from facelift.mesh import DenseMesh, DenseMeshBuilder
 
 REAL_MODEL = Path(__file__).resolve().parents[1] / "checkpoints" / "face_model.safetensors"
 
@@ -28,18 +29,6 @@ def models(synthetic_model):
 @pytest.fixture(scope="module")
 def builder(synthetic_model):
     return DenseMeshBuilder(synthetic_model, resolution=128, subdivisions=2)
-
-
-def test_vectorized_rasterizer_matches_reference(synthetic_model):
-    m = synthetic_model
-    S, tris, mid = loop_subdivision_matrix(m.triangles, m.n_vertices, 1)
-    uv = mid @ m.uv.astype(np.float64)
-    ref_tri, ref_bary = rasterize_uv(uv, tris, 64)
-    tri, bary = rasterize_uv_vectorized(uv, tris, 64)
-    np.testing.assert_array_equal(tri >= 0, ref_tri >= 0)
-    # texels on shared edges may pick either triangle, but the surface point is the same
-    pts = lambda t, b: (uv[tris[t[t >= 0]]] * b[t >= 0][..., None]).sum(1)
-    np.testing.assert_allclose(pts(tri, bary), pts(ref_tri, ref_bary), atol=1e-6)
 
 
 # ---- dense mesh -------------------------------------------------------------------------
@@ -291,7 +280,7 @@ def test_real_dense_mesh_keeps_an_open_mouth_open():
     loops = _boundary_loops(d.faces)
     assert len(loops) == 2 and loops[1] > 50  # the outline and the mouth
     # no face covers a texel centre of the mouth hole: rasterise the fill triangles in uv
-    tri, _ = rasterize_uv_vectorized(m.uv.astype(np.float64), m.triangles[fill], G)
+    tri, _ = rasterize_uv(m.uv.astype(np.float64), m.triangles[fill], G)
     hole = np.flatnonzero(ndimage.binary_erosion(tri >= 0).ravel())
     assert hole.size > 20
     assert not np.isin(d.grid_index, hole).any()

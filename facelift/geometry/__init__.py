@@ -1,6 +1,8 @@
 """Geometry on numpy arrays (and, for SH, torch tensors), each piece written once:
 
 - `sh`: second-order spherical-harmonics Lambertian shading (paper eq. 3), SH rotation, lights
+- `rasterize`: which triangle, and where in it, every texel centre of a UV map falls on
+- `subdivision`: Loop subdivision as linear operators on the base vertices
 
 The modules are imported one by one (`from facelift.geometry.sh import irradiance`), so using
 one does not load the others' dependencies.
