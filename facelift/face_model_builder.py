@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from .face_model import FaceModel
-from .topology import N_MESH_VERTICES, face_normals, mediapipe_triangles, mirror_indices
+from .geometry.normals import face_normals
+from .topology import N_MESH_VERTICES, mediapipe_triangles, mirror_indices
 from .uv_layout import compute_uv_layout, layout_distortion
 
 EYE_CORNERS = (33, 263)  # MediaPipe outer eye corners

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from ._validate import is_int
 from .face_model import FaceModel
+from .geometry.normals import vertex_normals
 from .geometry.rasterize import rasterize_uv
 from .geometry.subdivision import loop_subdivision_matrix
 
@@ -198,11 +199,6 @@ class DenseMeshBuilder:
             (bary.ravel(), corners.ravel(), np.arange(0, 3 * m + 1, 3)), shape=(m, sub.operator.shape[0])
         ).astype(np.float32)
         self._operator = sub.operator.astype(np.float32)
-        # vertex normal = sum of the cross products of its faces (area weighting)
-        T = len(self.faces)
-        self._incidence = sp.csr_matrix(
-            (np.ones(3 * T, np.float32), (self.faces.ravel(), np.repeat(np.arange(T), 3))), shape=(m, T)
-        )
 
     @property
     def weights(self) -> sp.csr_matrix:
@@ -212,14 +208,6 @@ class DenseMeshBuilder:
     @property
     def n_dense_vertices(self) -> int:
         return len(self.grid_index)
-
-    def _normals(self, p: np.ndarray) -> np.ndarray:
-        f = self.faces
-        p0 = p[f[:, 0]]
-        fn = np.cross(p[f[:, 1]] - p0, p[f[:, 2]] - p0)
-        n = self._incidence @ fn
-        n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-20)
-        return n
 
     def build(self, vertices: np.ndarray, displacement_rate: np.ndarray | None = None,
               details: bool = True) -> DenseMesh:
@@ -235,7 +223,7 @@ class DenseMeshBuilder:
         if not np.isfinite(v).all():
             raise ValueError("vertices contain NaN or infinite values.")
         p = self._sample @ (self._operator @ v)
-        n = self._normals(p)
+        n = vertex_normals(p, self.faces)
         if details and displacement_rate is not None:
             rate = np.asarray(displacement_rate)
             if rate.ndim == 3 and rate.shape[2] == 1:
@@ -246,7 +234,7 @@ class DenseMeshBuilder:
             if not np.isfinite(r).all():
                 raise ValueError("displacement_rate contains NaN or infinite values.")
             p = p + r[:, None] * n
-            n = self._normals(p)
+            n = vertex_normals(p, self.faces)
         return DenseMesh(
             vertices=p.astype(np.float32, copy=False),
             faces=self.faces,

@@ -15,6 +15,8 @@ from collections import Counter, defaultdict, deque
 
 import numpy as np
 
+from .geometry.normals import face_normals
+
 N_MESH_VERTICES = 468
 
 # Holes closed by strips: (start corner, end corner or rung (top, bottom), a vertex of the
@@ -171,12 +173,6 @@ def fill_hole_strip(loop: list[int], start: int, end, upper: int) -> np.ndarray:
     if shared_end:
         tris.append((side1[m - 1], side1[m], side2[n - 1]))
     return np.array(tris, np.int32)
-
-
-def face_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """Area-weighted (unnormalised) normals of the triangles, (F, 3)."""
-    v = np.asarray(vertices, np.float64)
-    return np.cross(v[triangles[:, 1]] - v[triangles[:, 0]], v[triangles[:, 2]] - v[triangles[:, 0]])
 
 
 @functools.lru_cache(maxsize=1)

@@ -38,7 +38,7 @@ def test_triangles_cover_mediapipe_edges():
 
 def test_winding_faces_plus_z(face_model_file):
     from facelift.face_model import FaceModel
-    from facelift.topology import face_normals
+    from facelift.geometry.normals import face_normals
 
     mean = FaceModel.load(face_model_file).mean_shape
     tris = mediapipe_triangles()

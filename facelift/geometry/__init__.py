@@ -1,6 +1,7 @@
 """Geometry on numpy arrays (and, for SH, torch tensors), each piece written once:
 
 - `sh`: second-order spherical-harmonics Lambertian shading (paper eq. 3), SH rotation, lights
+- `normals`: face normals (area-weighted) and unit vertex normals of a triangle mesh
 - `rasterize`: which triangle, and where in it, every texel centre of a UV map falls on
 - `subdivision`: Loop subdivision as linear operators on the base vertices
 

@@ -265,7 +265,7 @@ def synthetic_shards(root: str | os.PathLike, n: int = 8, resolution: int = 128,
     normal[~inside] = 0
     position = normal * 0.08
     if model is not None:
-        from ..unwrap import vertex_normals
+        from ..geometry.normals import vertex_normals
 
         tm = model.texel_map(R)
         inside = tm.mask
