@@ -216,7 +216,7 @@ class Reconstruction:
         mesh = self.dense_mesh(details)
         view = None
         if frontal:
-            from .render import view_rotation
+            from .geometry.rotation import view_rotation
 
             view = view_rotation(yaw, pitch)
         return self.context.renderer.render(

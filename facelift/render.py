@@ -44,6 +44,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import RenderError
+from .geometry.rotation import view_rotation
 from .geometry.sh import directional_light_sh, irradiance, light_direction
 
 MODES = ("albedo", "shaded", "normals")
@@ -205,17 +206,6 @@ def render_sh_sphere(sh: np.ndarray, size: int = 128, *, albedo: float = 0.75,
 
 
 # ---- geometry helpers -------------------------------------------------------------------
-
-def view_rotation(yaw: float = 0.0, pitch: float = 0.0, rotation_of_face=None) -> np.ndarray:
-    """`Rx(pitch) @ Ry(yaw) @ rotation_of_face`, angles in degrees (module docstring)."""
-    a, b = np.deg2rad(yaw), np.deg2rad(pitch)
-    ry = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
-    rx = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
-    face = np.eye(3) if rotation_of_face is None else np.asarray(rotation_of_face, float)
-    if face.shape != (3, 3):
-        raise ValueError(f"rotation_of_face must be (3, 3), got {face.shape}")
-    return rx @ ry @ face
-
 
 def _albedo_rgba(albedo_map: np.ndarray) -> np.ndarray:
     a = np.asarray(albedo_map)

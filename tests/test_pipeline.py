@@ -280,7 +280,8 @@ def test_a_photo_larger_than_a_render_is_rendered_smaller(rec, monkeypatch):
 
 def test_landmarks_json(rec, exported):
     from facelift.evaluation.landmarks68 import IBUG68_FROM_MEDIAPIPE
-    from facelift.fitting import project_points, rotation_from_yaw_pitch_roll
+    from facelift.fitting import project_points
+    from facelift.geometry.rotation import rotation_from_yaw_pitch_roll
 
     data = json.loads((exported / "landmarks.json").read_text())
     assert data["image_size"] == [512, 512]

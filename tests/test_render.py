@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import trimesh
 
-from facelift.fitting import project_points, rotation_from_yaw_pitch_roll
+from facelift.fitting import project_points
+from facelift.geometry.rotation import rotation_from_yaw_pitch_roll, view_rotation
 from facelift.geometry.sh import default_sh, directional_light_sh, light_direction
-from facelift.render import Renderer, render_sh_sphere, view_rotation
+from facelift.render import Renderer, render_sh_sphere
 
 SIZE = 128
 BG = (255, 255, 255)
