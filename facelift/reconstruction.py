@@ -294,7 +294,7 @@ class Reconstruction:
     def landmarks(self) -> dict:
         """What landmarks.json holds: MediaPipe's 478 landmarks in the photo, the fitted model's
         68 iBUG points in the photo (pixels) and in model space (metres), and the pose."""
-        from .ibug68 import IBUG68_FROM_MEDIAPIPE, model_landmarks68
+        from .face_model.ibug68 import IBUG68_FROM_MEDIAPIPE, model_landmarks68
 
         h, w = self.image.shape[:2]
         yaw, pitch, roll = self.fit.yaw_pitch_roll()

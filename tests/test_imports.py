@@ -17,9 +17,9 @@ TOPS = {*PACKAGES, *SCRIPTS}
 
 #: Lowest first. A module may import from its own layer and the ones below, never from above.
 LAYERS = [
-    ("foundation", ["_version", "errors", "_validate", "_jsonfile", "topology", "uv_layout", "geometry", "ibug68"]),
+    ("foundation", ["_version", "errors", "_validate", "_jsonfile", "geometry"]),
     ("data and formats", ["face_model", "image", "landmarks", "_hub", "models", "export"]),
-    ("stages", ["fitting", "unwrap", "albedo", "mesh", "render", "face_model_builder", "visualize"]),
+    ("stages", ["fitting", "unwrap", "albedo", "mesh", "render", "visualize"]),
     ("assembly", ["checks", "bundle", "reconstruction"]),
     ("pipeline", ["pipeline"]),
     ("applications", ["cli", "benchmark", "evaluation", "training", "__init__"]),

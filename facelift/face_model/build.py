@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .face_model import FaceModel
-from .geometry.normals import face_normals
-from .geometry.rotation import rotation_between
+from ..geometry.normals import face_normals
+from ..geometry.rotation import rotation_between
+from .model import FaceModel
 from .topology import N_MESH_VERTICES, mediapipe_triangles, mirror_indices
 from .uv_layout import compute_uv_layout, layout_distortion
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import WeightsError
-from .geometry.rasterize import rasterize_uv
+from ..errors import WeightsError
+from ..geometry.rasterize import rasterize_uv
 
 FORMAT_VERSION = 1
 _ARRAYS = ("mean_shape", "shape_basis", "triangles", "uv", "mirror", "albedo_mean", "albedo_basis")
@@ -244,7 +244,7 @@ class FaceModel:
 def _metadata_config(meta, path: Path) -> dict:
     """The JSON config a face model file keeps in its metadata: a JSON object (size and
     nesting capped), or a WeightsError naming the file."""
-    from ._jsonfile import parse_json
+    from .._jsonfile import parse_json
 
     if meta is None:
         meta = {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .geometry.normals import face_normals
+from ..geometry.normals import face_normals
 
 METHODS = ("lscm", "cylindrical")
 

@@ -15,7 +15,7 @@ from collections import Counter, defaultdict, deque
 
 import numpy as np
 
-from .geometry.normals import face_normals
+from ..geometry.normals import face_normals
 
 N_MESH_VERTICES = 468
 
