@@ -456,7 +456,7 @@ def _face_entry(index: int, face: Face) -> dict:
 
 
 def _render_shrink(width: int, height: int) -> float:
-    """The factor (at most 1) that brings a photo within the largest render (render.MAX_SIZE)."""
-    from .render import MAX_SIZE
+    """The factor (at most 1) that brings a photo within the largest render (render.renderer.MAX_SIZE)."""
+    from .render.renderer import MAX_SIZE
 
     return min(1.0, MAX_SIZE / max(width, height))

@@ -265,10 +265,10 @@ def test_a_photo_larger_than_a_render_is_rendered_smaller(rec, monkeypatch):
     reduced size and enlarged, rather than refused (here a 512 px photo against a 256 px limit)."""
     import dataclasses
 
-    import facelift.render
+    import facelift.render.renderer
 
     full = rec.photo_view()
-    monkeypatch.setattr(facelift.render, "MAX_SIZE", 256)
+    monkeypatch.setattr(facelift.render.renderer, "MAX_SIZE", 256)
     small = dataclasses.replace(rec, _meshes={})
     view = small.photo_view()
     assert view.image.shape == full.image.shape and view.depth.shape == full.depth.shape

@@ -201,7 +201,7 @@ def test_missing_gl_raises_render_error(platform):
     if platform:
         env["PYOPENGL_PLATFORM"] = platform
     env["EGL_DEVICE_ID"] = "99"
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     code = (
         "import numpy as np\n"
         "from facelift.errors import RenderError\n"
