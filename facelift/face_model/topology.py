@@ -15,6 +15,7 @@ from collections import Counter, defaultdict, deque
 
 import numpy as np
 
+from .._mediapipe import tessellation_edges
 from ..geometry.normals import face_normals
 
 N_MESH_VERTICES = 468
@@ -28,12 +29,6 @@ HOLE_STRIPS = (
     (78, (13, 14), 13),
     (308, (13, 14), 13),
 )
-
-
-def _tessellation_edges() -> frozenset:
-    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_TESSELATION
-
-    return FACEMESH_TESSELATION
 
 
 def _edge_key(a: int, b: int) -> tuple[int, int]:
@@ -177,7 +172,7 @@ def fill_hole_strip(loop: list[int], start: int, end, upper: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def _mediapipe_triangles_cached() -> np.ndarray:
-    edges = _tessellation_edges()
+    edges = tessellation_edges()
     tris = orient_consistently(triangles_from_edges(edges))
     loops = boundary_loops(tris)
     fills = [fill_hole_strip(next(lp for lp in loops if start in lp), start, end, upper)
