@@ -261,7 +261,7 @@ def test_overlay_face_lands_on_the_photos_face(rec):
 
 
 def test_a_photo_larger_than_a_render_is_rendered_smaller(rec, monkeypatch):
-    """Photos beyond render.MAX_SIZE pixels a side (up to 50 Mpx are accepted) are drawn at a
+    """Photos beyond render.renderer.MAX_SIZE pixels a side (up to 50 Mpx are accepted) are drawn at a
     reduced size and enlarged, rather than refused (here a 512 px photo against a 256 px limit)."""
     import dataclasses
 
