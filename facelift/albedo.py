@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .face_model import FaceModel
-from .shading import LAMBERT, estimate_sh, irradiance, sh_basis
+from .geometry.sh import LAMBERT, estimate_sh, irradiance, sh_basis
 
 
 def resize_maps(maps_chw: np.ndarray, resolution: int) -> np.ndarray:
@@ -74,7 +74,7 @@ def fit_albedo_and_light(model: FaceModel, texture: np.ndarray, normals: np.ndar
     minimise mean((texture - albedo * shading)^2) + prior_weight * ||p||^2 over every
     `stride`-th visible texel (plenty for a low-frequency model). When the albedo model was
     learned under white light (`model.light_brightness`), the lighting carries the same prior
-    with weight `light_prior` (`shading.light_prior`), so skin tone goes to the albedo.
+    with weight `light_prior` (`geometry.sh.light_prior`), so skin tone goes to the albedo.
     """
     R = texture.shape[0]
     vis = np.asarray(visible, bool)

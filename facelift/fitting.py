@@ -30,39 +30,12 @@ from scipy.optimize import least_squares
 from scipy.spatial.transform import Rotation
 
 from .face_model import FaceModel
+from .geometry.rotation import rodrigues, yaw_pitch_roll
 
 #: Fewest landmarks `fit_shape` accepts (the affine initialisation has 8 unknowns).
 MIN_LANDMARKS = 6
 
 LandmarkIndices = Union[np.ndarray, Sequence[int], Callable[[np.ndarray], np.ndarray], None]
-
-
-# ---- rotations -------------------------------------------------------------------------------
-def rotation_from_yaw_pitch_roll(yaw: float, pitch: float, roll: float) -> np.ndarray:
-    """`R = R_y(yaw) @ R_x(pitch) @ R_z(roll)` (degrees); see `FitResult.yaw_pitch_roll`."""
-    return Rotation.from_euler("YXZ", [yaw, pitch, roll], degrees=True).as_matrix()
-
-
-def _skew(v: np.ndarray) -> np.ndarray:
-    return np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
-
-
-def _rodrigues(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rotation matrix of rotation vector `r` and the left Jacobian of SO(3) at `r`.
-
-    The left Jacobian J satisfies `exp(r + d) ~= exp(J d) exp(r)`, hence
-    `d(R X)/dr = -[R X]_x J`.
-    """
-    th2 = float(r @ r)
-    th = math.sqrt(th2)
-    if th < 1e-4:  # Taylor series; exact enough far below double-precision noise
-        a, b, c = 1.0 - th2 / 6.0, 0.5 - th2 / 24.0, 1.0 / 6.0 - th2 / 120.0
-    else:
-        a, b, c = math.sin(th) / th, (1.0 - math.cos(th)) / th2, (th - math.sin(th)) / (th2 * th)
-    K = _skew(r)
-    K2 = K @ K
-    eye = np.eye(3)
-    return eye + a * K + b * K2, eye + b * K + c * K2
 
 
 # ---- projection --------------------------------------------------------------------------------
@@ -116,10 +89,9 @@ class FitResult:
         Right-handed rotations about the camera axes (X image-right, Y up, Z towards the
         camera). Positive yaw turns the nose towards the image right (the subject's left);
         positive pitch tilts the nose down; positive roll turns the face counter-clockwise
-        as seen in the image. Inverse: `rotation_from_yaw_pitch_roll`.
+        as seen in the image. Inverse: `geometry.rotation.rotation_from_yaw_pitch_roll`.
         """
-        yaw, pitch, roll = Rotation.from_matrix(self.rotation).as_euler("YXZ", degrees=True)
-        return float(yaw), float(pitch), float(roll)
+        return yaw_pitch_roll(self.rotation)
 
 
 # ---- the least-squares problem ------------------------------------------------------------------
@@ -162,13 +134,13 @@ class _Problem:
 
     def residuals(self, p, alpha=None):
         """Full residuals; with `alpha` given, `p` is the pose only and alpha is fixed."""
-        R, _ = _rodrigues(p[:3])
+        R, _ = rodrigues(p[:3])
         a = p[6:] if alpha is None else alpha
         r = self._pixel_residuals(R, p[3], p[4:6], self.shape(a)).ravel()
         return r if alpha is not None else np.concatenate([r, self.sqrt_reg * a])
 
     def jacobian(self, p, alpha=None):
-        R, J = _rodrigues(p[:3])
+        R, J = rodrigues(p[:3])
         s = p[3]
         a = p[6:] if alpha is None else alpha
         xc = self.shape(a) @ R.T
@@ -315,7 +287,7 @@ def fit_shape(model: FaceModel, points2d, landmark_indices: LandmarkIndices = No
         return res
 
     def unpack(pose):
-        return _rodrigues(pose[:3])[0], float(pose[3]), pose[4:6].copy()
+        return rodrigues(pose[:3])[0], float(pose[3]), pose[4:6].copy()
 
     # (b) pose only, on the mean shape or the initial coefficients
     res = lm(np.concatenate([_rotvec(R), [s], t]), alpha)

@@ -10,7 +10,6 @@ per face model; `DenseMeshBuilder.build` is a few sparse products plus normals.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -18,147 +17,9 @@ import scipy.sparse as sp
 
 from ._validate import is_int
 from .face_model import FaceModel
-
-
-class LoopSubdivision(NamedTuple):
-    """`operator` (N_sub, N): subdivided positions = operator @ base positions (Loop rules,
-    boundary rules on boundary edges/vertices). `triangles` (F_sub, 3) int32 keep the base
-    orientation. `midpoint` (N_sub, N): plain edge-midpoint interpolation of the base, used
-    for attributes that must not be smoothed (UVs: uv_sub = midpoint @ uv). Base vertex k
-    stays vertex k; each level appends one vertex per edge."""
-
-    operator: sp.csr_matrix
-    triangles: np.ndarray
-    midpoint: sp.csr_matrix
-
-
-def _check_triangles(triangles, n_vertices) -> np.ndarray:
-    f = np.asarray(triangles)
-    if f.ndim != 2 or f.shape[1] != 3 or not np.issubdtype(f.dtype, np.integer):
-        raise ValueError(f"triangles must be an integer array of shape (F, 3), got {f.dtype} {f.shape}.")
-    if f.size and (f.min() < 0 or f.max() >= n_vertices):
-        raise ValueError(f"triangles index outside the {n_vertices} vertices.")
-    return f.astype(np.int64)
-
-
-def _loop_once(tris: np.ndarray, n: int):
-    """One Loop step: (operator (n+E, n), midpoint (n+E, n), new triangles)."""
-    a = tris.reshape(-1)
-    b = tris[:, [1, 2, 0]].reshape(-1)
-    opp = tris[:, [2, 0, 1]].reshape(-1)  # vertex opposite half-edge (a, b) in its triangle
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    codes, edge_of_half, count = np.unique(lo * n + hi, return_inverse=True, return_counts=True)
-    e0, e1 = codes // n, codes % n
-    n_edges = len(codes)
-    interior = count == 2  # edges on one triangle (boundary) or >2 (non-manifold) use the midpoint
-
-    # odd (edge) vertices: 3/8 (a + b) + 1/8 (c + d) inside, 1/2 (a + b) on boundaries
-    w_end = np.where(interior, 3 / 8, 1 / 2)
-    half_in = interior[edge_of_half]
-    rows = np.concatenate([np.arange(n_edges), np.arange(n_edges), edge_of_half[half_in]])
-    cols = np.concatenate([e0, e1, opp[half_in]])
-    vals = np.concatenate([w_end, w_end, np.full(half_in.sum(), 1 / 8)])
-    odd = sp.csr_matrix((vals, (rows, cols)), shape=(n_edges, n))
-
-    # even (old) vertices
-    valence = np.bincount(np.concatenate([e0, e1]), minlength=n)
-    be0, be1 = e0[~interior], e1[~interior]
-    n_boundary = np.bincount(np.concatenate([be0, be1]), minlength=n)
-    nonmanifold = np.zeros(n, bool)
-    nonmanifold[e0[count > 2]] = nonmanifold[e1[count > 2]] = True
-    inner = (valence > 0) & (n_boundary == 0)
-    boundary = (n_boundary == 2) & ~nonmanifold
-    k = np.maximum(valence, 1).astype(np.float64)
-    beta = (5 / 8 - (3 / 8 + np.cos(2 * np.pi / k) / 4) ** 2) / k
-    center = np.where(inner, 1 - valence * beta, np.where(boundary, 3 / 4, 1.0))
-    r_in = np.concatenate([e0, e1])
-    c_in = np.concatenate([e1, e0])
-    keep_in = inner[r_in]
-    r_bd = np.concatenate([be0, be1])
-    c_bd = np.concatenate([be1, be0])
-    keep_bd = boundary[r_bd]
-    rows = np.concatenate([np.arange(n), r_in[keep_in], r_bd[keep_bd]])
-    cols = np.concatenate([np.arange(n), c_in[keep_in], c_bd[keep_bd]])
-    vals = np.concatenate([center, beta[r_in[keep_in]], np.full(keep_bd.sum(), 1 / 8)])
-    even = sp.csr_matrix((vals, (rows, cols)), shape=(n, n))
-
-    mid = sp.csr_matrix(
-        (np.full(2 * n_edges, 0.5), (np.tile(np.arange(n_edges), 2), np.concatenate([e0, e1]))),
-        shape=(n_edges, n),
-    )
-    operator = sp.vstack([even, odd]).tocsr()
-    midpoint = sp.vstack([sp.identity(n, format="csr"), mid]).tocsr()
-
-    m = (n + edge_of_half).reshape(-1, 3)  # m[:, 0] on edge (v0, v1), m[:, 1] on (v1, v2), m[:, 2] on (v2, v0)
-    v0, v1, v2 = tris.T
-    m01, m12, m20 = m.T
-    new = np.concatenate([
-        np.stack([v0, m01, m20], 1),
-        np.stack([v1, m12, m01], 1),
-        np.stack([v2, m20, m12], 1),
-        np.stack([m01, m12, m20], 1),
-    ])
-    return operator, midpoint, new
-
-
-def loop_subdivision_matrix(triangles: np.ndarray, n_vertices: int, levels: int) -> LoopSubdivision:
-    """Loop subdivision of a triangle mesh as linear operators on its base vertices.
-
-    Returns LoopSubdivision(operator (N_sub, N) csr, triangles_sub (F_sub, 3) int32,
-    midpoint (N_sub, N) csr); unpacks as a 3-tuple. `levels=0` is the identity.
-    """
-    if not is_int(n_vertices) or n_vertices < 0:
-        raise ValueError(f"n_vertices must be a non-negative integer, got {n_vertices!r}.")
-    if not is_int(levels) or levels < 0:
-        raise ValueError(f"levels must be a non-negative integer, got {levels!r}.")
-    tris = _check_triangles(triangles, n_vertices)
-    n = int(n_vertices)
-    operator = sp.identity(n, format="csr")
-    midpoint = sp.identity(n, format="csr")
-    for _ in range(levels):
-        op, mid, tris = _loop_once(tris, n)
-        operator = (op @ operator).tocsr()
-        midpoint = (mid @ midpoint).tocsr()
-        n = op.shape[0]
-    return LoopSubdivision(operator, tris.astype(np.int32), midpoint)
-
-
-def rasterize_uv_vectorized(uv: np.ndarray, triangles: np.ndarray, resolution: int):
-    """Like `face_model.rasterize_uv` (triangle id, barycentrics per texel centre) but
-    vectorised over triangles: triangles are bucketed by bounding-box size and every bucket
-    is tested against its box's texels at once. Texels on shared edges go to either side."""
-    G = int(resolution)
-    tri_map = np.full((G, G), -1, np.int32)
-    bary_map = np.zeros((G, G, 3), np.float32)
-    px = uv[:, 0].astype(np.float64) * G - 0.5
-    py = (1.0 - uv[:, 1].astype(np.float64)) * G - 0.5
-    xs, ys = px[triangles], py[triangles]  # (F, 3)
-    eps = 1e-6
-    x0 = np.maximum(np.ceil(xs.min(1) - eps), 0).astype(np.int64)
-    x1 = np.minimum(np.floor(xs.max(1) + eps), G - 1).astype(np.int64)
-    y0 = np.maximum(np.ceil(ys.min(1) - eps), 0).astype(np.int64)
-    y1 = np.minimum(np.floor(ys.max(1) + eps), G - 1).astype(np.int64)
-    det = (ys[:, 1] - ys[:, 2]) * (xs[:, 0] - xs[:, 2]) + (xs[:, 2] - xs[:, 1]) * (ys[:, 0] - ys[:, 2])
-    ok = (x1 >= x0) & (y1 >= y0) & (np.abs(det) > 1e-12)
-    size = np.maximum(x1 - x0, y1 - y0) + 1
-    bucket = np.where(ok, np.ceil(np.log2(np.maximum(size, 1))).astype(np.int64), -1)
-    for level in np.unique(bucket[bucket >= 0]):
-        f = np.flatnonzero(bucket == level)
-        K = 1 << int(level)
-        oy, ox = np.divmod(np.arange(K * K), K)
-        gx = x0[f, None] + ox
-        gy = y0[f, None] + oy
-        X, Y = xs[f], ys[f]
-        d = det[f, None]
-        l0 = ((Y[:, 1:2] - Y[:, 2:3]) * (gx - X[:, 2:3]) + (X[:, 2:3] - X[:, 1:2]) * (gy - Y[:, 2:3])) / d
-        l1 = ((Y[:, 2:3] - Y[:, 0:1]) * (gx - X[:, 2:3]) + (X[:, 0:1] - X[:, 2:3]) * (gy - Y[:, 2:3])) / d
-        l2 = 1.0 - l0 - l1
-        inside = (gx <= x1[f, None]) & (gy <= y1[f, None]) & (l0 >= -eps) & (l1 >= -eps) & (l2 >= -eps)
-        fi, ki = np.nonzero(inside)
-        yy, xx = gy[fi, ki], gx[fi, ki]
-        tri_map[yy, xx] = f[fi]
-        bary_map[yy, xx] = np.stack([l0[fi, ki], l1[fi, ki], l2[fi, ki]], -1)
-    return tri_map, bary_map
+from .geometry.normals import vertex_normals
+from .geometry.rasterize import rasterize_uv
+from .geometry.subdivision import loop_subdivision_matrix
 
 
 @dataclass
@@ -286,7 +147,7 @@ class DenseMeshBuilder:
 
         sub = loop_subdivision_matrix(model.triangles, model.n_vertices, self.subdivisions)
         uv_sub = sub.midpoint @ model.uv.astype(np.float64)
-        tri_map, bary_map = rasterize_uv_vectorized(uv_sub, sub.triangles, G)
+        tri_map, bary_map = rasterize_uv(uv_sub, sub.triangles, G)
         inside = tri_map >= 0
 
         # grid triangles: two per cell with 4 corners inside, one per cell with 3, CCW in UV
@@ -338,11 +199,6 @@ class DenseMeshBuilder:
             (bary.ravel(), corners.ravel(), np.arange(0, 3 * m + 1, 3)), shape=(m, sub.operator.shape[0])
         ).astype(np.float32)
         self._operator = sub.operator.astype(np.float32)
-        # vertex normal = sum of the cross products of its faces (area weighting)
-        T = len(self.faces)
-        self._incidence = sp.csr_matrix(
-            (np.ones(3 * T, np.float32), (self.faces.ravel(), np.repeat(np.arange(T), 3))), shape=(m, T)
-        )
 
     @property
     def weights(self) -> sp.csr_matrix:
@@ -352,14 +208,6 @@ class DenseMeshBuilder:
     @property
     def n_dense_vertices(self) -> int:
         return len(self.grid_index)
-
-    def _normals(self, p: np.ndarray) -> np.ndarray:
-        f = self.faces
-        p0 = p[f[:, 0]]
-        fn = np.cross(p[f[:, 1]] - p0, p[f[:, 2]] - p0)
-        n = self._incidence @ fn
-        n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-20)
-        return n
 
     def build(self, vertices: np.ndarray, displacement_rate: np.ndarray | None = None,
               details: bool = True) -> DenseMesh:
@@ -375,7 +223,7 @@ class DenseMeshBuilder:
         if not np.isfinite(v).all():
             raise ValueError("vertices contain NaN or infinite values.")
         p = self._sample @ (self._operator @ v)
-        n = self._normals(p)
+        n = vertex_normals(p, self.faces)
         if details and displacement_rate is not None:
             rate = np.asarray(displacement_rate)
             if rate.ndim == 3 and rate.shape[2] == 1:
@@ -386,7 +234,7 @@ class DenseMeshBuilder:
             if not np.isfinite(r).all():
                 raise ValueError("displacement_rate contains NaN or infinite values.")
             p = p + r[:, None] * n
-            n = self._normals(p)
+            n = vertex_normals(p, self.faces)
         return DenseMesh(
             vertices=p.astype(np.float32, copy=False),
             faces=self.faces,

@@ -162,7 +162,7 @@ class Reconstruction:
         if "detail_shading_ratio" not in self._meshes:
             ratio = np.ones(self.displacement.shape[:2], np.float32)
             if self.displacement_scale > 0:
-                from .shading import irradiance
+                from .geometry.sh import irradiance
 
                 smooth = irradiance(self.uv_normals(details=False), self.sh).mean(-1)
                 detailed = irradiance(self.uv_normals(details=True), self.sh).mean(-1)
@@ -216,7 +216,7 @@ class Reconstruction:
         mesh = self.dense_mesh(details)
         view = None
         if frontal:
-            from .render import view_rotation
+            from .geometry.rotation import view_rotation
 
             view = view_rotation(yaw, pitch)
         return self.context.renderer.render(
@@ -294,7 +294,7 @@ class Reconstruction:
     def landmarks(self) -> dict:
         """What landmarks.json holds: MediaPipe's 478 landmarks in the photo, the fitted model's
         68 iBUG points in the photo (pixels) and in model space (metres), and the pose."""
-        from .ibug68 import IBUG68_FROM_MEDIAPIPE, model_landmarks68
+        from .face_model.ibug68 import IBUG68_FROM_MEDIAPIPE, model_landmarks68
 
         h, w = self.image.shape[:2]
         yaw, pitch, roll = self.fit.yaw_pitch_roll()
@@ -456,7 +456,7 @@ def _face_entry(index: int, face: Face) -> dict:
 
 
 def _render_shrink(width: int, height: int) -> float:
-    """The factor (at most 1) that brings a photo within the largest render (render.MAX_SIZE)."""
-    from .render import MAX_SIZE
+    """The factor (at most 1) that brings a photo within the largest render (render.renderer.MAX_SIZE)."""
+    from .render.renderer import MAX_SIZE
 
     return min(1.0, MAX_SIZE / max(width, height))

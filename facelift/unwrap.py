@@ -18,6 +18,7 @@ import scipy.sparse as sp
 
 from ._validate import is_int
 from .face_model import FaceModel, TexelMap
+from .geometry.normals import vertex_normals
 
 # A texel faces the camera when its camera-space normal has z above this (< ~78 degrees off
 # the view axis); more grazing texels are smeared and pick up the background at silhouettes.
@@ -30,26 +31,6 @@ OCCLUSION_MARGIN_PX = 0.5
 # Own-slope allowance: a texel's depth changes by up to |slope| * margin across the margin
 # (|slope| = tan of its angle to the image plane, capped here: 5 ~ n_z = 0.2).
 _MAX_SLOPE = 5.0
-
-def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals (N, 3) float32; counter-clockwise triangles give
-    normals on the side they are counter-clockwise from. Vertices on no (or only degenerate)
-    triangles get a zero normal."""
-    v = np.asarray(vertices, np.float64)
-    f = np.asarray(triangles)
-    if v.ndim != 2 or v.shape[1] != 3:
-        raise ValueError(f"vertices must have shape (N, 3), got {v.shape}.")
-    if f.ndim != 2 or f.shape[1] != 3 or not np.issubdtype(f.dtype, np.integer):
-        raise ValueError(f"triangles must be an integer array of shape (F, 3), got {f.dtype} {f.shape}.")
-    if f.size and (f.min() < 0 or f.max() >= len(v)):
-        raise ValueError(f"triangles index outside the {len(v)} vertices.")
-    # the cross product's length is twice the area: summing it weights by area
-    fn = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
-    idx = f.ravel()
-    n = np.stack([np.bincount(idx, np.repeat(fn[:, c], 3), minlength=len(v)) for c in range(3)], -1)
-    length = np.linalg.norm(n, axis=1, keepdims=True)
-    return (n / np.where(length > 0, length, 1.0)).astype(np.float32)
-
 
 @dataclass
 class UVMaps:

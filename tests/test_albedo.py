@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from facelift.albedo import fit_albedo_and_light, pca_albedo, resize_maps, sample_maps
-from facelift.shading import irradiance
+from facelift.geometry.sh import irradiance
 from synthetic import ellipsoid_face_model
 
 

@@ -18,7 +18,8 @@ from safetensors.torch import load_file, save_file
 from facelift import FaceLift
 from facelift._jsonfile import MAX_JSON_BYTES, parse_json, read_json_file
 from facelift.errors import WeightsError
-from facelift.face_model import MAX_TRIANGLES, FaceModel
+from facelift.face_model import FaceModel
+from facelift.face_model.model import MAX_TRIANGLES
 from facelift.models import DRN, FAN, load_model
 from facelift.pipeline import CHECKPOINTS_DIR
 

@@ -12,8 +12,8 @@ from facelift.fitting import (
     _Problem,
     fit_shape,
     project_points,
-    rotation_from_yaw_pitch_roll,
 )
+from facelift.geometry.rotation import rotation_from_yaw_pitch_roll
 from synthetic import ellipsoid_face_model
 
 

@@ -6,6 +6,9 @@ demo or app, and demo never imports app."""
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,9 +20,9 @@ TOPS = {*PACKAGES, *SCRIPTS}
 
 #: Lowest first. A module may import from its own layer and the ones below, never from above.
 LAYERS = [
-    ("foundation", ["_version", "errors", "_validate", "_jsonfile", "topology", "uv_layout", "shading", "ibug68"]),
+    ("foundation", ["_version", "errors", "_validate", "_jsonfile", "_mediapipe", "geometry"]),
     ("data and formats", ["face_model", "image", "landmarks", "_hub", "models", "export"]),
-    ("stages", ["fitting", "unwrap", "albedo", "mesh", "render", "face_model_builder", "visualize"]),
+    ("stages", ["fitting", "unwrap", "albedo", "mesh", "render", "visualize"]),
     ("assembly", ["checks", "bundle", "reconstruction"]),
     ("pipeline", ["pipeline"]),
     ("applications", ["cli", "benchmark", "evaluation", "training", "__init__"]),
@@ -150,3 +153,39 @@ def test_the_library_never_imports_the_demo_or_the_app():
                    if (a.startswith("facelift") and not b.startswith("facelift"))
                    or (a.startswith("demo") and b == "app"))
     assert wrong == []
+
+
+#: Third-party packages imported before the snapshot: some change the environment themselves
+#: (opencv-contrib's cv2 sets LD_LIBRARY_PATH and QT_* on import); that is theirs, not ours.
+_THIRD_PARTY = ["numpy", "scipy", "scipy.sparse", "scipy.spatial.transform", "cv2", "torch", "PIL", "safetensors",
+                "trimesh", "huggingface_hub", "tqdm"]
+
+
+def test_importing_any_module_writes_no_environment_and_redirects_no_fd():
+    """Every module of the package imported in a fresh interpreter (PYOPENGL_PLATFORM and DISPLAY
+    unset, as on a server): the environment and fds 0-2 are as before, and neither MediaPipe nor
+    OpenGL is loaded. The OpenGL platform is chosen and fd 2 filtered on first use only."""
+    code = f"""
+import importlib, os, pkgutil, sys
+for name in {_THIRD_PARTY!r}:
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        pass
+env = dict(os.environ)
+fds = [(os.fstat(i).st_dev, os.fstat(i).st_ino) for i in range(3)]
+import facelift
+names = [m.name for m in pkgutil.walk_packages(facelift.__path__, "facelift.")]
+for name in names:
+    importlib.import_module(name)
+changed = sorted(k for k in set(env) | set(os.environ) if env.get(k) != os.environ.get(k))
+assert not changed, f"the environment changed on import: {{changed}}"
+assert fds == [(os.fstat(i).st_dev, os.fstat(i).st_ino) for i in range(3)], "an fd was redirected"
+loaded = [m for m in ("mediapipe", "OpenGL", "pyrender") if m in sys.modules]
+assert not loaded, f"imported on import: {{loaded}}"
+print("ok", len(names))
+"""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYOPENGL_PLATFORM", "DISPLAY")}
+    env["PYTHONPATH"] = str(ROOT)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.startswith("ok"), out.stdout + out.stderr

@@ -128,7 +128,7 @@ def test_details_change_the_mesh(rec):
 def test_a_cavity_drn_moves_the_creases_darkness_with_the_details(rec):
     import dataclasses
 
-    from facelift.shading import irradiance
+    from facelift.geometry.sh import irradiance
 
     assert rec.detail_cavity[0] > 0  # the shipped DRN was trained with a cavity term
     ratio = rec.detail_shading_ratio()[..., None]
@@ -261,14 +261,14 @@ def test_overlay_face_lands_on_the_photos_face(rec):
 
 
 def test_a_photo_larger_than_a_render_is_rendered_smaller(rec, monkeypatch):
-    """Photos beyond render.MAX_SIZE pixels a side (up to 50 Mpx are accepted) are drawn at a
+    """Photos beyond render.renderer.MAX_SIZE pixels a side (up to 50 Mpx are accepted) are drawn at a
     reduced size and enlarged, rather than refused (here a 512 px photo against a 256 px limit)."""
     import dataclasses
 
-    import facelift.render
+    import facelift.render.renderer
 
     full = rec.photo_view()
-    monkeypatch.setattr(facelift.render, "MAX_SIZE", 256)
+    monkeypatch.setattr(facelift.render.renderer, "MAX_SIZE", 256)
     small = dataclasses.replace(rec, _meshes={})
     view = small.photo_view()
     assert view.image.shape == full.image.shape and view.depth.shape == full.depth.shape
@@ -280,7 +280,8 @@ def test_a_photo_larger_than_a_render_is_rendered_smaller(rec, monkeypatch):
 
 def test_landmarks_json(rec, exported):
     from facelift.evaluation.landmarks68 import IBUG68_FROM_MEDIAPIPE
-    from facelift.fitting import project_points, rotation_from_yaw_pitch_roll
+    from facelift.fitting import project_points
+    from facelift.geometry.rotation import rotation_from_yaw_pitch_roll
 
     data = json.loads((exported / "landmarks.json").read_text())
     assert data["image_size"] == [512, 512]

@@ -5,7 +5,8 @@ import pytest
 from scipy import ndimage
 
 from facelift.face_model import FaceModel
-from facelift.unwrap import UVMaps, unwrap, vertex_normals
+from facelift.geometry.normals import vertex_normals
+from facelift.unwrap import UVMaps, unwrap
 
 REAL_MODEL = Path(__file__).resolve().parents[1] / "checkpoints" / "face_model.safetensors"
 
@@ -60,41 +61,6 @@ def expected_texture(model, R):
 
 
 # ---------------------------------------------------------------------------------------
-def test_vertex_normals_of_sphere_point_outward():
-    trimesh = pytest.importorskip("trimesh")
-    sphere = trimesh.creation.icosphere(subdivisions=3, radius=2.0)
-    n = vertex_normals(sphere.vertices, sphere.faces)
-    radial = sphere.vertices / np.linalg.norm(sphere.vertices, axis=1, keepdims=True)
-    assert n.shape == sphere.vertices.shape and n.dtype == np.float32
-    np.testing.assert_allclose(np.linalg.norm(n, axis=1), 1.0, atol=1e-6)
-    assert np.min(np.sum(n * radial, 1)) > 0.999
-    flipped = vertex_normals(sphere.vertices, sphere.faces[:, ::-1])
-    assert np.max(np.sum(flipped * radial, 1)) < -0.999
-
-
-def test_vertex_normals_are_area_weighted():
-    # vertex 0 on a big triangle facing +Z and a tiny one facing +X
-    v = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0.01, 0], [0, 0, 0.01]], float)
-    f = np.array([[0, 1, 2], [0, 3, 4]])
-    n = vertex_normals(v, f)
-    assert n[0, 2] > 0.99 and 0 < n[0, 0] < 0.01
-    np.testing.assert_allclose(n[1], [0, 0, 1], atol=1e-7)
-
-
-def test_vertex_normals_frontal_face_is_plus_z(synthetic_model):
-    n = vertex_normals(synthetic_model.mean_shape, synthetic_model.triangles)
-    assert np.all(n[:, 2] > 0.2)
-
-
-def test_vertex_normals_errors():
-    with pytest.raises(ValueError, match=r"vertices must have shape \(N, 3\)"):
-        vertex_normals(np.zeros((4, 2)), np.array([[0, 1, 2]]))
-    with pytest.raises(ValueError, match="triangles must be an integer array"):
-        vertex_normals(np.zeros((4, 3)), np.array([[0.0, 1, 2]]))
-    with pytest.raises(ValueError, match="outside the 4 vertices"):
-        vertex_normals(np.zeros((4, 3)), np.array([[0, 1, 4]]))
-
-
 # ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def yawed_render(synthetic_model):

@@ -18,7 +18,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from facelift.errors import NoFaceError
-from facelift.face_model_builder import build_face_model
+from facelift.face_model.build import build_face_model
 from facelift.landmarks import LandmarkDetector
 
 REPO = Path(__file__).resolve().parents[1]

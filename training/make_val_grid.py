@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from facelift.shading import directional_light_sh, irradiance
+from facelift.geometry.sh import directional_light_sh, irradiance
 from facelift.training.data import list_images
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ def _fit(img: np.ndarray, size: int) -> np.ndarray:
 
 def relit_uv(rec, light=(40.0, 20.0)) -> np.ndarray:
     """Fallback relighting in UV space (albedo x SH shading of a directional light)."""
-    from facelift.shading import light_direction
+    from facelift.geometry.sh import light_direction
 
     sh = directional_light_sh(light_direction(*light), intensity=0.8, ambient=0.35)
     return rec.albedo * irradiance(rec.normal_map, sh) * rec.maps.mask[..., None]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..ibug68 import IBUG68_FROM_MEDIAPIPE, INNER, REGIONS, model_landmarks68  # noqa: F401
+from ..face_model.ibug68 import IBUG68_FROM_MEDIAPIPE, INNER, REGIONS, model_landmarks68  # noqa: F401
 
 
 def load_ground_truth(image_path: str | Path) -> np.ndarray | None:

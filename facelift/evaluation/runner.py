@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..geometry.sh import directional_light_sh, irradiance, light_direction
 from ..image import collect_images  # noqa: F401  (re-exported: facelift.evaluation.collect_images)
 from ..mesh import masked_gaussian_blur
-from ..shading import directional_light_sh, irradiance, light_direction
 from . import metrics as M
 from .image_occluders import KINDS as IMAGE_KINDS
 from .image_occluders import make_image_occluder, occluder_uv_coverage

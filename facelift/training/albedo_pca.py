@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..shading import estimate_sh, irradiance, mean_irradiance
+from ..geometry.sh import estimate_sh, irradiance, mean_irradiance
 
 
 @dataclass

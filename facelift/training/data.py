@@ -251,7 +251,7 @@ def synthetic_shards(root: str | os.PathLike, n: int = 8, resolution: int = 128,
                      per_shard: int = 4, model: FaceModel | None = None) -> Path:
     """A tiny fake dataset for tests: random smooth albedos lit by random SH on the normal
     map of ``model``'s mean shape (a hemisphere without a model), random visibility cut-offs."""
-    from ..shading import irradiance
+    from ..geometry.sh import irradiance
 
     rng = np.random.default_rng(seed)
     R = resolution
@@ -265,7 +265,7 @@ def synthetic_shards(root: str | os.PathLike, n: int = 8, resolution: int = 128,
     normal[~inside] = 0
     position = normal * 0.08
     if model is not None:
-        from ..unwrap import vertex_normals
+        from ..geometry.normals import vertex_normals
 
         tm = model.texel_map(R)
         inside = tm.mask

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..albedo import fit_low_frequency, tukey_weight
-from ..shading import estimate_sh
+from ..geometry.sh import estimate_sh
 from .config import FANConfig
 from .losses import gan_loss, load_vgg, shading_map
 from .occlusion import random_occluders, random_sh

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..shading import irradiance
+from ..geometry.sh import irradiance
 
 PAPER_GRID = 256
 
@@ -69,8 +69,8 @@ class PCAAlbedo(torch.nn.Module):
 def bnet_loss(texture, visibility, normal, coefficients, sh, pca: PCAAlbedo, w_a: float = 1.0,
               w_light: float = 0.0, brightness: float | None = None):
     """Eq. 4: E_pixel + w_a ||p_a||^2, plus ``w_light`` times the white-light prior
-    (``shading.light_prior``; not in the paper, 0 disables it). Returns (total, parts, albedo)."""
-    from ..shading import light_prior
+    (``geometry.sh.light_prior``; not in the paper, 0 disables it). Returns (total, parts, albedo)."""
+    from ..geometry.sh import light_prior
 
     albedo = pca(coefficients)
     synth = render_texture(albedo, normal, sh)

@@ -129,7 +129,7 @@ def random_occluders(texture: Tensor, visibility: Tensor, rng: np.random.Generat
 def random_sh(batch: int, rng: np.random.Generator, device=None) -> Tensor:
     """Plausible random lighting (B, 3, 9): a directional light from the front hemisphere
     (azimuth +-80, elevation -40..60 degrees), a slightly coloured light and an ambient term."""
-    from ..shading import directional_light_sh, light_direction
+    from ..geometry.sh import directional_light_sh, light_direction
 
     out = []
     for _ in range(batch):

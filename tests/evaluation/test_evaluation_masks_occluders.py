@@ -4,7 +4,7 @@ import pytest
 from facelift.evaluation.masks import LEFT_EYE, LIPS_OUTER, RIGHT_BROW, RIGHT_EYE, static_skin_mask
 from facelift.evaluation.occluders import KINDS, make_occluder, paste
 from facelift.evaluation.runner import relight
-from facelift.shading import directional_light_sh, irradiance, light_direction
+from facelift.geometry.sh import directional_light_sh, irradiance, light_direction
 
 R = 128
 

@@ -52,7 +52,7 @@ def test_fidelity_is_zero_when_the_render_reproduces_the_photo(monkeypatch, pipe
     with details use it x the smooth/detailed shading ratio) re-renders the photo exactly on
     visible skin."""
     from facelift.evaluation.runner import dense_normal_map
-    from facelift.shading import irradiance
+    from facelift.geometry.sh import irradiance
 
     shading = irradiance(dense_normal_map(rec, details=False), rec.sh)
     ok = (shading > 0.05).all(-1)

@@ -12,7 +12,7 @@ import torch
 from training_support import train as _train
 
 import fit_lighting
-from facelift.shading import directional_light_sh, irradiance, light_direction
+from facelift.geometry.sh import directional_light_sh, irradiance, light_direction
 from facelift.training import fan_v2
 from facelift.training.occlusion import random_occluders, random_sh
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from facelift.shading import default_sh, directional_light_sh, light_direction
+from facelift.geometry.sh import default_sh, directional_light_sh, light_direction
 from facelift.training.losses import PCAAlbedo, bnet_loss, gradient_loss, pixel_loss, render_texture, smooth_loss
 
 R = 16

@@ -107,7 +107,7 @@ def test_albedo_pca_recovers_low_rank_data_with_missing_texels():
     normal[:, 2] = 1
     sh = torch.zeros(3, 9)
     sh[:, 0] = 2 / math.sqrt(math.pi)  # white ambient light, irradiance 1
-    from facelift.shading import irradiance
+    from facelift.geometry.sh import irradiance
 
     tex = albedo * irradiance(normal.permute(0, 2, 3, 1), sh).permute(0, 3, 1, 2)
     vis = (torch.rand(N, 1, A, A, generator=g) > 0.3).float() * torch.from_numpy(mask).float()

@@ -15,6 +15,9 @@ from collections import Counter, defaultdict, deque
 
 import numpy as np
 
+from .._mediapipe import tessellation_edges
+from ..geometry.normals import face_normals
+
 N_MESH_VERTICES = 468
 
 # Holes closed by strips: (start corner, end corner or rung (top, bottom), a vertex of the
@@ -26,12 +29,6 @@ HOLE_STRIPS = (
     (78, (13, 14), 13),
     (308, (13, 14), 13),
 )
-
-
-def _tessellation_edges() -> frozenset:
-    from mediapipe.python.solutions.face_mesh_connections import FACEMESH_TESSELATION
-
-    return FACEMESH_TESSELATION
 
 
 def _edge_key(a: int, b: int) -> tuple[int, int]:
@@ -173,15 +170,9 @@ def fill_hole_strip(loop: list[int], start: int, end, upper: int) -> np.ndarray:
     return np.array(tris, np.int32)
 
 
-def face_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-    """Area-weighted (unnormalised) normals of the triangles, (F, 3)."""
-    v = np.asarray(vertices, np.float64)
-    return np.cross(v[triangles[:, 1]] - v[triangles[:, 0]], v[triangles[:, 2]] - v[triangles[:, 0]])
-
-
 @functools.lru_cache(maxsize=1)
 def _mediapipe_triangles_cached() -> np.ndarray:
-    edges = _tessellation_edges()
+    edges = tessellation_edges()
     tris = orient_consistently(triangles_from_edges(edges))
     loops = boundary_loops(tris)
     fills = [fill_hole_strip(next(lp for lp in loops if start in lp), start, end, upper)

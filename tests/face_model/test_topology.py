@@ -3,10 +3,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facelift.topology import (boundary_loops, fill_hole_strip, is_consistently_oriented, mediapipe_triangles,
-                               mesh_report, mirror_indices, orient_consistently, triangles_from_edges)
+from facelift.face_model.topology import (
+    boundary_loops,
+    fill_hole_strip,
+    is_consistently_oriented,
+    mediapipe_triangles,
+    mesh_report,
+    mirror_indices,
+    orient_consistently,
+    triangles_from_edges,
+)
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +46,7 @@ def test_triangles_cover_mediapipe_edges():
 
 def test_winding_faces_plus_z(face_model_file):
     from facelift.face_model import FaceModel
-    from facelift.topology import face_normals
+    from facelift.geometry.normals import face_normals
 
     mean = FaceModel.load(face_model_file).mean_shape
     tris = mediapipe_triangles()

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import trimesh
 
-from facelift import shading
-from facelift.fitting import project_points, rotation_from_yaw_pitch_roll
-from facelift.render import Renderer, render_sh_sphere, view_rotation
+from facelift.fitting import project_points
+from facelift.geometry.rotation import rotation_from_yaw_pitch_roll, view_rotation
+from facelift.geometry.sh import default_sh, directional_light_sh, light_direction
+from facelift.render import Renderer, render_sh_sphere
 
 SIZE = 128
 BG = (255, 255, 255)
@@ -90,7 +91,7 @@ def test_yaw_direction_and_fixed_zoom(renderer, face):
 def test_albedo_mode_ignores_light(renderer, face):
     a = renderer.render(*face, mode="albedo", light=(-70, 0))
     b = renderer.render(*face, mode="albedo", light=(70, 30), light_intensity=3.0, ambient=0.0)
-    c = renderer.render(*face, mode="albedo", sh=shading.default_sh() * 0.2)
+    c = renderer.render(*face, mode="albedo", sh=default_sh() * 0.2)
     assert np.array_equal(a, b) and np.array_equal(a, c)
     albedo = face[4]
     R = albedo.shape[0]
@@ -100,21 +101,21 @@ def test_albedo_mode_ignores_light(renderer, face):
 
 def test_ambient_sh_reproduces_albedo(renderer, face):
     albedo_img = renderer.render(*face, mode="albedo").astype(int)
-    sh_img = renderer.render(*face, sh=shading.default_sh()).astype(int)
+    sh_img = renderer.render(*face, sh=default_sh()).astype(int)
     assert np.abs(sh_img - albedo_img).max() <= 2
     ambient_only = renderer.render(*face, light=(0, 0), light_intensity=0.0, ambient=1.0).astype(int)
     assert np.abs(ambient_only - albedo_img).max() <= 2
     # on black, anti-aliased rim pixels scale with the face colour too
     black = (0, 0, 0)
     full = renderer.render(*face, mode="albedo", background=black).astype(int)
-    dim = renderer.render(*face, sh=shading.default_sh() * 0.5, background=black).astype(int)
+    dim = renderer.render(*face, sh=default_sh() * 0.5, background=black).astype(int)
     assert face_mask(full, black).mean() > 0.2
     assert np.abs(dim - full * 0.5).max() <= 2
 
 
 def test_sh_lighting_turns_with_the_face(renderer, face):
     # light from the face's own right (+X in model space): it stays there whatever the view
-    sh = shading.directional_light_sh(np.array([1.0, 0.0, 0.0]), ambient=0.2)
+    sh = directional_light_sh(np.array([1.0, 0.0, 0.0]), ambient=0.2)
     for yaw in (-30, 30):
         img = renderer.render(*face, sh=sh, yaw=yaw)
         mask, b = face_mask(img), brightness(img)
@@ -182,13 +183,13 @@ def test_render_rejects_bad_input(renderer, face):
 
 
 def test_render_sh_sphere():
-    sh = shading.directional_light_sh(shading.light_direction(80, 0), ambient=0.1)
+    sh = directional_light_sh(light_direction(80, 0), ambient=0.1)
     img = render_sh_sphere(sh, size=64)
     assert img.shape == (64, 64, 3) and img.dtype == np.uint8
     assert np.array_equal(img[0, 0], [255, 255, 255])
     b = brightness(img)
     assert b[32, 56] > b[32, 8] + 80
-    flat = render_sh_sphere(shading.default_sh(), size=64, albedo=0.5)
+    flat = render_sh_sphere(default_sh(), size=64, albedo=0.5)
     assert np.all(np.abs(flat[32, 32].astype(int) - 128) <= 1)
 
 
@@ -200,7 +201,7 @@ def test_missing_gl_raises_render_error(platform):
     if platform:
         env["PYOPENGL_PLATFORM"] = platform
     env["EGL_DEVICE_ID"] = "99"
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
     code = (
         "import numpy as np\n"
         "from facelift.errors import RenderError\n"

@@ -1,7 +1,7 @@
 """Offscreen rendering of a dense face mesh (pyrender, headless OpenGL).
 
 Lighting is computed here, on the CPU, with the Lambertian SH model of the paper (eq. 3,
-`shading.py`): per-vertex irradiance from the rotated normals. pyrender only rasterises,
+`geometry/sh.py`): per-vertex irradiance from the rotated normals. pyrender only rasterises,
 interpolates the per-vertex irradiance and the albedo texture, z-buffers and culls back
 faces (`RenderFlags.FLAT`: colour = albedo texture x vertex colour, no GL lighting).
 
@@ -9,7 +9,8 @@ View conventions (model space as in docs/ARCHITECTURE.md, X = image right, Y up,
 the viewer):
 
 * The mesh is rotated about the centre of its bounding box by
-  `V = Rx(pitch) @ Ry(yaw) @ rotation_of_face` (right-handed rotations, degrees).
+  `V = Rx(pitch) @ Ry(yaw) @ rotation_of_face` (right-handed rotations, degrees;
+  `geometry.rotation.view_rotation`).
   Positive `yaw` turns the face towards image-right (its nose moves right); positive
   `pitch` tilts it down (the nose moves down). `rotation_of_face` is the fitted `R`,
   so `yaw = pitch = 0` shows the face in the photo's pose.
@@ -19,32 +20,25 @@ the viewer):
   viewer: direction `(sin az cos el, sin el, cos az cos el)` towards the light, so
   `(0, 0)` is a headlight, azimuth +90 comes from image-right, elevation +90 from above.
   Irradiance = `ambient + light_intensity * max(n.l, 0)` through its order-2 SH
-  approximation (`shading.directional_light_sh`), as in the paper's model.
+  approximation (`geometry.sh.directional_light_sh`), as in the paper's model.
 * `sh` (3, 9) is the photo's lighting in the photo's camera space: it is evaluated on
   the normals after `rotation_of_face` only, so it stays attached to the face (and the
   photo's scene) while yaw/pitch orbit the viewer around it.
 
-Platform: on first use (the first renderer, not on import), if neither `PYOPENGL_PLATFORM`
-nor `DISPLAY` is set, EGL is selected. PyOpenGL binds its platform when `OpenGL` is first
-imported, so a fallback to OSMesa is only possible before that: when we chose EGL
-ourselves, the first renderer probes EGL with plain ctypes and switches to OSMesa if EGL
-cannot create a context.
-Once OpenGL is imported (by us or anyone else) a failing platform can only be reported.
+The OpenGL platform is chosen on the first render, not on import (`render._gl`).
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import os
-import sys
 import threading
 from typing import NamedTuple
 
 import numpy as np
 
-from . import shading
-from .errors import RenderError
+from ..errors import RenderError
+from ..geometry.rotation import view_rotation
+from ..geometry.sh import directional_light_sh, irradiance, light_direction
+from ._gl import delete_offscreen, load_pyrender, open_offscreen, release_context
 
 MODES = ("albedo", "shaded", "normals")
 DEFAULT_LIGHT = (25.0, 25.0)
@@ -52,136 +46,15 @@ DEFAULT_AMBIENT = 0.35
 FRAME_MARGIN = 1.05  # bounding-sphere radius -> half the visible extent
 MAX_SIZE = 8192  # pixels a side of a render
 
-_INSTALL_HINT = (
-    "Install an offscreen OpenGL driver: `apt-get install libegl1 libgl1-mesa-dri` (EGL, "
-    "recommended, with PYOPENGL_PLATFORM=egl), or `apt-get install libosmesa6` together with "
-    "PyOpenGL>=3.1.4 and PYOPENGL_PLATFORM=osmesa."
-)
-
-_backend_lock = threading.Lock()
-_pyrender = None
-
-
-# ---- OpenGL platform ------------------------------------------------------------------
-
-def _egl_probe_error() -> str | None:
-    """Create (and destroy) an EGL OpenGL 4.1 core context the way pyrender will, using
-    ctypes only so PyOpenGL stays unimported. Returns None on success, else the reason."""
-    c_int32, c_void_p, byref = ctypes.c_int32, ctypes.c_void_p, ctypes.byref
-    try:
-        egl = ctypes.CDLL(ctypes.util.find_library("EGL") or "libEGL.so.1")
-    except OSError as e:
-        return f"libEGL could not be loaded ({e})"
-    egl.eglGetProcAddress.restype = c_void_p
-    egl.eglGetProcAddress.argtypes = [ctypes.c_char_p]
-    egl.eglGetDisplay.restype = c_void_p
-    egl.eglGetDisplay.argtypes = [c_void_p]
-    egl.eglInitialize.argtypes = [c_void_p, c_void_p, c_void_p]
-    egl.eglChooseConfig.argtypes = [c_void_p, ctypes.POINTER(c_int32), ctypes.POINTER(c_void_p),
-                                    c_int32, ctypes.POINTER(c_int32)]
-    egl.eglBindAPI.argtypes = [ctypes.c_uint]
-    egl.eglCreateContext.restype = c_void_p
-    egl.eglCreateContext.argtypes = [c_void_p, c_void_p, c_void_p, ctypes.POINTER(c_int32)]
-    egl.eglDestroyContext.argtypes = [c_void_p, c_void_p]
-
-    query = egl.eglGetProcAddress(b"eglQueryDevicesEXT")
-    platform_display = egl.eglGetProcAddress(b"eglGetPlatformDisplayEXT")
-    if query and platform_display:
-        query = ctypes.CFUNCTYPE(ctypes.c_uint, c_int32, ctypes.POINTER(c_void_p),
-                                 ctypes.POINTER(c_int32))(query)
-        n = c_int32(0)
-        if not query(0, None, byref(n)) or n.value < 1:
-            return "no EGL device found"
-        devices = (c_void_p * n.value)()
-        query(n.value, devices, byref(n))
-        index = int(os.environ.get("EGL_DEVICE_ID", "0"))
-        if index >= n.value:
-            return f"EGL_DEVICE_ID={index} but only {n.value} EGL device(s) exist"
-        platform_display = ctypes.CFUNCTYPE(c_void_p, ctypes.c_uint, c_void_p, c_void_p)(platform_display)
-        display = platform_display(0x313F, devices[index], None)  # EGL_PLATFORM_DEVICE_EXT
-    else:
-        display = egl.eglGetDisplay(None)
-    if not display:
-        return "no EGL display"
-    if not egl.eglInitialize(display, None, None):
-        return "eglInitialize failed"
-    config_attributes = (c_int32 * 17)(
-        0x3033, 0x0001,          # EGL_SURFACE_TYPE: EGL_PBUFFER_BIT
-        0x3022, 8, 0x3023, 8, 0x3024, 8, 0x3025, 24,  # blue, green, red, depth sizes
-        0x303F, 0x308E,          # EGL_COLOR_BUFFER_TYPE: EGL_RGB_BUFFER
-        0x3040, 0x0008,          # EGL_RENDERABLE_TYPE: EGL_OPENGL_BIT
-        0x3042, 0x0008,          # EGL_CONFORMANT: EGL_OPENGL_BIT
-        0x3038)                  # EGL_NONE
-    config, n_configs = c_void_p(), c_int32(0)
-    if not egl.eglChooseConfig(display, config_attributes, byref(config), 1, byref(n_configs)) \
-            or n_configs.value < 1:
-        return "no EGL config for desktop OpenGL with a depth buffer"
-    if not egl.eglBindAPI(0x30A2):  # EGL_OPENGL_API
-        return "EGL cannot bind the desktop OpenGL API"
-    context_attributes = (c_int32 * 7)(0x3098, 4, 0x30FB, 1, 0x30FD, 0x1, 0x3038)  # 4.1 core
-    context = egl.eglCreateContext(display, config, None, context_attributes)
-    if not context:
-        return "eglCreateContext failed (no OpenGL 4.1 core profile driver)"
-    egl.eglDestroyContext(display, context)
-    return None
-
-
-_platform_chosen_here = False
-
-
-def _choose_platform() -> bool:
-    """Select EGL when neither `PYOPENGL_PLATFORM` nor `DISPLAY` is set; True if it was chosen
-    here (now or by an earlier call). Runs before OpenGL is first imported (PyOpenGL reads the
-    variable then)."""
-    global _platform_chosen_here
-    if "PYOPENGL_PLATFORM" not in os.environ and not os.environ.get("DISPLAY"):
-        os.environ["PYOPENGL_PLATFORM"] = "egl"
-        _platform_chosen_here = True
-    return _platform_chosen_here
-
-
-def _load_pyrender():
-    global _pyrender
-    with _backend_lock:
-        if _pyrender is not None:
-            return _pyrender
-        if (_choose_platform() and os.environ.get("PYOPENGL_PLATFORM") == "egl"
-                and "OpenGL" not in sys.modules):
-            reason = _egl_probe_error()
-            if reason is not None:
-                if not ctypes.util.find_library("OSMesa"):
-                    raise RenderError(f"No offscreen OpenGL context: EGL failed ({reason}) and "
-                                      f"OSMesa is not installed. {_INSTALL_HINT}")
-                os.environ["PYOPENGL_PLATFORM"] = "osmesa"
-        try:
-            import pyrender
-        except Exception as e:
-            raise RenderError(f"Could not load OpenGL (PYOPENGL_PLATFORM="
-                              f"{os.environ.get('PYOPENGL_PLATFORM')!r}): {e}. {_INSTALL_HINT}") from e
-        _pyrender = pyrender
-        return pyrender
-
-
-def _release_context(platform) -> None:
-    """Make the context current nowhere, so another thread can make it current next
-    (pyrender's EGL `make_uncurrent` is a no-op)."""
-    if type(platform).__name__ == "EGLPlatform":
-        from OpenGL.EGL import EGL_NO_CONTEXT, EGL_NO_SURFACE, eglMakeCurrent
-
-        eglMakeCurrent(platform._egl_display, EGL_NO_SURFACE, EGL_NO_SURFACE, EGL_NO_CONTEXT)
-    else:
-        platform.make_uncurrent()
-
-
 # ---- lighting ---------------------------------------------------------------------------
 
 def _irradiance(normals: np.ndarray, gamma) -> np.ndarray:
-    return np.asarray(shading.irradiance(normals, np.asarray(gamma, np.float32)), np.float32)
+    return np.asarray(irradiance(normals, np.asarray(gamma, np.float32)), np.float32)
 
 
 def _directional_irradiance(normals: np.ndarray, light, intensity: float, ambient: float) -> np.ndarray:
     """White light from (azimuth, elevation): order-2 SH of `intensity * max(n.l, 0) + ambient`."""
-    gamma = shading.directional_light_sh(shading.light_direction(*light), (1.0, 1.0, 1.0),
+    gamma = directional_light_sh(light_direction(*light), (1.0, 1.0, 1.0),
                                          intensity, ambient)
     return _irradiance(normals, gamma)
 
@@ -204,18 +77,7 @@ def render_sh_sphere(sh: np.ndarray, size: int = 128, *, albedo: float = 0.75,
     return (out + 0.5).astype(np.uint8)
 
 
-# ---- geometry helpers -------------------------------------------------------------------
-
-def view_rotation(yaw: float = 0.0, pitch: float = 0.0, rotation_of_face=None) -> np.ndarray:
-    """`Rx(pitch) @ Ry(yaw) @ rotation_of_face`, angles in degrees (module docstring)."""
-    a, b = np.deg2rad(yaw), np.deg2rad(pitch)
-    ry = np.array([[np.cos(a), 0, np.sin(a)], [0, 1, 0], [-np.sin(a), 0, np.cos(a)]])
-    rx = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
-    face = np.eye(3) if rotation_of_face is None else np.asarray(rotation_of_face, float)
-    if face.shape != (3, 3):
-        raise ValueError(f"rotation_of_face must be (3, 3), got {face.shape}")
-    return rx @ ry @ face
-
+# ---- inputs -----------------------------------------------------------------------------
 
 def _albedo_rgba(albedo_map: np.ndarray) -> np.ndarray:
     a = np.asarray(albedo_map)
@@ -284,32 +146,11 @@ class Renderer:
         self._texture = self._texture_rgba = None
         if osr is None:
             return
-        platform = osr._platform
-        try:
-            if type(platform).__name__ == "EGLPlatform":
-                # pyrender's delete() calls eglTerminate on the display, which is shared by
-                # every renderer in the process: destroy only our context.
-                from OpenGL.EGL import eglDestroyContext
-
-                platform.make_current()
-                osr._renderer.delete()
-                _release_context(platform)
-                eglDestroyContext(platform._egl_display, platform._egl_context)
-            else:
-                osr.delete()
-        finally:
-            osr._platform = osr._renderer = None  # makes its __del__ a no-op
+        delete_offscreen(osr)
 
     def _ensure_context(self, pyrender, width: int, height: int):
         if self._offscreen is None:
-            try:
-                self._offscreen = pyrender.OffscreenRenderer(width, height)
-            except Exception as e:
-                raise RenderError(
-                    f"Could not create an offscreen OpenGL context (PYOPENGL_PLATFORM="
-                    f"{os.environ.get('PYOPENGL_PLATFORM')!r}): {type(e).__name__}: {e}. "
-                    f"{_INSTALL_HINT}") from e
-            _release_context(self._offscreen._platform)
+            self._offscreen = open_offscreen(pyrender, width, height)
             self._scene = pyrender.Scene(ambient_light=np.zeros(3))
             self._camera_node = self._scene.add(pyrender.OrthographicCamera(1.0, 1.0))
         # framebuffers are resized by pyrender on the next render
@@ -397,7 +238,7 @@ class Renderer:
         camera_pose = np.eye(4)
         camera_pose[:2, 3] = centre
         camera_pose[2, 3] = camera_z
-        pyrender = _load_pyrender()
+        pyrender = load_pyrender()
         with self._lock:
             osr = self._ensure_context(pyrender, width, height)
             material = pyrender.MetallicRoughnessMaterial(
@@ -422,7 +263,7 @@ class Renderer:
             except Exception as e:
                 raise RenderError(f"Rendering failed: {type(e).__name__}: {e}") from e
             finally:
-                _release_context(osr._platform)
+                release_context(osr._platform)
 
 
 class PhotoView(NamedTuple):

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .face_model import FaceModel
-from .topology import N_MESH_VERTICES, face_normals, mediapipe_triangles, mirror_indices
+from ..geometry.normals import face_normals
+from ..geometry.rotation import rotation_between
+from .model import FaceModel
+from .topology import N_MESH_VERTICES, mediapipe_triangles, mirror_indices
 from .uv_layout import compute_uv_layout, layout_distortion
 
 EYE_CORNERS = (33, 263)  # MediaPipe outer eye corners
@@ -69,16 +71,6 @@ def generalized_procrustes(shapes: np.ndarray, n_iter: int = 20, tol: float = 1e
     return align_to(shapes, mean), mean
 
 
-def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Smallest rotation taking unit vector a to unit vector b."""
-    a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
-    v, c = np.cross(a, b), float(a @ b)
-    if np.linalg.norm(v) < 1e-12:
-        return np.eye(3) if c > 0 else np.diag([1.0, -1.0, -1.0])
-    K = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
-    return np.eye(3) + K + K @ K / (1 + c)
-
-
 def frontalize(shape: np.ndarray, triangles: np.ndarray, n_iter: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """Rotate a roughly frontal face so its symmetry plane is X = 0 and its summed surface
     normal points to +Z. Returns (shape, mirror map found on the result)."""
@@ -90,10 +82,10 @@ def frontalize(shape: np.ndarray, triangles: np.ndarray, n_iter: int = 4) -> tup
         d *= np.sign(d[:, 0])[:, None]  # both members of a pair give the same direction
         normal = np.linalg.svd(d, full_matrices=False)[2][0]
         normal *= np.sign(normal[0])
-        v = v @ _rotation_between(normal, np.array([1.0, 0.0, 0.0])).T
+        v = v @ rotation_between(normal, np.array([1.0, 0.0, 0.0])).T
         facing = face_normals(v, triangles).sum(0)
         facing[0] = 0.0
-        v = v @ _rotation_between(facing, np.array([0.0, 0.0, 1.0])).T
+        v = v @ rotation_between(facing, np.array([0.0, 0.0, 1.0])).T
         v -= v.mean(0)
     return v, mirror_indices(v)
 

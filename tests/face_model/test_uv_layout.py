@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from facelift.face_model import FaceModel
-from facelift.uv_layout import compute_uv_layout, layout_distortion
+from facelift.face_model.uv_layout import compute_uv_layout, layout_distortion
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 BOUNDS = {"lscm": (1.2, 1.6), "cylindrical": (1.6, 1.6)}  # (angle_mean, area_mean) upper bounds
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import WeightsError
+from ..errors import WeightsError
+from ..geometry.rasterize import rasterize_uv
 
 FORMAT_VERSION = 1
 _ARRAYS = ("mean_shape", "shape_basis", "triangles", "uv", "mirror", "albedo_mean", "albedo_basis")
@@ -58,39 +59,6 @@ class TexelMap:
 
     # set by FaceModel.texel_map
     _triangles: np.ndarray = field(default=None, repr=False)
-
-
-def rasterize_uv(uv: np.ndarray, triangles: np.ndarray, resolution: int) -> tuple[np.ndarray, np.ndarray]:
-    """Triangle id and barycentrics for each texel centre of an RxR map (ARCHITECTURE.md)."""
-    R = resolution
-    tri_map = np.full((R, R), -1, np.int32)
-    bary_map = np.zeros((R, R, 3), np.float32)
-    # texel centre (j, i) -> (u, v); work in texel units: px = u*R - 0.5, py = (1-v)*R - 0.5
-    px = uv[:, 0] * R - 0.5
-    py = (1.0 - uv[:, 1]) * R - 0.5
-    for f, (a, b, c) in enumerate(triangles):
-        xs = np.array([px[a], px[b], px[c]])
-        ys = np.array([py[a], py[b], py[c]])
-        x0, x1 = int(np.floor(xs.min())), int(np.ceil(xs.max()))
-        y0, y1 = int(np.floor(ys.min())), int(np.ceil(ys.max()))
-        x0, y0 = max(x0, 0), max(y0, 0)
-        x1, y1 = min(x1, R - 1), min(y1, R - 1)
-        if x1 < x0 or y1 < y0:
-            continue
-        gx, gy = np.meshgrid(np.arange(x0, x1 + 1), np.arange(y0, y1 + 1))
-        det = (ys[1] - ys[2]) * (xs[0] - xs[2]) + (xs[2] - xs[1]) * (ys[0] - ys[2])
-        if abs(det) < 1e-12:
-            continue
-        l0 = ((ys[1] - ys[2]) * (gx - xs[2]) + (xs[2] - xs[1]) * (gy - ys[2])) / det
-        l1 = ((ys[2] - ys[0]) * (gx - xs[2]) + (xs[0] - xs[2]) * (gy - ys[2])) / det
-        l2 = 1.0 - l0 - l1
-        inside = (l0 >= -1e-6) & (l1 >= -1e-6) & (l2 >= -1e-6)
-        if not inside.any():
-            continue
-        yy, xx = gy[inside], gx[inside]
-        tri_map[yy, xx] = f
-        bary_map[yy, xx] = np.stack([l0[inside], l1[inside], l2[inside]], -1)
-    return tri_map, bary_map
 
 
 @dataclass(eq=False)
@@ -149,7 +117,7 @@ class FaceModel:
     @property
     def light_brightness(self) -> float | None:
         """Mean irradiance on the visible face of the white light the albedo model was learned
-        under (`shading.light_prior`), or None when it was learned with free per-channel lighting
+        under (`geometry.sh.light_prior`), or None when it was learned with free per-channel lighting
         (then no light prior applies)."""
         value = self.config.get("albedo_light_brightness")
         return None if value is None else float(value)
@@ -276,7 +244,7 @@ class FaceModel:
 def _metadata_config(meta, path: Path) -> dict:
     """The JSON config a face model file keeps in its metadata: a JSON object (size and
     nesting capped), or a WeightsError naming the file."""
-    from ._jsonfile import parse_json
+    from .._jsonfile import parse_json
 
     if meta is None:
         meta = {}

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..geometry.normals import face_normals
+
 METHODS = ("lscm", "cylindrical")
 
 
@@ -20,7 +22,7 @@ def _local_frames(vertices: np.ndarray, triangles: np.ndarray) -> tuple[np.ndarr
     The frame is right-handed about the triangle normal, so CCW corners stay CCW."""
     p = np.asarray(vertices, np.float64)[triangles]
     e1 = p[:, 1] - p[:, 0]
-    n = np.cross(e1, p[:, 2] - p[:, 0])
+    n = face_normals(vertices, triangles)
     area = 0.5 * np.linalg.norm(n, axis=1)
     e1 /= np.linalg.norm(e1, axis=1, keepdims=True)
     n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-300)

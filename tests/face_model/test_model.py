@@ -7,7 +7,7 @@ import pytest
 from facelift.errors import WeightsError
 from facelift.face_model import FORMAT_VERSION, FaceModel
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 SHIPPED = REPO / "checkpoints" / "face_model.safetensors"
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
-from facelift.shading import (
+from facelift.geometry.sh import (
     DIRECTIONAL_MAX_ERROR,
     LAMBERT,
     default_sh,
