@@ -37,7 +37,7 @@ class TrainConfig:
 class BNetConfig(TrainConfig):
     w_a: float = 1.0  # eq. 4 prior weight
     n_albedo: int | None = None  # None: all components of the face model
-    # White-light prior on the predicted SH (shading.light_prior); not in the paper, so 0 by
+    # White-light prior on the predicted SH (geometry.sh.light_prior); not in the paper, so 0 by
     # default. With a free per-channel light, skin tone goes into the light's colour.
     w_light: float = 0.0
     light_brightness: float | None = None  # None: the face model's albedo_light_brightness
