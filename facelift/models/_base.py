@@ -23,8 +23,8 @@ from safetensors.torch import save_model
 from torch import nn
 
 from facelift._jsonfile import read_json_file
-from facelift._validate import is_int
 from facelift.errors import WeightsError
+from facelift.models._config import Arg, bind, signature
 
 T = TypeVar("T", bound="FaceLiftModel")
 
@@ -44,20 +44,41 @@ arguments are in `config.json`, the weights in `model.safetensors`.
 
 class FaceLiftModel(nn.Module, PyTorchModelHubMixin, library_name="facelift", tags=["facelift"],
                     model_card_template=_MODEL_CARD):
-    """Base class: subclasses validate their constructor arguments and call
-    ``self._register_config(...)`` with the normalised values."""
+    """Base class: a subclass lists its constructor arguments once, in ``config_args``
+    (see :mod:`facelift.models._config`), takes ``(*args, **kwargs)`` in ``__init__`` and
+    calls ``self._register_config(*args, **kwargs)``, which checks them, keeps the config
+    and sets each normalised value as an attribute."""
 
     _config: dict[str, Any]
     model_type: ClassVar[str | None] = None  # registry name, set by @register_model
+    config_args: ClassVar[tuple[Arg, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        if "config_args" in vars(cls):  # the signature the table describes, before the Hub mixin reads it
+            init = cls.__init__
+
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                init(self, *args, **kwargs)
+
+            __init__.__signature__ = signature(cls.config_args)  # type: ignore[attr-defined]
+            __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+            __init__.__doc__ = init.__doc__
+            cls.__init__ = __init__  # type: ignore[method-assign]
+        super().__init_subclass__(**kwargs)
 
     @property
     def config(self) -> dict[str, Any]:
         """The constructor arguments this network was built with (a copy)."""
         return dict(self._config)
 
-    def _register_config(self, **config: Any) -> None:
-        self._config = config
-        self._hub_mixin_config = dict(config)
+    def _register_config(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Bind a constructor call to ``config_args``, check and normalise each value, keep the
+        config to save and set each value as an attribute; returns the values by name."""
+        values, self._config = bind(type(self), self.config_args, args, kwargs)
+        self._hub_mixin_config = dict(self._config)
+        for name, value in values.items():
+            setattr(self, name, value)
+        return values
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self._config.items()) if hasattr(self, "_config") else ""
@@ -246,31 +267,6 @@ def init_pix2pix_weights(module: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
-
-
-# ------------------------------------------------------------- config checks
-def check_choice(name: str, value: Any, choices: tuple) -> Any:
-    if not any(type(value) is type(c) and value == c for c in choices):
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
-    return value
-
-
-def check_positive_int(name: str, value: Any) -> int:
-    if not is_int(value, numpy=False) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
-    return int(value)
-
-
-def check_positive_float(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < float("inf")):
-        raise ValueError(f"{name} must be a positive finite number; got {value!r}")
-    return float(value)
-
-
-def check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False; got {value!r}")
-    return value
 
 
 def check_input(x: Any, channels: int, resolution: int | None, what: str) -> None:

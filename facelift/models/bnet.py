@@ -8,7 +8,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from facelift.models._base import FaceLiftModel, check_choice, check_input, check_positive_int
+from facelift.models._base import FaceLiftModel, check_input
+from facelift.models._config import Arg, check_positive_int, choice
 from facelift.models._registry import register_model
 from facelift.models.resnet import ResNet
 
@@ -34,16 +35,18 @@ class BNet(ResNet, FaceLiftModel):
     State-dict keys are torchvision's (conv1, bn1, layer1.0.conv1, ..., fc).
     """
 
-    def __init__(self, resolution: int = 256, n_albedo: int = 199, in_channels: int = 3):
-        resolution = check_choice("resolution", resolution, RESOLUTIONS)
-        n_albedo = check_positive_int("n_albedo", n_albedo)
-        in_channels = check_positive_int("in_channels", in_channels)
-        super().__init__((2, 2, 2, 2), in_channels=in_channels, expansion=2,
+    config_args = (
+        Arg("resolution", 256, choice(RESOLUTIONS)),
+        Arg("n_albedo", 199, check_positive_int),
+        Arg("in_channels", 3, check_positive_int),
+    )
+
+    def __init__(self, *args, **kwargs):
+        # checked before the ResNet is built from them (plain attributes may be set before nn.Module's init)
+        config = self._register_config(*args, **kwargs)
+        resolution, n_albedo = config["resolution"], config["n_albedo"]
+        super().__init__((2, 2, 2, 2), in_channels=config["in_channels"], expansion=2,
                          pool_size=resolution // 32, num_outputs=n_albedo + 3 * N_SH)
-        self._register_config(resolution=resolution, n_albedo=n_albedo, in_channels=in_channels)
-        self.resolution = resolution
-        self.n_albedo = n_albedo
-        self.in_channels = in_channels
         nn.init.normal_(self.fc.weight, std=1e-4)
         with torch.no_grad():
             bias = torch.zeros(n_albedo + 3 * N_SH)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from facelift.models._base import FaceLiftModel, check_input, check_positive_int, init_pix2pix_weights
+from facelift.models._base import FaceLiftModel, check_input, init_pix2pix_weights
+from facelift.models._config import Arg, check_positive_int
 from facelift.models._registry import register_model
 
 
@@ -16,14 +17,16 @@ class PatchGAN(FaceLiftModel):
     Kernel 4, BatchNorm, LeakyReLU(0.2); weights initialised N(0, 0.02) as in pix2pix.
     """
 
-    def __init__(self, in_channels: int = 3, ndf: int = 64, n_layers: int = 3):
+    config_args = (
+        Arg("in_channels", 3, check_positive_int),
+        Arg("ndf", 64, check_positive_int),
+        Arg("n_layers", 3, check_positive_int),
+    )
+
+    def __init__(self, *args, **kwargs):
         super().__init__()
-        in_channels = check_positive_int("in_channels", in_channels)
-        ndf = check_positive_int("ndf", ndf)
-        n_layers = check_positive_int("n_layers", n_layers)
-        self._register_config(in_channels=in_channels, ndf=ndf, n_layers=n_layers)
-        self.in_channels = in_channels
-        self.n_layers = n_layers
+        self._register_config(*args, **kwargs)
+        in_channels, ndf, n_layers = self.in_channels, self.ndf, self.n_layers
 
         layers: list[nn.Module] = [nn.Conv2d(in_channels, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
         mult = 1

@@ -25,14 +25,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from facelift.models._base import (
-    FaceLiftModel,
+from facelift.models._base import FaceLiftModel, check_input, init_pix2pix_weights
+from facelift.models._config import (
+    Arg,
     check_bool,
-    check_choice,
-    check_input,
     check_positive_float,
     check_positive_int,
-    init_pix2pix_weights,
+    choice,
+    derive_args,
+    optional,
 )
 from facelift.models._registry import register_model
 
@@ -47,14 +48,12 @@ UV_INPUTS = {"texture": 3, "delit": 3, "visibility": 1, "confidence": 1, "albedo
 # stage's stiff (few-component, strongly regularised) PCA albedo, which occluders move least
 
 
-def check_pyramid(sigmas, activation: str) -> tuple:
+def check_pyramid(name: str, sigmas) -> tuple:
     if sigmas is None:
         return ()
     if (isinstance(sigmas, (str, bytes)) or not isinstance(sigmas, (list, tuple)) or not 1 <= len(sigmas) <= 6
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 16 for v in sigmas)):
-        raise ValueError(f"output_pyramid must be a list of 1 to 6 Gaussian sigmas in [0, 16] texels, got {sigmas!r}")
-    if activation != "tanh":
-        raise ValueError("output_pyramid applies to a displacement (output_activation='tanh')")
+        raise ValueError(f"{name} must be a list of 1 to 6 Gaussian sigmas in [0, 16] texels, got {sigmas!r}")
     return tuple(float(v) for v in sigmas)
 
 
@@ -90,15 +89,16 @@ class PyramidSum(nn.Module):
         return out
 
 
-def check_inputs(inputs, in_channels: int) -> tuple:
+def check_inputs(name: str, inputs) -> tuple:
+    """Distinct UV map names (None: the paper's texture alone); their channels are checked
+    against in_channels by the U-Net."""
+    if inputs is None:
+        return ("texture",)
     if isinstance(inputs, str) or not isinstance(inputs, (list, tuple)) or not inputs:
-        raise ValueError(f"inputs must be a non-empty list of UV map names from {sorted(UV_INPUTS)}, got {inputs!r}")
+        raise ValueError(f"{name} must be a non-empty list of UV map names from {sorted(UV_INPUTS)}, got {inputs!r}")
     unknown = [n for n in inputs if n not in UV_INPUTS]
     if unknown or len(set(inputs)) != len(inputs):
-        raise ValueError(f"inputs must be distinct names from {sorted(UV_INPUTS)}, got {list(inputs)!r}")
-    channels = sum(UV_INPUTS[n] for n in inputs)
-    if channels != in_channels:
-        raise ValueError(f"inputs {list(inputs)} hold {channels} channels but in_channels is {in_channels}")
+        raise ValueError(f"{name} must be distinct names from {sorted(UV_INPUTS)}, got {list(inputs)!r}")
     return tuple(inputs)
 
 
@@ -114,11 +114,25 @@ def stack_inputs(inputs, maps: dict) -> Tensor:
 MAX_RATE_LIMIT = 0.05
 
 
-def check_max_rate(value) -> float:
-    value = check_positive_float("max_rate", value)
+def check_max_rate(name: str, value) -> float:
+    value = check_positive_float(name, value)
     if value > MAX_RATE_LIMIT:
-        raise ValueError(f"max_rate is the largest displacement along the normal in metres (0.004 = 4 mm); "
+        raise ValueError(f"{name} is the largest displacement along the normal in metres (0.004 = 4 mm); "
                          f"it must be at most {MAX_RATE_LIMIT} m ({MAX_RATE_LIMIT * 100:g} cm); got {value!r}")
+    return value
+
+
+def check_cavity(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_CAVITY:
+        raise ValueError(f"{name} is the darkening per mm of depth below the surroundings, from 0 to "
+                         f"{MAX_CAVITY}; got {value!r}")
+    return float(value)
+
+
+def check_cavity_sigma(name: str, value) -> float:
+    value = check_positive_float(name, value)
+    if value > 16:
+        raise ValueError(f"{name} must be at most 16 texels, got {value}")
     return value
 
 
@@ -190,58 +204,49 @@ class UNet(FaceLiftModel):
     initialised N(0, 0.02) (BatchNorm scales N(1, 0.02)) as in pix2pix.
     """
 
-    def __init__(self, resolution: int = 256, in_channels: int = 3, out_channels: int = 3, ngf: int = 16,
-                 flip_features: bool = True, output_activation: str = "sigmoid", max_rate: float = 0.004,
-                 inputs: tuple | list | None = None, depth: int | None = None, upsample: str = "transpose",
-                 output_pyramid: tuple | list | None = None, gate_by: str | None = None):
+    config_args = (
+        Arg("resolution", 256, choice(RESOLUTIONS)),
+        Arg("in_channels", 3, check_positive_int),
+        Arg("out_channels", 3, check_positive_int),
+        Arg("ngf", 16, check_positive_int),
+        Arg("flip_features", True, check_bool),
+        Arg("output_activation", "sigmoid", choice(ACTIVATIONS)),
+        Arg("max_rate", 0.004, check_max_rate),
+        # FAN v2 options, written only when not the paper's, so the configs of v1 networks stay as they were
+        Arg("inputs", None, check_inputs, saved="changed"),
+        Arg("depth", None, optional(check_positive_int), saved="changed"),
+        Arg("upsample", "transpose", choice(UPSAMPLING), saved="changed"),
+        Arg("output_pyramid", None, check_pyramid, saved="changed"),
+        Arg("gate_by", None, saved="changed"),
+    )
+
+    def __init__(self, *args, **kwargs):
         super().__init__()
-        resolution = check_choice("resolution", resolution, RESOLUTIONS)
-        in_channels = check_positive_int("in_channels", in_channels)
-        out_channels = check_positive_int("out_channels", out_channels)
-        ngf = check_positive_int("ngf", ngf)
-        flip_features = check_bool("flip_features", flip_features)
-        output_activation = check_choice("output_activation", output_activation, ACTIVATIONS)
-        max_rate = check_max_rate(max_rate)
-        upsample = check_choice("upsample", upsample, UPSAMPLING)
-        inputs = check_inputs(("texture",) if inputs is None else inputs, in_channels)
+        self._register_config(*args, **kwargs)
+        resolution, in_channels, out_channels = self.resolution, self.in_channels, self.out_channels
+        output_activation, inputs, depth = self.output_activation, self.inputs, self.depth
+        channels = sum(UV_INPUTS[n] for n in inputs)
+        if channels != in_channels:
+            raise ValueError(f"inputs {list(inputs)} hold {channels} channels but in_channels is {in_channels}")
         full_depth = int(math.log2(resolution))
-        if depth is not None:
-            depth = check_positive_int("depth", depth)
-            if not 4 <= depth <= full_depth:
-                raise ValueError(f"depth must be from 4 to log2(resolution) = {full_depth}, got {depth}")
+        if depth is not None and not 4 <= depth <= full_depth:
+            raise ValueError(f"depth must be from 4 to log2(resolution) = {full_depth}, got {depth}")
         if output_activation == "gated" and (in_channels < out_channels or UV_INPUTS[inputs[0]] != out_channels):
             raise ValueError(f"a gated output passes the first input map through: it needs "
                              f"{out_channels} channels, but {inputs[0]!r} has {UV_INPUTS[inputs[0]]}")
-        config = dict(resolution=resolution, in_channels=in_channels, out_channels=out_channels, ngf=ngf,
-                      flip_features=flip_features, output_activation=output_activation, max_rate=max_rate)
-        # written only when not the paper's, so the configs of v1 networks stay as they were
-        if inputs != ("texture",):
-            config["inputs"] = list(inputs)
-        if depth is not None:
-            config["depth"] = depth
-        if upsample != "transpose":
-            config["upsample"] = upsample
-        pyramid = check_pyramid(output_pyramid, output_activation)
-        if pyramid:
-            config["output_pyramid"] = list(pyramid)
+        if self.output_pyramid and output_activation != "tanh":
+            raise ValueError("output_pyramid applies to a displacement (output_activation='tanh')")
+        gate_by = self.gate_by
         self.gate_channel = None  # the input channel (e.g. the skin confidence) that caps the gate
         if gate_by is not None:
             if output_activation != "gated" or gate_by not in inputs or UV_INPUTS[gate_by] != 1:
                 raise ValueError(f"gate_by names a one-channel input of a gated network, got {gate_by!r}")
-            config["gate_by"] = gate_by
             self.gate_channel = sum(UV_INPUTS[n] for n in inputs[:inputs.index(gate_by)])
-        self._register_config(**config)
-        self.resolution = resolution
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.output_activation = output_activation
-        self.max_rate = max_rate
-        self.inputs = inputs
         self.num_levels = (full_depth if depth is None else depth) + 1
 
         # Innermost first. Below the outermost level there are `depth` (default log2(R)) stride-2
         # levels: ngf -> 2ngf -> 4ngf -> 8ngf, then 8ngf -> 8ngf (down to 1x1 by default).
-        up = dict(upsample=upsample)
+        ngf, flip_features, up = self.ngf, self.flip_features, dict(upsample=self.upsample)
         block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, innermost=True, **up)
         for _ in range(self.num_levels - 5):
             block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, use_dropout=True, **up)
@@ -253,7 +258,7 @@ class UNet(FaceLiftModel):
         self.model = UnetSkipConnectionBlock(head, ngf, input_nc=in_channels, submodule=block,
                                              outermost=True, flip_features=flip_features)
         init_pix2pix_weights(self)
-        self.pyramid = PyramidSum(pyramid) if pyramid else None
+        self.pyramid = PyramidSum(self.output_pyramid) if self.output_pyramid else None
 
     @property
     def blocks(self) -> list[UnetSkipConnectionBlock]:
@@ -289,12 +294,7 @@ class UNet(FaceLiftModel):
 class FAN(UNet):
     """Facial Albedo Network: texture map (B, 3, R, R) in [0, 1] -> albedo (B, 3, R, R) in [0, 1]."""
 
-    def __init__(self, resolution: int = 256, in_channels: int = 3, out_channels: int = 3, ngf: int = 16,
-                 flip_features: bool = True, output_activation: str = "sigmoid", max_rate: float = 0.004,
-                 inputs: tuple | list | None = None, depth: int | None = None, upsample: str = "transpose",
-                 gate_by: str | None = None):
-        super().__init__(resolution, in_channels, out_channels, ngf, flip_features, output_activation, max_rate,
-                         inputs, depth, upsample, gate_by=gate_by)
+    config_args = derive_args(UNet.config_args, fixed=("output_pyramid",))
 
 
 @register_model("drn")
@@ -306,18 +306,7 @@ class DRN(UNet):
     trained with: a texel d mm below its surroundings (a Gaussian of ``cavity_sigma`` texels)
     receives 1 - cavity x d of the light, as in a crease (`facelift.mesh.detail_occlusion`)."""
 
-    def __init__(self, resolution: int = 256, in_channels: int = 3, out_channels: int = 1, ngf: int = 16,
-                 flip_features: bool = True, output_activation: str = "tanh", max_rate: float = 0.004,
-                 inputs: tuple | list | None = None, depth: int | None = None, upsample: str = "transpose",
-                 output_pyramid: tuple | list | None = None, cavity: float = 0.0, cavity_sigma: float = 4.0):
-        super().__init__(resolution, in_channels, out_channels, ngf, flip_features, output_activation, max_rate,
-                         inputs, depth, upsample, output_pyramid)
-        if isinstance(cavity, bool) or not isinstance(cavity, (int, float)) or not 0 <= cavity <= MAX_CAVITY:
-            raise ValueError(f"cavity is the darkening per mm of depth below the surroundings, from 0 to "
-                             f"{MAX_CAVITY}; got {cavity!r}")
-        cavity_sigma = check_positive_float("cavity_sigma", cavity_sigma)
-        if cavity_sigma > 16:
-            raise ValueError(f"cavity_sigma must be at most 16 texels, got {cavity_sigma}")
-        self.cavity, self.cavity_sigma = float(cavity), cavity_sigma
-        if cavity > 0:  # the details' shading model (written only when used: v1 configs stay as they were)
-            self._register_config(**self._config, cavity=float(cavity), cavity_sigma=cavity_sigma)
+    config_args = derive_args(
+        UNet.config_args, out_channels=1, output_activation="tanh", fixed=("gate_by",),
+        add=(Arg("cavity", 0.0, check_cavity, saved="changed"),  # the details' shading model, written only when
+             Arg("cavity_sigma", 4.0, check_cavity_sigma, saved="cavity")))  # used: v1 configs stay as they were

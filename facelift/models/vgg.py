@@ -18,7 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from facelift.errors import WeightsError
-from facelift.models._base import FaceLiftModel, check_choice, check_input, load_safetensors
+from facelift.models._base import FaceLiftModel, check_input, load_safetensors
+from facelift.models._config import Arg, choice
 
 _CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 # ReLU name -> index in `features`
@@ -105,6 +106,16 @@ class _FrozenVGG(FaceLiftModel):
         return model
 
 
+def _check_layers(name: str, layers: Any) -> list[str]:
+    """Known ReLU layer names, returned once each in network order."""
+    if isinstance(layers, str) or not isinstance(layers, Sequence) or not layers:
+        raise ValueError(f"{name} must be a non-empty list of names from {', '.join(RELU_LAYERS)}; got {layers!r}")
+    unknown = [n for n in layers if n not in RELU_LAYERS]
+    if unknown:
+        raise ValueError(f"{name}: unknown VGG-16 layer(s) {unknown}; choose from {', '.join(RELU_LAYERS)}")
+    return sorted(set(layers), key=RELU_LAYERS.__getitem__)
+
+
 class VGG16Features(_FrozenVGG):
     """Images (B, 3, H, W) RGB in [0, 1] -> {layer name: ReLU output (B, C_j, H_j, W_j)}
     for ``layers`` (any of ``RELU_LAYERS``, returned in network order).
@@ -113,17 +124,15 @@ class VGG16Features(_FrozenVGG):
     ``"lpips"`` (LPIPS's shift/scale).
     """
 
-    def __init__(self, layers: Sequence[str] = PERCEPTUAL_LAYERS, input_norm: str = "imagenet"):
+    config_args = (
+        Arg("layers", PERCEPTUAL_LAYERS, _check_layers),
+        Arg("input_norm", "imagenet", choice(tuple(_INPUT_NORMS))),
+    )
+
+    def __init__(self, *args, **kwargs):
         super().__init__()
-        if isinstance(layers, str) or not isinstance(layers, Sequence) or not layers:
-            raise ValueError(f"layers must be a non-empty list of names from {', '.join(RELU_LAYERS)}; got {layers!r}")
-        unknown = [name for name in layers if name not in RELU_LAYERS]
-        if unknown:
-            raise ValueError(f"layers: unknown VGG-16 layer(s) {unknown}; choose from {', '.join(RELU_LAYERS)}")
-        input_norm = check_choice("input_norm", input_norm, tuple(_INPUT_NORMS))
-        self.layers = sorted(set(layers), key=RELU_LAYERS.__getitem__)
-        self._register_config(layers=list(self.layers), input_norm=input_norm)
-        self._build(input_norm)
+        self._register_config(*args, **kwargs)
+        self._build(self.input_norm)
         self._freeze()
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
@@ -135,6 +144,8 @@ class LPIPS(_FrozenVGG):
 
     Weights: ``features.*`` plus the linear heads ``lpips.lin{0..4}.weight`` (1, C, 1, 1).
     """
+
+    config_args = ()
 
     def __init__(self):
         super().__init__()
