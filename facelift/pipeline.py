@@ -98,7 +98,6 @@ class FaceLift:
         self.mesh_builder = DenseMeshBuilder(
             face_model, resolution=int(self.config["mesh_resolution"]),
             subdivisions=int(self.config["mesh_subdivisions"]))
-        self.face_model.texel_map(self.uv_resolution)
         self.context = ReconstructionContext(face_model, self.mesh_builder, max_faces)
         self.bundle_path: Path | None = None  # the local folder it was loaded from (set by from_pretrained)
 

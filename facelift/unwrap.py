@@ -9,7 +9,6 @@ inside the photo and inside `valid_box`. Invisible texels are zero in `texture`.
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 
 import cv2
@@ -17,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._validate import is_int
-from .face_model import FaceModel, TexelMap
+from .face_model import FaceModel
 from .geometry.normals import vertex_normals
 
 # A texel faces the camera when its camera-space normal has z above this (< ~78 degrees off
@@ -63,33 +62,31 @@ class _TexelGather:
     pitch: float  # metres between neighbouring texels on the mean shape (95th percentile)
 
 
-_GATHERS: "weakref.WeakKeyDictionary[TexelMap, _TexelGather]" = weakref.WeakKeyDictionary()
-
-
 def _texel_gather(model: FaceModel, resolution: int) -> _TexelGather:
+    """The gather for `model` at `resolution`, built once and kept with the model."""
+    return model.derived(("unwrap.texel_gather", resolution), lambda: _build_texel_gather(model, resolution))
+
+
+def _build_texel_gather(model: FaceModel, resolution: int) -> _TexelGather:
     tm = model.texel_map(resolution)
-    g = _GATHERS.get(tm)
-    if g is None:
-        flat = np.flatnonzero(tm.mask)
-        corners = model.triangles[tm.tri.ravel()[flat]]
-        bary = tm.bary.reshape(-1, 3)[flat].astype(np.float64)
-        m = len(flat)
-        weights = sp.csr_matrix(
-            (bary.ravel(), corners.ravel(), np.arange(0, 3 * m + 1, 3)), shape=(m, model.n_vertices)
-        )
-        weights.sum_duplicates()
-        pos = np.zeros((resolution, resolution, 3))
-        pos.reshape(-1, 3)[flat] = weights @ model.mean_shape.astype(np.float64)
-        dists = [
-            np.linalg.norm(pos[:, 1:] - pos[:, :-1], axis=-1)[tm.mask[:, 1:] & tm.mask[:, :-1]],
-            np.linalg.norm(pos[1:] - pos[:-1], axis=-1)[tm.mask[1:] & tm.mask[:-1]],
-        ]
-        d = np.concatenate(dists)
-        pitch = float(np.percentile(d, 95)) if d.size else 1.0
-        g = _TexelGather(flat, tm.tri.ravel()[flat].astype(np.int64), _edge_neighbours(model.triangles),
-                         weights, max(pitch, 1e-9))
-        _GATHERS[tm] = g
-    return g
+    flat = np.flatnonzero(tm.mask)
+    corners = model.triangles[tm.tri.ravel()[flat]]
+    bary = tm.bary.reshape(-1, 3)[flat].astype(np.float64)
+    m = len(flat)
+    weights = sp.csr_matrix(
+        (bary.ravel(), corners.ravel(), np.arange(0, 3 * m + 1, 3)), shape=(m, model.n_vertices)
+    )
+    weights.sum_duplicates()
+    pos = np.zeros((resolution, resolution, 3))
+    pos.reshape(-1, 3)[flat] = weights @ model.mean_shape.astype(np.float64)
+    dists = [
+        np.linalg.norm(pos[:, 1:] - pos[:, :-1], axis=-1)[tm.mask[:, 1:] & tm.mask[:, :-1]],
+        np.linalg.norm(pos[1:] - pos[:-1], axis=-1)[tm.mask[1:] & tm.mask[:-1]],
+    ]
+    d = np.concatenate(dists)
+    pitch = float(np.percentile(d, 95)) if d.size else 1.0
+    return _TexelGather(flat, tm.tri.ravel()[flat].astype(np.int64), _edge_neighbours(model.triangles),
+                        weights, max(pitch, 1e-9))
 
 
 def _edge_neighbours(triangles) -> np.ndarray:

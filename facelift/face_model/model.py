@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable, Hashable
 
 import numpy as np
 
@@ -94,8 +95,7 @@ class FaceModel:
         self.albedo_mean = np.asarray(self.albedo_mean, np.float32)
         self.albedo_basis = np.asarray(self.albedo_basis, np.float32)
         self.validate()
-        self._texel_maps: dict[int, TexelMap] = {}
-        self._albedo_texel_rows: np.ndarray | None = None
+        self._derived: dict[Hashable, Any] = {}
 
     # ---- sizes -------------------------------------------------------------------
     @property
@@ -165,21 +165,28 @@ class FaceModel:
         k = len(coefficients)
         return self.mean_shape + np.tensordot(np.asarray(coefficients, np.float32), self.shape_basis[:k], 1)
 
+    def derived(self, key: Hashable, build: Callable[[], Any]) -> Any:
+        """``build()``, computed once per ``key`` and kept with this model: the one cache of
+        data derived from the model (texel maps here, the unwrap's texel gather)."""
+        if key not in self._derived:
+            self._derived[key] = build()
+        return self._derived[key]
+
     def texel_map(self, resolution: int = 256) -> TexelMap:
         """Per-texel triangle ids and barycentrics, computed once per resolution."""
-        if resolution not in self._texel_maps:
+
+        def build() -> TexelMap:
             tri, bary = rasterize_uv(self.uv, self.triangles, resolution)
-            tm = TexelMap(resolution, tri, bary, tri >= 0, _triangles=self.triangles)
-            self._texel_maps[resolution] = tm
-        return self._texel_maps[resolution]
+            return TexelMap(resolution, tri, bary, tri >= 0, _triangles=self.triangles)
+
+        return self.derived(("texel_map", resolution), build)
 
     @property
     def albedo_texel_rows(self) -> np.ndarray:
         """The albedo basis as (A*A, Ka*3), one contiguous row per texel (for gathering texels)."""
-        if self._albedo_texel_rows is None:
-            A = self.albedo_basis.shape[-1]
-            self._albedo_texel_rows = np.ascontiguousarray(self.albedo_basis.reshape(-1, A * A).T)
-        return self._albedo_texel_rows
+        A = self.albedo_basis.shape[-1]
+        return self.derived("albedo_texel_rows",
+                            lambda: np.ascontiguousarray(self.albedo_basis.reshape(-1, A * A).T))
 
     def albedo_map(self, coefficients: np.ndarray | None = None) -> np.ndarray:
         """PCA albedo (eq. 2) at the model's albedo resolution, (3, A, A), clipped to [0, 1]."""
