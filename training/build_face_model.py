@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from facelift.errors import NoFaceError
 from facelift.face_model.build import build_face_model
+from facelift.image import IMAGE_SUFFIXES
 from facelift.landmarks import LandmarkDetector
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,7 +50,7 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args(argv)
 
-    paths = sorted(p for p in args.data.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    paths = sorted(p for p in args.data.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if args.limit:
         paths = paths[: args.limit]
     if not paths:

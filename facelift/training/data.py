@@ -27,8 +27,8 @@ import numpy as np
 import torch
 
 from ..face_model import FaceModel
+from ..image import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 LIGHTING_FILE = "lighting_ls.npz"
 ROBUST_LIGHTING_FILE = "lighting_robust.npz"
 #: per-sample arrays of lighting_robust.npz that a dataset item carries (item key = file key + "_lf")
@@ -38,7 +38,7 @@ FIELDS = ("texture", "visibility", "normal", "position")
 
 def list_images(root: str | os.PathLike) -> list[Path]:
     root = Path(root)
-    return sorted(p for p in root.rglob("*") if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES))
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 class SampleMaker:
