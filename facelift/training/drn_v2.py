@@ -179,7 +179,7 @@ def train_drn_v2(cfg: DRNConfig, resume: bool = True) -> Path:
         raise ValueError(f"detail_loss must be 'grad' or 'pixel', got {cfg.detail_loss!r}")
     from ..models import FAN, stack_inputs
     from .data import age_selection
-    from .loop import Run, _optimizer, load_frozen, load_pca
+    from .run import Run, _optimizer, load_frozen, load_pca
 
     select = age_selection(cfg.min_age, cfg.keep_younger) if cfg.min_age else None
     run = Run(cfg, with_position=True, with_lighting="robust", select=select)

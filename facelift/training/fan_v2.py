@@ -118,7 +118,7 @@ def build_fan(cfg: FANConfig):
 def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
     from ..face_model import FaceModel
     from ..models import PatchGAN, perceptual_loss, stack_inputs
-    from .loop import Run, load_pca, prepare_gan
+    from .run import Run, load_pca, prepare_gan
 
     vgg = load_vgg(cfg.vgg)
     run = Run(cfg, with_lighting="robust")
