@@ -20,6 +20,7 @@ input maps (the de-lit texture) pass through where the photo can be trusted.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -241,7 +242,7 @@ class UNet(FaceLiftModel):
 
         # Innermost first. Below the outermost level there are `depth` (default log2(R)) stride-2
         # levels: ngf -> 2ngf -> 4ngf -> 8ngf, then 8ngf -> 8ngf (down to 1x1 by default).
-        up = dict(upsample=upsample)
+        up: dict[str, Any] = dict(upsample=upsample)
         block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, innermost=True, **up)
         for _ in range(self.num_levels - 5):
             block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, use_dropout=True, **up)

@@ -32,6 +32,7 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import IO, Callable
 
 import torch
 
@@ -72,8 +73,8 @@ class Run:
         self.epoch = 0
         self.wall_before = 0.0
         self.start = time.time()
-        self._csv = None
-        self._fields = None
+        self._csv: IO[str] | None = None  # losses.csv, opened on the first logged step
+        self._fields: list[str] = []  # its columns
 
     @property
     def device(self):
@@ -133,7 +134,7 @@ class Run:
             self._fields = ["step", "epoch", "seconds", *vals]
             if not new:  # a resumed run keeps the file's columns (a term logged only every N steps may be missing now)
                 with open(path, newline="") as f:
-                    self._fields = next(csv.reader(f), None) or self._fields
+                    self._fields = next(csv.reader(f), []) or self._fields
             self._csv = open(path, "a", newline="")
             if new:
                 csv.writer(self._csv).writerow(self._fields)
@@ -370,7 +371,7 @@ def train_drn(cfg: DRNConfig, resume: bool = True) -> Path:
     return run.finish(drn)
 
 
-TRAINERS = {"bnet": (BNetConfig, train_bnet), "fan": (FANConfig, train_fan), "drn": (DRNConfig, train_drn)}
+TRAINERS: dict[str, tuple[type, Callable[..., Path]]] = {"bnet": (BNetConfig, train_bnet), "fan": (FANConfig, train_fan), "drn": (DRNConfig, train_drn)}
 
 
 def main(kind: str, argv=None) -> Path:
