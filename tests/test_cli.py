@@ -387,8 +387,8 @@ def test_real_sigint_while_loading(tmp_path):
 
 # ----------------------------------------------------------------------------- several faces
 
-def test_several_faces_are_listed(tmp_path, capsys, shared_dir):
-    photo = shared_dir / "data/faces/eval/3ddfa_v2/trump_hillary.jpg"
+def test_several_faces_are_listed(tmp_path, capsys, shared_file):
+    photo = shared_file("data/faces/eval/3ddfa_v2/trump_hillary.jpg")
     out = tmp_path / "out"
     assert main(["reconstruct", str(photo), "-o", str(out), "--face-index", "1"]) == 0
     text = capsys.readouterr().out

@@ -519,8 +519,10 @@ def test_missing_bundle_gives_a_clear_error(tmp_path, monkeypatch):
         FaceLift.from_pretrained("nobody/no-such-facelift-weights", cache_dir=str(tmp_path))
 
 
-def test_tight_crop_padding_is_not_visible(fl, shared_dir):
-    photo = sorted((shared_dir / "data/faces/utkface/train").glob("*.jpg"))[0]
+def test_tight_crop_padding_is_not_visible(fl, shared_file):
+    photos = sorted(shared_file("data/faces/utkface/train").glob("*.jpg"))
+    assert photos, "../shared/data/faces/utkface/train holds no .jpg"
+    photo = photos[0]
     rec = fl.reconstruct(photo)
     vis = rec.visibility > 0.5
     pts = rec.maps.position[vis]
@@ -530,23 +532,30 @@ def test_tight_crop_padding_is_not_visible(fl, shared_dir):
     assert x.min() >= 0 and y.min() >= 0 and x.max() <= w and y.max() <= h
 
 
-def test_two_faces_can_each_be_reconstructed(fl, shared_dir):
-    photo = shared_dir / "data/faces/eval/3ddfa_v2/trump_hillary.jpg"
+def test_two_faces_can_each_be_reconstructed(fl, shared_file):
+    photo = shared_file("data/faces/eval/3ddfa_v2/trump_hillary.jpg")
     faces = fl.detect(photo)
     assert len(faces) == 2 and faces[0].area >= faces[1].area
     a, b = fl.reconstruct(photo, face_index=0), fl.reconstruct(photo, face_index=1)
     assert np.abs(a.fit.translation - b.fit.translation).max() > 50
 
 
+EVAL_DIR = "data/faces/eval"
+
+
 def _eval_photos():
-    root = REPO.parent / "shared" / "data" / "faces" / "eval"
-    if not root.is_dir():
-        return [pytest.param(None, marks=pytest.mark.skip(reason=f"needs ../shared (not found at {root})"))]
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".ppm"})
+    """The eval photos in ../shared, or [None] where there are none (the test then asks
+    `shared_file` for the folder: skipped without ../shared, failed with ../shared but no photos)."""
+    root = REPO.parent / "shared" / EVAL_DIR
+    photos = sorted(p for p in root.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".ppm"})
+    return photos or [None]
 
 
 @pytest.mark.parametrize("photo", _eval_photos(), ids=lambda p: p.name if p else "absent")
-def test_every_eval_photo_reconstructs(fl, photo):
+def test_every_eval_photo_reconstructs(fl, photo, shared_file):
+    if photo is None:
+        shared_file(EVAL_DIR)
+        pytest.fail(f"../shared/{EVAL_DIR} holds no photos")
     try:
         rec = fl.reconstruct(photo)
     except FaceLiftError as exc:
@@ -555,16 +564,14 @@ def test_every_eval_photo_reconstructs(fl, photo):
     assert rec.fit.rms_error_px < 5
 
 
-def test_cli_batch_over_every_eval_photo(tmp_path, capsys):
+def test_cli_batch_over_every_eval_photo(tmp_path, capsys, shared_file):
     """Issue 2's end-to-end check: `facelift reconstruct EVAL_DIR -o OUT` (in process) runs
     over every eval photo without a failure: exit 0, one complete output folder per photo,
     the summary line, and the non-image companion files (landmark .pts/.txt, .mat) named as
     skipped rather than tried."""
     from facelift.cli import collect_inputs, main, output_names
 
-    root = REPO.parent / "shared" / "data" / "faces" / "eval"
-    if not root.is_dir():
-        pytest.skip(f"needs ../shared (not found at {root})")
+    root = shared_file(EVAL_DIR)
     skipped: list[Path] = []
     photos = collect_inputs([str(root)], skipped)
     assert photos == _eval_photos()  # the CLI takes the same photos as the library test above

@@ -192,9 +192,9 @@ def test_pose_policy():
         assert f"up to {MAX_YAW_DEG:.0f} degrees" in str(info.value)
 
 
-def test_strongly_turned_real_photo_reconstructs_with_a_warning(fl, shared_dir):
+def test_strongly_turned_real_photo_reconstructs_with_a_warning(fl, shared_file):
     """AFLW2000 image02420, turned 71 degrees (ground truth): MediaPipe fits about 60."""
-    photo = shared_dir / "data/faces/eval/prnet/AFLW2000/image02420.jpg"
+    photo = shared_file("data/faces/eval/prnet/AFLW2000/image02420.jpg")
     turned = fl.reconstruct(photo)
     assert abs(turned.fit.yaw_pitch_roll()[0]) > 45
     assert any("turned about" in w and "far side" in w for w in turned.warnings), turned.warnings
