@@ -12,6 +12,7 @@ _PAIRS = ([(k, 16 - k) for k in range(8)] + [(17 + k, 26 - k) for k in range(5)]
 _SELF = [8, 27, 28, 29, 30, 33, 51, 57, 62, 66]
 
 
+@pytest.mark.slow
 def test_mapping_is_68_distinct_vertices_and_left_right_symmetric(face_model):
     idx = IBUG68_FROM_MEDIAPIPE
     assert idx.shape == (68,) and len(set(idx.tolist())) == 68 and idx.max() < face_model.n_vertices

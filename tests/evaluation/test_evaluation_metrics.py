@@ -78,6 +78,7 @@ def test_summarise_skips_missing_values():
     assert M.summarise([None]) == {"mean": None, "median": None, "count": 0}
 
 
+@pytest.mark.slow
 def test_lpips_identical_is_zero_and_difference_is_positive(shared_file):
     path = shared_file("weights/vgg16_imagenet_lpips.safetensors")
     lp = M.LPIPSMetric(path)
