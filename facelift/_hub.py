@@ -140,7 +140,7 @@ def translate_error(exc: BaseException, repo_id: str, revision: str | None, *, o
     return WeightsError(f"Could not download {where} from {endpoint()}: {type(exc).__name__}: {exc}")
 
 
-def push_bundle(save: Callable[[Path], None], repo_id: str, *, token: str | None = None,
+def push_bundle(save: Callable[[Path], object], repo_id: str, *, token: str | None = None,
                 private: bool | None = None, branch: str | None = None, create_pr: bool = False,
                 commit_message: str = "Upload FaceLift bundle"):
     """Write a bundle with ``save(folder)`` into a temporary folder and upload it as one commit

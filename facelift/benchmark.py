@@ -49,8 +49,8 @@ def run_benchmark(image=None, *, size: int = 512, repeat: int = 20, weights=None
 
     repeat, batch = max(1, int(repeat)), max(0, int(batch))
     src = Image.open(image or EXAMPLE).convert("RGB").resize((size, size), Image.BICUBIC)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
         photo_path = tmp / "photo.png"
         src.save(photo_path)  # decoded from a file every run, as `facelift reconstruct` does
         t = time.perf_counter()
@@ -60,7 +60,7 @@ def run_benchmark(image=None, *, size: int = 512, repeat: int = 20, weights=None
             for _ in range(warmup):
                 rec = fl.reconstruct(photo_path)
                 rec.render(size=render_size)
-            per_stage = {s: [] for s in STAGES}
+            per_stage: dict[str, list[float]] = {s: [] for s in STAGES}
             end_to_end, reconstruct_ms, relight_ms, floor_ms, less_decode_ms = [], [], [], [], []
             for i in range(repeat):
                 t0 = time.perf_counter()

@@ -62,9 +62,10 @@ def save_bundle(pipe, directory: str | os.PathLike) -> Path:
 
     cards = {key: source_card(source_components.get(key)) for key in NETWORKS}
     bundle_card = source_card(".")
-    card_images = {rel: (source / rel).read_bytes() for rel in _card_images(bundle_card, source)}
-    components = {"face_model": "face_model.safetensors"}
-    pipe.face_model.save(directory / components["face_model"])
+    card_images = {rel: (source / rel).read_bytes() for rel in _card_images(bundle_card, source)} if source is not None else {}
+    face_model_file = "face_model.safetensors"
+    components: dict[str, str | None] = {"face_model": face_model_file}
+    pipe.face_model.save(directory / face_model_file)
     for key in NETWORKS:
         net = getattr(pipe, key)
         components[key] = key if net is not None else None
@@ -73,8 +74,9 @@ def save_bundle(pipe, directory: str | os.PathLike) -> Path:
         sub = directory / key
         sub.mkdir(exist_ok=True)
         (sub / "README.md").unlink(missing_ok=True)  # the mixin writes its card only where there is none
-        if cards[key] is not None:
-            (sub / "README.md").write_bytes(cards[key])
+        card = cards[key]
+        if card is not None:
+            (sub / "README.md").write_bytes(card)
         net.save_pretrained(str(sub))
     if bundle_card is not None:
         (directory / "README.md").write_bytes(bundle_card)

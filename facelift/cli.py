@@ -57,7 +57,8 @@ def output_names(paths: list[Path]) -> list[str]:
     stems over MAX_OUTPUT_NAME characters are shortened, with a hash of the full stem)."""
     import hashlib
 
-    names, seen = [], {}
+    names: list[str] = []
+    seen: dict[str, int] = {}
     for p in paths:
         stem = re.sub(r"[^A-Za-z0-9._-]+", "_", p.stem).strip("._") or "image"
         if len(stem) > MAX_OUTPUT_NAME - 4:  # room for a clash suffix "_NNN"

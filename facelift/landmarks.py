@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -127,7 +128,7 @@ class LandmarkDetector:
         self.find_small_faces = find_small_faces
         self._lock = threading.Lock()
         self._started: set[str] = set()  # graphs past their start-up log messages
-        self._full_range = None  # MediaPipe FaceDetection, created on first need
+        self._full_range: Any = None  # MediaPipe FaceDetection, created on first need
         self._mesh = start_graph(
             solutions().face_mesh.FaceMesh,
             static_image_mode=True,

@@ -129,7 +129,7 @@ def _grid_faces_on_surface(faces, tri_of_texel, points, sub_tris, sub_vertices, 
     path = dist[inv.reshape(-1, 3)[:, :, None], cb[:, None, :]]  # (K, 3, 3)
     lower = (path / _ZIGZAG - legs_a[:, :, None] - legs_b[:, None, :]).max(axis=(1, 2))
     linked[bad_face, bad_pair] = lower <= allowed
-    return linked.all(1)
+    return np.asarray(linked.all(1))
 
 
 class DenseMeshBuilder:

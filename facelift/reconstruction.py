@@ -198,8 +198,8 @@ class Reconstruction:
                 self.vertices_model, self.displacement if key else None)
         return self._meshes[key]
 
-    def render(self, yaw: float = 0.0, pitch: float = 0.0, light=None, details: bool = True, size: int = 512,
-               mode: str = "shaded", light_intensity: float = 1.0, ambient: float = 0.35,
+    def render(self, yaw: float = 0.0, pitch: float = 0.0, light=None, details: bool = True,
+               size: int | tuple[int, int] = 512, mode: str = "shaded", light_intensity: float = 1.0, ambient: float = 0.35,
                albedo: str = "fan", frontal: bool = False) -> np.ndarray:
         """Render the face as an HxWx3 uint8 image.
 

@@ -295,6 +295,7 @@ def _occluded(x, y, z, nrm, own, across, vx, vy, vz, triangles, s, tol) -> np.nd
     for e in range(3):
         de = (ex[j, e] * (py - Y[j, e]) - ey[j, e] * (px - X[j, e])) * inv_len[j, e]
         dmin = de if dmin is None else np.minimum(dmin, de)
+    assert dmin is not None
     near = dmin >= -margin  # necessary; beyond sharp corners the edge lines mislead
     k, j, px, py, dmin = k[near], j[near], px[near], py[near], dmin[near]
 

@@ -42,6 +42,7 @@ def small_pipe(tmp_path_factory):
 
 # ------------------------------------------------------------------ round trips
 @pytest.mark.parametrize("name", NETWORKS)
+@pytest.mark.slow
 def test_every_network_round_trips(name, tmp_path):
     torch.manual_seed(0)
     net = NETWORKS[name]().eval()
@@ -74,6 +75,7 @@ def test_the_face_model_round_trips(tmp_path):
         np.testing.assert_array_equal(getattr(again, name), getattr(model, name))
 
 
+@pytest.mark.slow
 def test_the_pipeline_round_trips_with_its_model_cards(small_pipe, tmp_path):
     out = small_pipe.save_pretrained(tmp_path / "saved")
     assert set(folder_files(out)) == set(_bundle_files(_read_bundle_config(out)))

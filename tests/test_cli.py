@@ -20,6 +20,7 @@ EXPORTED_FILES = {"mesh.glb", "mesh.obj", "mesh.mtl", "albedo.png", "texture.png
                   "overlay.png", "landmarks.json", "depth.png"}
 
 
+@pytest.mark.slow
 def test_console_script_on_the_shipped_example(tmp_path):
     """The README's main command, run as a user would (console script in a subprocess)."""
     exe = Path(sys.executable).with_name("facelift")
@@ -45,6 +46,7 @@ def test_console_script_on_the_shipped_example(tmp_path):
     assert render.shape == (512, 512, 3) and (render < 250).any(axis=2).mean() > 0.2
 
 
+@pytest.mark.slow
 def test_batch_survives_bad_files_and_reports_them(tmp_path, capsys):
     src = tmp_path / "photos"
     src.mkdir()
@@ -79,6 +81,7 @@ def test_empty_folder(tmp_path, capsys):
     assert "no images" in err and "skipped 1 file that is not an image by its extension: notes.txt" in err
 
 
+@pytest.mark.slow
 def test_files_without_an_image_extension_are_listed_as_skipped(tmp_path, capsys):
     """A folder's non-image files are not tried, and not silently lost either: one line on
     stderr with their count and the first few names (relative to the folder); exit code as
@@ -105,6 +108,7 @@ def test_files_without_an_image_extension_are_listed_as_skipped(tmp_path, capsys
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.slow
 def test_outputs_writes_only_what_is_asked(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["reconstruct", str(ASTRONAUT), "-o", str(out), "--outputs", "overlay, landmarks,obj", "-q"]) == 0
@@ -137,6 +141,7 @@ def test_output_names_are_safe_and_unique(tmp_path):
     assert [p.name for p in collect_inputs([str(tmp_path / "d")])] == ["a.png", "b.JPG"]
 
 
+@pytest.mark.slow
 def test_evaluate_small_folder_writes_json_and_lists_failures(tmp_path, capsys):
     """`facelift evaluate` end to end on two photos: one face, one without (listed, not fatal)."""
     src = tmp_path / "photos"
@@ -163,6 +168,7 @@ def test_evaluate_empty_folder(tmp_path, capsys):
     assert "no images" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_benchmark_prints_every_stage_and_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
     code = main(["benchmark", "--size", "256", "--repeat", "1", "--batch", "2", "--json", str(out)])
@@ -200,6 +206,7 @@ def _assert_only_complete_outputs(out: Path, expected=None) -> list[str]:
     return names
 
 
+@pytest.mark.slow
 def test_each_failure_is_reported_as_it_happens_on_one_line(tmp_path, capsys, monkeypatch):
     from facelift import FaceLift
     from facelift.errors import FaceLiftError
@@ -240,6 +247,7 @@ def test_each_failure_is_reported_as_it_happens_on_one_line(tmp_path, capsys, mo
     _assert_only_complete_outputs(out, ["a_good", "d_good"])
 
 
+@pytest.mark.slow
 def test_summary_line_and_exit_code_when_all_succeed(tmp_path, capsys):
     _copy_astronauts(tmp_path / "in", ["x.png", "y.png"])
     assert main(["reconstruct", str(tmp_path / "in"), "-o", str(tmp_path / "out")]) == 0
@@ -250,6 +258,7 @@ def test_summary_line_and_exit_code_when_all_succeed(tmp_path, capsys):
     assert capsys.readouterr().out == ""
 
 
+@pytest.mark.slow
 def test_existing_user_folder_is_a_failure_not_a_loss(tmp_path, capsys):
     _copy_astronauts(tmp_path / "in", ["photo.png"])
     (tmp_path / "out" / "photo").mkdir(parents=True)
@@ -263,6 +272,7 @@ def test_existing_user_folder_is_a_failure_not_a_loss(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("where", ["reconstruct", "export"])
+@pytest.mark.slow
 def test_ctrl_c_mid_batch_keeps_finished_folders_only(tmp_path, capsys, monkeypatch, where):
     """Ctrl-C during the third photo (inside reconstruct, or half-way through writing its
     files): exit 130, the two finished folders kept, no half-written one, failures and summary."""
@@ -353,6 +363,7 @@ def _interrupt_when(args, predicate, timeout: float, what: str) -> str:
 
 
 @pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")
+@pytest.mark.slow
 def test_real_sigint_to_a_running_batch(tmp_path):
     """`facelift reconstruct folder/` in a subprocess, SIGINT as soon as an export's temporary
     folder appears (i.e. in the middle of writing one): exit 130, no traceback, only complete
@@ -387,8 +398,9 @@ def test_real_sigint_while_loading(tmp_path):
 
 # ----------------------------------------------------------------------------- several faces
 
-def test_several_faces_are_listed(tmp_path, capsys, shared_dir):
-    photo = shared_dir / "data/faces/eval/3ddfa_v2/trump_hillary.jpg"
+@pytest.mark.slow
+def test_several_faces_are_listed(tmp_path, capsys, shared_file):
+    photo = shared_file("data/faces/eval/3ddfa_v2/trump_hillary.jpg")
     out = tmp_path / "out"
     assert main(["reconstruct", str(photo), "-o", str(out), "--face-index", "1"]) == 0
     text = capsys.readouterr().out

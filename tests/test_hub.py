@@ -60,6 +60,7 @@ def _assert_same_state(a: dict, b: dict) -> None:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_download_load_then_load_from_cache_with_the_hub_stopped(hub, tmp_path, monkeypatch):
     local = make_bundle(tmp_path / "a", seed=0, pickles=True)
     commit = hub.add_folder(REPO, local, "main")
@@ -246,6 +247,7 @@ def test_push_to_hub_uploads_a_bundle_with_hfapi(tmp_path, monkeypatch):
     assert calls["config"]["library_version"] and calls["config"]["format_version"] == 1
 
 
+@pytest.mark.slow
 def test_hf_endpoint_set_before_import(hub, tmp_path):
     """A fresh interpreter with HF_ENDPOINT and HF_HUB_CACHE in its environment from the start."""
     local = make_bundle(tmp_path / "a", seed=3)

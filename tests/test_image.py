@@ -347,6 +347,7 @@ def test_array_and_pil_limits_are_checked_before_conversion():
     assert is_rgb(load_image(Image.new("RGB", (200, 100)), max_pixels=20_000))
 
 
+@pytest.mark.slow
 def test_big_photo_loads():
     data = encode(Image.new("RGB", (6000, 4000), (10, 200, 30)), "JPEG", quality=80)
     t0 = time.perf_counter()
@@ -712,10 +713,12 @@ def test_seed_files_decode():
 @settings(max_examples=150, deadline=2000, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(mutated_files())
+@pytest.mark.slow
 def test_fuzz_only_facelift_errors(data):
     check_outcome(data)
 
 
+@pytest.mark.slow
 def test_fuzz_seeded_sweep():
     """A fixed, larger sweep of random mutations; cheaper per case than hypothesis."""
     rng = np.random.default_rng(2024)
@@ -768,6 +771,7 @@ def test_max_side_for_transparency_float_tiffs_and_arrays():
             load_image(BIG, max_side=bad)
 
 
+@pytest.mark.slow
 def test_max_side_decodes_a_large_jpeg_at_reduced_scale(tmp_path):
     """A 24-megapixel JPEG loaded with max_side=1024 never holds its full-resolution pixels
     (72 MB as RGB): the process's peak memory grows by a fraction of that."""

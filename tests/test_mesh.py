@@ -177,6 +177,7 @@ def _render_lit(vertices, faces, normals=None, size=256):
     return color.astype(np.float64).mean(-1), depth > 0
 
 
+@pytest.mark.slow
 def test_dense_mesh_renders_without_facets(synthetic_model):
     for m in models(synthetic_model):
         d = DenseMeshBuilder(m, resolution=256).build(m.mean_shape)

@@ -78,6 +78,7 @@ def test_tiny_face_in_a_larger_photo_names_the_minimum(fl, astronaut):
     assert min(w, h) < MIN_FACE_SIZE and 25 < w < 60 and 25 < h < 60  # the face's real size is named
 
 
+@pytest.mark.slow
 def test_huge_photo_detects_downscaled_but_samples_the_texture_at_full_resolution(fl, astronaut, rec):
     """A 4000x4000 photo: detection sees at most 1280 pixels, yet the fit is in full-resolution
     pixels and the texture is sampled from the full-resolution photo. A fine pattern that only
@@ -106,6 +107,7 @@ def test_huge_photo_detects_downscaled_but_samples_the_texture_at_full_resolutio
 
 @pytest.mark.parametrize("tag,stored", [(6, Image.Transpose.ROTATE_90), (8, Image.Transpose.ROTATE_270),
                                         (3, Image.Transpose.ROTATE_180)])
+@pytest.mark.slow
 def test_exif_rotated_phone_photo_reconstructs_upright(fl, astronaut, tag, stored):
     upright_jpeg = encode(astronaut, "JPEG", quality=95)
     exif = Image.Exif()
@@ -130,6 +132,7 @@ def test_exif_rotated_phone_photo_reconstructs_upright(fl, astronaut, tag, store
 # ----------------------------------------------------------------------------- cut off by the border
 
 
+@pytest.mark.slow
 def test_face_partly_outside_the_photo_is_reconstructed_with_a_warning(fl, astronaut, rec, tmp_path):
     """A quarter of the face cropped away on the left: reconstructed from what is visible,
     the part outside marked invisible, a warning in the result and in params.json."""
@@ -192,9 +195,9 @@ def test_pose_policy():
         assert f"up to {MAX_YAW_DEG:.0f} degrees" in str(info.value)
 
 
-def test_strongly_turned_real_photo_reconstructs_with_a_warning(fl, shared_dir):
+def test_strongly_turned_real_photo_reconstructs_with_a_warning(fl, shared_file):
     """AFLW2000 image02420, turned 71 degrees (ground truth): MediaPipe fits about 60."""
-    photo = shared_dir / "data/faces/eval/prnet/AFLW2000/image02420.jpg"
+    photo = shared_file("data/faces/eval/prnet/AFLW2000/image02420.jpg")
     turned = fl.reconstruct(photo)
     assert abs(turned.fit.yaw_pitch_roll()[0]) > 45
     assert any("turned about" in w and "far side" in w for w in turned.warnings), turned.warnings
@@ -202,6 +205,7 @@ def test_strongly_turned_real_photo_reconstructs_with_a_warning(fl, shared_dir):
     assert json.loads(json.dumps(turned.params()))["warnings"] == turned.warnings
 
 
+@pytest.mark.slow
 def test_profile_view_is_refused_with_a_reason(fl, rec):
     """The astronaut turned 90 degrees (her reconstruction rendered with the photo's texture):
     MediaPipe finds no face in a profile, and the message says why that may be."""
@@ -224,6 +228,7 @@ def test_profile_view_is_refused_with_a_reason(fl, rec):
 # ----------------------------------------------------------------------------- several faces
 
 
+@pytest.mark.slow
 def test_more_faces_than_the_old_cap_are_all_listed(fl, astronaut, tmp_path):
     """Eight faces (a 4x2 contact sheet): all found (the cap was 5), listed in params.json
     largest first with boxes, any one reconstructable; `max_faces` caps the search."""
@@ -289,6 +294,7 @@ def mutated_photos():
     return mutated(FUZZ_SEEDS, min_ops=0, max_ops=6, max_chunk=64, max_random=2000)
 
 
+@pytest.mark.slow
 def test_fuzz_seeds_reconstruct(fl):
     for name, data in FUZZ_SEEDS.items():
         assert fl.reconstruct(data).fit.rms_error_px < 5, name
@@ -298,6 +304,7 @@ def test_fuzz_seeds_reconstruct(fl):
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                  HealthCheck.function_scoped_fixture])
 @given(data=mutated_photos())
+@pytest.mark.slow
 def test_fuzz_reconstruct_raises_only_facelift_errors(fl, data):
     """Random and mutated photo bytes through FaceLift.reconstruct: a Reconstruction or a
     FaceLiftError with a message, nothing else, and no call over 30 s."""

@@ -71,6 +71,7 @@ def yawed_render(synthetic_model):
     return V, s, t, img, depth
 
 
+@pytest.mark.slow
 def test_unwrap_matches_rendered_texture(synthetic_model, yawed_render):
     V, s, t, img, depth = yawed_render
     maps = unwrap(img, V, s, t, synthetic_model, resolution=128)
@@ -133,6 +134,7 @@ def test_normal_and_position_maps(synthetic_model, yawed_render):
     np.testing.assert_array_equal(maps.mask, tm.mask)
 
 
+@pytest.mark.slow
 def test_texels_outside_image_or_valid_box_are_invisible(synthetic_model):
     m = synthetic_model
     V = m.mean_shape
@@ -198,6 +200,7 @@ def test_occluded_layer_is_invisible():
 
 
 @pytest.mark.skipif(not REAL_MODEL.is_file(), reason="checkpoints/face_model.safetensors not built yet")
+@pytest.mark.slow
 def test_real_model_nose_occludes_cheek_at_yaw():
     m = FaceModel.load(REAL_MODEL)
     R = 256
@@ -253,6 +256,7 @@ def rot_x(deg):
 
 @pytest.mark.skipif(not REAL_MODEL.is_file(), reason="checkpoints/face_model.safetensors not built yet")
 @pytest.mark.parametrize("pitch", [0.0, 15.0, -15.0])
+@pytest.mark.slow
 def test_real_model_visibility_has_no_speckles(pitch):
     # near-frontal: every front-facing texel the renderer sees must be visible. The old
     # z-buffer hid texels at the foot of steep walls (nose-cheek fold, nostrils, lip line):

@@ -14,6 +14,7 @@ import math
 import time
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -249,7 +250,7 @@ def detail_metrics(rec, skin: np.ndarray) -> dict:
     |r_d| in mm on clean skin, and E_grad (eq. 9) of the FAN albedo x SH shading against the
     photo's texture on visible skin, with and without the details' normals."""
     region = clean_skin(rec, skin)
-    out = dict.fromkeys(("detail_fine_std_mm", "detail_p99_mm", "e_grad_drn", "e_grad_no_drn", "e_grad_ratio",
+    out: dict[str, Any] = dict.fromkeys(("detail_fine_std_mm", "detail_p99_mm", "e_grad_drn", "e_grad_no_drn", "e_grad_ratio",
                          "e_grad_smooth_drn", "e_grad_smooth_no_drn", "e_grad_smooth_ratio"))
     R = rec.albedo.shape[0]
     out["image_min_side"] = int(min(rec.image.shape[:2]))

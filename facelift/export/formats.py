@@ -155,15 +155,15 @@ def select_outputs(outputs=None) -> tuple[str, ...]:
     names = outputs.split(",") if isinstance(outputs, str) else list(outputs)
     if not all(isinstance(n, str) for n in names):
         raise UnknownOutputError(f"Output names must be strings, got {outputs!r}. Valid: {', '.join(OUTPUTS)}.")
-    names = {n.strip() for n in names} - {""}
-    unknown = sorted(names - set(OUTPUTS))
+    chosen = {n.strip() for n in names} - {""}
+    unknown = sorted(chosen - set(OUTPUTS))
     if unknown:
         raise UnknownOutputError(
             f"Unknown output{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}. "
             f"Valid: {', '.join(OUTPUTS)} (params.json is always written).")
-    if not names:
+    if not chosen:
         raise UnknownOutputError(f"No output named. Valid: {', '.join(OUTPUTS)}.")
-    return tuple(n for n in OUTPUTS if n in names)
+    return tuple(n for n in OUTPUTS if n in chosen)
 
 
 def encode_depth(depth, metres_per_unit: float = DEPTH_METRES_PER_UNIT) -> tuple[np.ndarray, float]:

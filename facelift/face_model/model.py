@@ -51,6 +51,7 @@ class TexelMap:
         return self.interpolate_into(vertex_values, out)
 
     def interpolate_into(self, vertex_values: np.ndarray, out: np.ndarray) -> np.ndarray:
+        assert self._triangles is not None, "a TexelMap made by FaceModel.texel_map"
         tri_ids = self.tri[self.mask]
         corners = self._triangles[tri_ids]  # (M, 3)
         w = self.bary[self.mask]
@@ -59,7 +60,7 @@ class TexelMap:
         return out
 
     # set by FaceModel.texel_map
-    _triangles: np.ndarray = field(default=None, repr=False)
+    _triangles: np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass(eq=False)
@@ -86,7 +87,7 @@ class FaceModel:
     albedo_basis: np.ndarray
     config: dict = field(default_factory=dict)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self.mean_shape = np.asarray(self.mean_shape, np.float32)
         self.shape_basis = np.asarray(self.shape_basis, np.float32)
         self.triangles = np.asarray(self.triangles, np.int32)

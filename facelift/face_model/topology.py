@@ -43,11 +43,11 @@ def triangles_from_edges(edges) -> np.ndarray:
     for a, b in und:
         adj[a].add(b)
         adj[b].add(a)
-    cliques = set()
+    found: set[tuple[int, ...]] = set()
     for a, b in und:
         for c in adj[a] & adj[b]:
-            cliques.add(tuple(sorted((a, b, c))))
-    cliques = sorted(cliques)
+            found.add(tuple(sorted((a, b, c))))
+    cliques = sorted(found)
     while True:
         count = Counter(e for t in cliques for e in itertools.combinations(t, 2))
         if max(count.values(), default=0) <= 2:

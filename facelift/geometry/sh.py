@@ -238,7 +238,7 @@ def estimate_sh(texture, albedo, normals, weights=None, ridge: float = 1e-4, col
     centre = np.kron(np.eye(3) - np.full((3, 3), 1 / 3), np.eye(9))
     big = big + _const(xp, ridge * np.eye(27) + colour_prior * centre, t)
     rhs = rhs.reshape(*lead, 27)
-    if brightness_prior > 0:
+    if brightness_prior > 0 and brightness is not None:  # (brightness_prior > 0 needs brightness: above)
         mb = _mean_basis(xp, n, w, basis)  # (..., 9)
         u = xp.concatenate([mb, mb, mb], -1) / 3  # mean_irradiance(g) = u . g
         big = big + brightness_prior * u[..., :, None] * u[..., None, :]

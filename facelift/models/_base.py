@@ -42,7 +42,7 @@ arguments are in `config.json`, the weights in `model.safetensors`.
 """
 
 
-class FaceLiftModel(nn.Module, PyTorchModelHubMixin, library_name="facelift", tags=["facelift"],
+class FaceLiftModel(nn.Module, PyTorchModelHubMixin, library_name="facelift", tags=["facelift"],  # type: ignore[call-arg]
                     model_card_template=_MODEL_CARD):
     """Base class: a subclass lists its constructor arguments once, in ``config_args``
     (see :mod:`facelift.models._config`), takes ``(*args, **kwargs)`` in ``__init__`` and
@@ -169,7 +169,8 @@ class FaceLiftModel(nn.Module, PyTorchModelHubMixin, library_name="facelift", ta
 
 
 def _subclasses(cls: type) -> list[type]:
-    found = [cls]
+    found: list[type] = [cls]
+    sub: type
     for sub in cls.__subclasses__():
         found.extend(_subclasses(sub))
     return found

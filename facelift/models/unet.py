@@ -20,6 +20,7 @@ input maps (the de-lit texture) pass through where the photo can be trusted.
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -204,7 +205,7 @@ class UNet(FaceLiftModel):
     initialised N(0, 0.02) (BatchNorm scales N(1, 0.02)) as in pix2pix.
     """
 
-    config_args = (
+    config_args: ClassVar[tuple[Arg, ...]] = (
         Arg("resolution", 256, choice(RESOLUTIONS)),
         Arg("in_channels", 3, check_positive_int),
         Arg("out_channels", 3, check_positive_int),
@@ -246,7 +247,8 @@ class UNet(FaceLiftModel):
 
         # Innermost first. Below the outermost level there are `depth` (default log2(R)) stride-2
         # levels: ngf -> 2ngf -> 4ngf -> 8ngf, then 8ngf -> 8ngf (down to 1x1 by default).
-        ngf, flip_features, up = self.ngf, self.flip_features, dict(upsample=self.upsample)
+        ngf, flip_features = self.ngf, self.flip_features
+        up: dict[str, Any] = dict(upsample=self.upsample)
         block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, innermost=True, **up)
         for _ in range(self.num_levels - 5):
             block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, submodule=block, use_dropout=True, **up)

@@ -56,7 +56,7 @@ def _vgg16_features() -> nn.Sequential:
     layers: list[nn.Module] = []
     channels = 3
     for v in _CFG:
-        if v == "M":
+        if isinstance(v, str):  # "M"
             layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
         else:
             layers += [nn.Conv2d(channels, v, kernel_size=3, padding=1), nn.ReLU()]

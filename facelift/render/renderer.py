@@ -31,7 +31,7 @@ The OpenGL platform is chosen on the first render, not on import (`render._gl`).
 from __future__ import annotations
 
 import threading
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -111,12 +111,13 @@ class Renderer:
     def __init__(self, width: int = 512, height: int = 512):
         self.width, self.height = _parse_size((width, height), None)
         self._lock = threading.Lock()
-        self._offscreen = None
-        self._scene = None
-        self._camera_node = None
-        self._mesh_node = None
-        self._texture = None
-        self._texture_rgba = None
+        # pyrender objects (untyped), created on first use
+        self._offscreen: Any = None
+        self._scene: Any = None
+        self._camera_node: Any = None
+        self._mesh_node: Any = None
+        self._texture: Any = None
+        self._texture_rgba: np.ndarray | None = None
         self._closed = False
 
     def __enter__(self) -> "Renderer":

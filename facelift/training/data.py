@@ -22,6 +22,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -80,7 +81,7 @@ def write_shard(path: str | os.PathLike, samples: list[dict], names: list[str]) 
     """Write samples atomically (a temp file renamed into place): a partial shard never exists."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {k: np.stack([s[k] for s in samples]) for k in FIELDS} if samples else {}
+    arrays: dict[str, Any] = {k: np.stack([s[k] for s in samples]) for k in FIELDS} if samples else {}
     fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
     os.close(fd)
     try:
@@ -130,10 +131,10 @@ class UVDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, root: str | os.PathLike, resolution: int | None = None, limit: int | None = None,
-                 with_position: bool = False, with_lighting: bool = False, select=None):
+                 with_position: bool = False, with_lighting: bool | str = False, select=None):
         index = ShardIndex.load(root)
         fields = FIELDS if with_position else FIELDS[:3]
-        parts = {k: [] for k in fields}
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in fields}
         names, rows, offset = [], [], 0
         for s in index.shards:
             if s["count"] == 0:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -159,7 +160,7 @@ def train_drn(cfg: DRNConfig, resume: bool = True) -> Path:
     return run.finish(drn)
 
 
-TRAINERS = {"bnet": (BNetConfig, train_bnet), "fan": (FANConfig, train_fan), "drn": (DRNConfig, train_drn)}
+TRAINERS: dict[str, tuple[type, Callable[..., Path]]] = {"bnet": (BNetConfig, train_bnet), "fan": (FANConfig, train_fan), "drn": (DRNConfig, train_drn)}
 
 
 def main(kind: str, argv=None) -> Path:

@@ -52,12 +52,12 @@ def _shape(kind: str, R: int, rng: np.random.Generator) -> np.ndarray:
         for _ in range(int(rng.integers(4, 40))):
             p = rng.uniform(0, 1, 2) * R
             heading = rng.uniform(0, 2 * np.pi)
-            pts = [p.copy()]
+            walk = [p.copy()]
             for _ in range(int(rng.integers(8, 30))):
                 heading += rng.normal(0, 0.25)
                 p = p + R * 0.015 * np.array([math.cos(heading), math.sin(heading)])
-                pts.append(p.copy())
-            cv2.polylines(img, [np.round(np.array(pts)).astype(np.int32)], False, 1,
+                walk.append(p.copy())
+            cv2.polylines(img, [np.round(np.array(walk)).astype(np.int32)], False, 1,
                           int(rng.integers(1, width_max + 1)))
     return img.astype(np.float32)
 

@@ -11,6 +11,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import IO
 
 import torch
 
@@ -50,8 +51,8 @@ class Run:
         self.epoch = 0
         self.wall_before = 0.0
         self.start = time.time()
-        self._csv = None
-        self._fields = None
+        self._csv: IO[str] | None = None  # losses.csv, opened on the first logged step
+        self._fields: list[str] = []  # its columns
 
     @property
     def device(self):
@@ -111,7 +112,7 @@ class Run:
             self._fields = ["step", "epoch", "seconds", *vals]
             if not new:  # a resumed run keeps the file's columns (a term logged only every N steps may be missing now)
                 with open(path, newline="") as f:
-                    self._fields = next(csv.reader(f), None) or self._fields
+                    self._fields = next(csv.reader(f), []) or self._fields
             self._csv = open(path, "a", newline="")
             if new:
                 csv.writer(self._csv).writerow(self._fields)

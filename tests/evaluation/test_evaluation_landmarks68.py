@@ -12,6 +12,7 @@ _PAIRS = ([(k, 16 - k) for k in range(8)] + [(17 + k, 26 - k) for k in range(5)]
 _SELF = [8, 27, 28, 29, 30, 33, 51, 57, 62, 66]
 
 
+@pytest.mark.slow
 def test_mapping_is_68_distinct_vertices_and_left_right_symmetric(face_model):
     idx = IBUG68_FROM_MEDIAPIPE
     assert idx.shape == (68,) and len(set(idx.tolist())) == 68 and idx.max() < face_model.n_vertices
@@ -29,10 +30,8 @@ def test_right_side_points_are_on_the_image_left_for_a_frontal_face(face_model):
     assert pts[19, 1] < pts[30, 1] < pts[57, 1] < pts[8, 1]  # brow above nose tip above lower lip above chin
 
 
-def test_ground_truth_loaders(tmp_path, shared_dir):
-    pts = shared_dir / "data/faces/eval/eos/image_0010.pts"
-    if not pts.is_file():
-        pytest.skip(f"needs {pts}")
+def test_ground_truth_loaders(tmp_path, shared_file):
+    pts = shared_file("data/faces/eval/eos/image_0010.pts")
     p = read_pts(pts)
     assert p.shape == (68, 2)
     assert np.allclose(load_ground_truth(pts.with_suffix(".png")), p)

@@ -78,10 +78,9 @@ def test_summarise_skips_missing_values():
     assert M.summarise([None]) == {"mean": None, "median": None, "count": 0}
 
 
-def test_lpips_identical_is_zero_and_difference_is_positive(shared_dir):
-    path = shared_dir / "weights" / "vgg16_imagenet_lpips.safetensors"
-    if not path.is_file():
-        pytest.skip(f"needs {path}")
+@pytest.mark.slow
+def test_lpips_identical_is_zero_and_difference_is_positive(shared_file):
+    path = shared_file("weights/vgg16_imagenet_lpips.safetensors")
     lp = M.LPIPSMetric(path)
     a = np.repeat(np.repeat(A, 2, 0), 2, 1)  # 64 x 64
     mask = np.ones((64, 64), bool)

@@ -20,6 +20,7 @@ def _with_fan(monkeypatch, pipeline, fn):
     monkeypatch.setattr(pipeline, "_run_unet", lambda net, sources: fn(sources["texture"]), raising=False)
 
 
+@pytest.mark.slow
 def test_a_fan_that_copies_the_texture_scores_ratio_one(monkeypatch, pipeline, rec):
     _with_fan(monkeypatch, pipeline, lambda t: t.copy())
     m = evaluate_reconstruction(pipeline, rec, rng=np.random.default_rng(0))
@@ -28,12 +29,14 @@ def test_a_fan_that_copies_the_texture_scores_ratio_one(monkeypatch, pipeline, r
         assert m[key] == pytest.approx(1.0, abs=1e-6), key
 
 
+@pytest.mark.slow
 def test_a_fan_that_ignores_its_input_scores_ratio_zero(monkeypatch, pipeline, rec):
     _with_fan(monkeypatch, pipeline, lambda t: np.full_like(t, 0.5))
     m = evaluate_reconstruction(pipeline, rec, rng=np.random.default_rng(0))
     assert m["occlusion_fan"] == 0.0 and m["lighting_fan"] == 0.0
 
 
+@pytest.mark.slow
 def test_a_pca_albedo_that_ignores_its_input_scores_ratio_zero(monkeypatch, pipeline, rec):
     real = pipeline._low_frequency
 
@@ -47,6 +50,7 @@ def test_a_pca_albedo_that_ignores_its_input_scores_ratio_zero(monkeypatch, pipe
     assert m["lighting_pca"] == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_fidelity_is_zero_when_the_render_reproduces_the_photo(monkeypatch, pipeline, rec):
     """An albedo equal to texture / shading of the smooth surface (the FAN's job: the renders
     with details use it x the smooth/detailed shading ratio) re-renders the photo exactly on
@@ -101,6 +105,7 @@ def _constant_pca(monkeypatch, pipeline, value=0.5):
     monkeypatch.setattr(pipeline, "_low_frequency", constant_albedo)
 
 
+@pytest.mark.slow
 def test_photo_metrics_of_a_copying_fan_are_one_and_of_a_constant_pca_zero(monkeypatch, pipeline):
     """FAN = texture: the albedo changes exactly as the texture does under every photo edit and
     occluder (ratio 1) and keeps all its detail (sharpness 1); a constant PCA albedo ignores them
@@ -129,6 +134,7 @@ def test_photo_metrics_of_a_copying_fan_are_one_and_of_a_constant_pca_zero(monke
     assert m["seconds_image_occlusion"] > 0 and m["seconds_photo_consistency"] > 0
 
 
+@pytest.mark.slow
 def test_photo_metrics_of_a_half_copying_fan_are_one_half(monkeypatch, pipeline):
     """FAN = 0.5 x texture + 0.25 follows every change by half: ratio 0.5. Its relative detail
     0.5 (L - G) / (0.5 G + 0.25) is the texture's damped by a factor that varies (smoothly) with
@@ -141,6 +147,7 @@ def test_photo_metrics_of_a_half_copying_fan_are_one_half(monkeypatch, pipeline)
     assert 0.2 < m["sharpness_fan"] < 0.8 and 0.95 < m["sharpness_corr_fan"] < 1
 
 
+@pytest.mark.slow
 def test_photo_metrics_switched_off_rerun_nothing(monkeypatch, pipeline, rec):
     calls = _counting_reconstruct(monkeypatch, pipeline)
     m = evaluate_reconstruction(pipeline, rec, rng=np.random.default_rng(0), photo_metrics=False)
@@ -173,6 +180,7 @@ def test_image_occluder_region_is_where_the_occluder_is(pipeline, rec):
     assert 0 < m["image_occlusion_pca_sunglasses"] and 0 < m["image_occlusion_fan_sunglasses"] < 1.5
 
 
+@pytest.mark.slow
 def test_a_face_that_is_lost_in_the_edited_photo_is_not_scored(pipeline, rec):
     from facelift.evaluation.runner import _rerun
 
@@ -183,6 +191,7 @@ def test_a_face_that_is_lost_in_the_edited_photo_is_not_scored(pipeline, rec):
     assert _rerun(pipeline, rec, rec.image.copy()) is not None
 
 
+@pytest.mark.slow
 def test_cli_no_photo_metrics_skips_them_and_says_so(tmp_path, capsys):
     import json
 
@@ -197,6 +206,7 @@ def test_cli_no_photo_metrics_skips_them_and_says_so(tmp_path, capsys):
     assert "photo consistency ratio, FAN" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_detail_metrics_of_a_flat_drn_and_of_a_bumpy_one(monkeypatch, pipeline):
     """No displacement: E_grad is the same with and without it; texel-scale bumps: the
     fine-scale std is their amplitude and E_grad changes."""

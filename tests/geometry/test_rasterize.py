@@ -8,6 +8,7 @@ shipped face model and its Loop-subdivided layout, where the mesh used it.
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from facelift.face_model import FaceModel
 from facelift.geometry.rasterize import rasterize_uv
@@ -57,6 +58,7 @@ def _meshes(synthetic_model):
     return out
 
 
+@pytest.mark.slow
 def test_equals_the_reference_loop(synthetic_model):
     for name, m in _meshes(synthetic_model):
         for levels, R in ((0, 32), (0, 64), (0, 128), (0, 256), (0, 512), (1, 64), (2, 256)):

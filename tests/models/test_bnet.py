@@ -75,11 +75,13 @@ def test_initial_output_is_white_ambient_light_and_mean_albedo(bnet128):
     assert bias[:199].abs().max() == 0
 
 
+@pytest.mark.slow
 def test_gradients_flow(check_backward):
     check_backward(BNet(resolution=128), torch.rand(2, 3, 128, 128),
                    lambda out: out.albedo_coefficients.pow(2).mean() + out.sh.pow(2).mean())
 
 
+@pytest.mark.slow
 def test_save_load_roundtrip(roundtrip):
     model = BNet(resolution=128, n_albedo=50)
     model.train()

@@ -20,11 +20,8 @@ def random_weights(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def shared_weights(shared_dir):
-    path = shared_dir / "weights" / "vgg16_imagenet_lpips.safetensors"
-    if not path.is_file():
-        pytest.skip(f"needs {path}")
-    return path
+def shared_weights(shared_file):
+    return shared_file("weights/vgg16_imagenet_lpips.safetensors")
 
 
 def test_torchvision_layout():

@@ -39,6 +39,7 @@ def brightness(img):
     return img.astype(np.float64).mean(-1)
 
 
+@pytest.mark.slow
 def test_render_shows_the_face(renderer, face):
     img = renderer.render(*face)
     assert img.shape == (SIZE, SIZE, 3) and img.dtype == np.uint8
@@ -194,6 +195,7 @@ def test_render_sh_sphere():
 
 
 @pytest.mark.parametrize("platform", [None, "egl"])
+@pytest.mark.slow
 def test_missing_gl_raises_render_error(platform):
     """No usable EGL device: a RenderError that says what to install (run in a fresh
     interpreter, since PyOpenGL binds its platform once per process)."""

@@ -35,10 +35,8 @@ def tiny(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def vgg_path():
-    if not VGG.is_file():
-        pytest.skip(f"needs the VGG-16 weights at {VGG} (../shared)")
-    return VGG
+def vgg_path(shared_file):
+    return shared_file(VGG)
 
 
 

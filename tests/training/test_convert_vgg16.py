@@ -20,6 +20,7 @@ def _torchvision_like_state(seed=0):
     return state
 
 
+@pytest.mark.slow
 def test_convert_keeps_the_feature_tensors_and_loads(tmp_path):
     state = _torchvision_like_state()
     src, dst = tmp_path / "vgg16-397923af.pth", tmp_path / "vgg16.safetensors"
@@ -34,6 +35,7 @@ def test_convert_keeps_the_feature_tensors_and_loads(tmp_path):
         torch.testing.assert_close(v, state[k])
 
 
+@pytest.mark.slow
 def test_convert_refuses_an_incomplete_or_unsafe_file(tmp_path):
     state = _torchvision_like_state()
     del state["features.28.bias"]

@@ -98,6 +98,7 @@ def fan_v2_config():
     return REPO / "training" / "configs" / "fan_v2.json"
 
 
+@pytest.mark.slow
 def test_fan_v2_trains_logs_every_term_and_loads_in_the_pipeline(fan_v2_run, tiny):
     with open(fan_v2_run / "losses.csv") as f:
         rows = list(csv.DictReader(f))
@@ -120,6 +121,7 @@ def test_fan_v2_trains_logs_every_term_and_loads_in_the_pipeline(fan_v2_run, tin
     assert fan256(torch.rand(1, 8, 256, 256)).shape == (1, 3, 256, 256)
 
 
+@pytest.mark.slow
 def test_fan_v2_needs_the_robust_lighting_file(tiny, tmp_path, vgg_path):
     import shutil
 
@@ -130,6 +132,7 @@ def test_fan_v2_needs_the_robust_lighting_file(tiny, tmp_path, vgg_path):
         _train("fan", {**tiny, "data": data}, tmp_path / "run", 1, "--config", str(fan_v2_config()))
 
 
+@pytest.mark.slow
 def test_fan_v2_1_supervises_the_gate_and_takes_the_stiff_albedo(fan_v2_run, tiny, tmp_path, vgg_path):
     """The v2.1 config (stiff albedo input, gate supervision) trains from a v2 FAN whose fourth
     input it replaces, logs the gate term and its gradient share, and loads in the pipeline's shape."""
@@ -202,6 +205,7 @@ def test_refit_low_frequency_is_the_pipeline_fit_per_sample_and_keeps_the_fallba
     assert torch.equal(fallback["sh"], torch.full((3, 3, 9), 7.0))  # the fallback itself is not written
 
 
+@pytest.mark.slow
 def test_fan_v2_2_refits_caps_the_gate_in_the_loop_and_logs_the_inpainting_term(fan_v2_run, tiny, tmp_path,
                                                                                 vgg_path):
     from training_support import REPO

@@ -42,6 +42,7 @@ def _finite_rows(metrics, rows):
 
 
 # ---- evaluate.py --------------------------------------------------------------------------
+@pytest.mark.slow
 def test_evaluate_without_bnet_computes_the_least_squares_rows(tiny, fresh_bundle, tmp_path):
     assert not (fresh_bundle / "bnet").exists()
     m = _evaluate(fresh_bundle, tmp_path / "m.json")
@@ -52,6 +53,7 @@ def test_evaluate_without_bnet_computes_the_least_squares_rows(tiny, fresh_bundl
     assert all(len(v) == 3 for v in m["albedo_diversity"].values())
 
 
+@pytest.mark.slow
 def test_evaluate_with_bnet_adds_the_bnet_rows(tiny, fresh_bundle, bnet_run, tmp_path):
     m = _evaluate(fresh_bundle, tmp_path / "m.json", "--bnet", str(bnet_run / "final"), "--limit", "4")
     assert set(m) == BNET_ROWS | LS_ROWS | OTHER_KEYS
@@ -78,6 +80,7 @@ def test_evaluate_finds_the_bundles_bnet_and_refuses_a_missing_one(fresh_bundle,
 
 
 # ---- make_val_grid.py and build_face_model.py -------------------------------------------------
+@pytest.mark.slow
 def test_make_val_grid(fresh_bundle, tmp_path):
     images = tmp_path / "val"
     images.mkdir()
@@ -91,6 +94,7 @@ def test_make_val_grid(fresh_bundle, tmp_path):
     assert grid[16:].std() > 5  # a face, not an empty row
 
 
+@pytest.mark.slow
 def test_build_face_model(tmp_path):
     from facelift.face_model import FaceModel
 
@@ -127,6 +131,7 @@ def _run_script(name, tiny, out, *extra):
     return rows
 
 
+@pytest.mark.slow
 def test_train_bnet_script(tiny, tmp_path):
     from facelift.models import BNet
 
@@ -135,6 +140,7 @@ def test_train_bnet_script(tiny, tmp_path):
     assert BNet.from_pretrained(tmp_path / "bnet" / "final").n_albedo == 4
 
 
+@pytest.mark.slow
 def test_train_drn_script(tiny, bnet_run, fresh_bundle, tmp_path):
     from facelift.models import DRN
 

@@ -9,7 +9,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO / "training") not in sys.path:
     sys.path.insert(0, str(REPO / "training"))  # the scripts import as modules (evaluate, init_bundle, ...)
 FACE_MODEL = REPO / "checkpoints" / "face_model.safetensors"
-VGG = REPO.parent / "shared" / "weights" / "vgg16_imagenet_lpips.safetensors"
+VGG = "weights/vgg16_imagenet_lpips.safetensors"  # in ../shared (conftest's shared_file)
 STEPS = 8  # overfitting steps on 4 samples (one batch of 4 per step)
 
 
