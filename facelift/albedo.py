@@ -287,3 +287,42 @@ def network_sources(texture: np.ndarray, visibility: np.ndarray, normals: np.nda
     if stiff_albedo is not None:
         sources["albedo_stiff"] = stiff_albedo
     return sources
+
+
+#: Largest mean spread between a visible texel's colour channels (in [0, 1]) of a photo taken as
+#: greyscale (a black-and-white photo saved as RGB has 0; JPEG chroma noise stays below this).
+GREY_SPREAD = 2.0 / 255
+
+
+def is_greyscale(texture: np.ndarray, visible: np.ndarray) -> bool:
+    """True when the visible texels of `texture` (R, R, 3) carry no colour: a black-and-white photo."""
+    vis = np.asarray(visible, bool)
+    if not vis.any():
+        return False
+    t = np.asarray(texture, np.float32)[vis]
+    return float((t.max(-1) - t.min(-1)).mean()) <= GREY_SPREAD
+
+
+def grey(uv_map: np.ndarray) -> np.ndarray:
+    """(..., 3) colours -> their Rec. 601 luminance in all three channels."""
+    y = np.asarray(uv_map, np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.repeat(y[..., None], 3, -1)
+
+
+
+def colourise(texture: np.ndarray, visible: np.ndarray, mean_albedo: np.ndarray) -> np.ndarray:
+    """A black-and-white texture given the face model's mean skin colour: its luminance times the
+    mean albedo's colour at that texel (normalised to luminance 1). The networks, trained on colour
+    photos, take a grey face for an occluder; they see this one, and their albedo is made grey again."""
+    lum = grey(mean_albedo)[..., :1]
+    chroma = np.where(lum > 1e-3, np.asarray(mean_albedo, np.float32) / np.maximum(lum, 1e-3), 1.0)
+    out = np.clip(grey(texture) * chroma, 0, 1) * (np.asarray(visible, np.float32)[..., None] > 0.5)
+    return out.astype(np.float32)
+
+
+def greyscale_fit(low: LowFrequencyFit) -> LowFrequencyFit:
+    """The low-frequency fit of a black-and-white photo without colours the photo does not hold:
+    a white light (the three channels' mean SH) and a grey PCA albedo (`colourise`)."""
+    sh = np.repeat(np.asarray(low.sh, np.float32).mean(0, keepdims=True), 3, 0)
+    return LowFrequencyFit(low.coefficients, grey(low.albedo), sh, low.confidence, low.scale,
+                           low.outlier_coefficients, low.outlier_sh)

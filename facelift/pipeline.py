@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from contextlib import contextmanager
@@ -13,7 +14,18 @@ import torch
 
 from . import _hub
 from ._validate import is_int
-from .albedo import LowFrequencyFit, confidence_for, fit_low_frequency, network_sources, pca_albedo, stiff_pca_albedo
+from .albedo import (
+    LowFrequencyFit,
+    colourise,
+    confidence_for,
+    fit_low_frequency,
+    grey,
+    greyscale_fit,
+    is_greyscale,
+    network_sources,
+    pca_albedo,
+    stiff_pca_albedo,
+)
 
 # the bundle, checks, export folder and Reconstruction live in modules of their own; their names
 # are re-exported here for code written against this module
@@ -215,6 +227,10 @@ class FaceLift:
         displacement, all (R, R, C) maps at the unwrap resolution, zero outside the layout."""
         timings = {} if timings is None else timings
         with _timed(timings, "lighting"):
+            greyscale = is_greyscale(maps.texture, maps.visibility > 0.5)
+            if greyscale:  # seen in colour by the stages below; the colour is taken out again at the end
+                mean_albedo = pca_albedo(self.face_model, None, maps.texture.shape[0])
+                maps = dataclasses.replace(maps, texture=colourise(maps.texture, maps.visibility, mean_albedo))
             low, pca_source = self._low_frequency(maps)
         sources = None
         with _timed(timings, "fan"):
@@ -234,6 +250,8 @@ class FaceLift:
                     displacement = self._run_unet(self.drn, sources)[..., 0]
                     displacement_scale = float(self.drn.config["max_rate"])
                     cavity = (float(self.drn.config.get("cavity", 0.0)), float(self.drn.config.get("cavity_sigma", 4.0)))
+        if greyscale:
+            albedo, low = grey(albedo), greyscale_fit(low)
         inside = maps.mask
         return UVPredictions(
             albedo=np.where(inside[..., None], albedo, 0.0).astype(np.float32),

@@ -198,3 +198,27 @@ def test_stiff_albedo_is_the_outlier_models_and_only_fed_when_asked():
     vis = visible.astype(np.float32)
     assert "albedo_stiff" not in network_sources(occluded, vis, normals, fit)
     assert network_sources(occluded, vis, normals, fit, stiff)["albedo_stiff"] is stiff
+
+
+def test_greyscale_detection_colourise_and_the_grey_fit():
+    from facelift.albedo import LowFrequencyFit, colourise, grey, greyscale_fit, is_greyscale
+
+    rng = np.random.default_rng(0)
+    colour = rng.uniform(0.2, 0.8, (16, 16, 3)).astype(np.float32)
+    vis = np.ones((16, 16), bool)
+    assert not is_greyscale(colour, vis)
+    bw = grey(colour)
+    assert is_greyscale(bw, vis) and np.allclose(bw[..., 0], bw[..., 2])
+    assert is_greyscale(np.clip(bw + rng.normal(0, 0.5 / 255, bw.shape), 0, 1), vis)  # JPEG-like chroma noise
+    assert not is_greyscale(bw, np.zeros_like(vis))  # nothing visible: nothing to say
+    skin = np.broadcast_to(np.array([0.8, 0.6, 0.5], np.float32), (16, 16, 3))
+    c = colourise(bw, vis, skin)
+    np.testing.assert_allclose(grey(c), bw, atol=1e-5)  # the luminance is kept ...
+    ratio = c / np.maximum(c[..., :1], 1e-6)
+    np.testing.assert_allclose(ratio, np.broadcast_to(skin / skin[..., :1], ratio.shape), rtol=1e-4)  # ... in skin's colour
+    assert (colourise(bw, np.zeros_like(vis), skin) == 0).all()
+    sh = rng.normal(size=(3, 9)).astype(np.float32)
+    low = LowFrequencyFit(np.zeros(2, np.float32), colour, sh, np.ones((16, 16), np.float32), 0.02,
+                          np.zeros(2, np.float32), sh)
+    g = greyscale_fit(low)
+    assert np.allclose(g.sh, sh.mean(0)) and is_greyscale(g.albedo, vis)
