@@ -1,7 +1,18 @@
+"""Shared fixtures, and the test kinds.
+
+Every test has exactly one kind marker (registered in pyproject.toml, `--strict-markers` on):
+`browser` (drives Chromium), `load` (load and memory tests), `integration` (the real pipeline on
+real photos, a live app server, the CLI as a subprocess or over real photos, training runs), and
+`unit` (everything else). The first three are set by hand, per module (`pytestmark`) or per test;
+`pytest_collection_modifyitems` below marks every test without one `unit`, and refuses a test with
+two. Select with `-m unit`, `-m "integration and not slow"`, etc.
+"""
 import os
 from pathlib import Path
 
 import pytest
+
+KINDS = ("unit", "integration", "browser", "load")
 
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
@@ -52,3 +63,14 @@ def with_umask():
             os.umask(old)
 
     return run
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(config, items):
+    """A test without a kind marker is a `unit` test; one with more than one is an error."""
+    for item in items:
+        kinds = {m.name for m in item.iter_markers() if m.name in KINDS}
+        if not kinds:
+            item.add_marker(pytest.mark.unit)
+        elif len(kinds) > 1:
+            raise pytest.UsageError(f"{item.nodeid} has more than one kind marker: {sorted(kinds)}")

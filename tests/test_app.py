@@ -117,6 +117,7 @@ def test_importing_the_app_makes_no_folder_and_leaves_the_environment(tmp_path):
 # ---- against the running app -------------------------------------------------------------------
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_reconstruct_returns_every_map(reconstructed):
     out, seconds = reconstructed
     overlay, detected, texture, skin_confidence, albedo_pca, albedo_fan, displacement, normal_map, sphere, face, \
@@ -136,6 +137,7 @@ def test_reconstruct_returns_every_map(reconstructed):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_render_uses_the_sessions_reconstruction(client, reconstructed):
     front = _image(client.predict(yaw=0, api_name="/render"))
     assert front.shape == (512, 512, 3)
@@ -156,6 +158,7 @@ def test_render_uses_the_sessions_reconstruction(client, reconstructed):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_overlay_endpoint(client, reconstructed):
     """/overlay: the face drawn over the photo in its pose, the opacity blending photo and render."""
     out, _ = reconstructed
@@ -173,6 +176,7 @@ def test_overlay_endpoint(client, reconstructed):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_downloads(client, reconstructed):
     glb, files = client.predict(api_name="/downloads")
     names = {Path(f).name: Path(f) for f in files}
@@ -255,6 +259,7 @@ def test_overlay_blend_and_photo_kept_for_the_exports():
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_sessions_are_separate_and_render_needs_a_reconstruction(server):
     fresh = Client(server.url, verbose=False)
     with pytest.raises(Exception) as excinfo:
@@ -274,6 +279,7 @@ def _png_header_only(path: Path, width: int, height: int) -> Path:
 
 @pytest.mark.parametrize("case", ["not_an_image", "no_face", "too_large", "bad_face_index"])
 @pytest.mark.slow
+@pytest.mark.integration
 def test_clear_error_messages(server, tmp_path, case):
     c = Client(server.url, verbose=False)
     index = 0
@@ -307,6 +313,7 @@ def two_faces(path: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_several_faces_can_be_selected(server, tmp_path):
     c = Client(server.url, verbose=False)
     out = c.predict(handle_file(str(two_faces(tmp_path / "two.png"))), 1, api_name="/reconstruct")
@@ -433,6 +440,7 @@ def test_kept_reconstructions_are_bounded_per_client_address(monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.load
 def test_freed_memory_is_handed_back_after_heavy_jobs(monkeypatch):
     """After a heavy handler, failed or not, glibc's malloc_trim runs a moment later, once for
     the jobs that finished meanwhile (a burst of big photos otherwise kept ~700 MB)."""
@@ -464,6 +472,7 @@ def test_freed_memory_is_handed_back_after_heavy_jobs(monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.load
 def test_many_sessions_keep_bounded_memory(monkeypatch):
     """Twelve visitors reconstruct in turn (gradio keeps every session's state): only the
     last KEPT reconstructions stay alive, and none keeps its full-resolution photo."""
@@ -523,6 +532,7 @@ def test_reconstruction_warnings():
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_several_faces_warn_which_face_was_used(monkeypatch, tmp_path):
     import gradio as gr
 
@@ -558,6 +568,7 @@ def test_display_name(raw, shown):
 # ---- against the running app: usable after an error, names shown safely ------------------------
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_a_good_upload_works_after_a_bad_one_in_the_same_session(server, tmp_path):
     c = Client(server.url, verbose=False)
     bogus = tmp_path / "holiday.png"
@@ -577,6 +588,7 @@ def test_a_good_upload_works_after_a_bad_one_in_the_same_session(server, tmp_pat
 
 @pytest.mark.parametrize("kind", ["text", "tiny_image"])
 @pytest.mark.slow
+@pytest.mark.integration
 def test_uploaded_file_names_are_shown_sanitised(server, tmp_path, kind):
     """The client-supplied name reaches the message only as letters, digits and ` ._,()+-`."""
     c = Client(server.url, verbose=False)
@@ -675,6 +687,7 @@ def _hostile_paths(server, tmp_path):
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
 @pytest.mark.slow
+@pytest.mark.integration
 def test_server_files_pipes_and_proc_paths_are_refused_with_one_message(server, tmp_path):
     """Issue 17: `{"path": ...}` without gradio's FileData `meta` used to reach the pipeline:
     a server file came back as the "Detected face", FaceLift's messages told what exists
@@ -704,6 +717,7 @@ def test_server_files_pipes_and_proc_paths_are_refused_with_one_message(server, 
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_uploaded_files_and_examples_are_still_read(server):
     """What the page sends: a file uploaded to /gradio_api/upload, or a shipped example."""
     import httpx
@@ -721,6 +735,7 @@ def test_uploaded_files_and_examples_are_still_read(server):
 
 @pytest.mark.parametrize("face_index", ["inf", "-inf", "1e400", "nan", "NaN", 1e300, "second"])
 @pytest.mark.slow
+@pytest.mark.integration
 def test_face_index_that_is_not_a_number_is_a_clear_message(server, face_index):
     seconds, event, data = _raw_reconstruct(server, {"path": str(EXAMPLE)}, face_index)
     assert event in ("error", "refused") and data["error"] is not None, data
@@ -775,6 +790,7 @@ def test_checked_upload_in_process(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_large_photos_are_downscaled_before_the_heavy_stages(monkeypatch, tmp_path):
     """Issue 17: a photo near the 50-megapixel limit peaked at +834 MB per request. The app
     reconstructs from a copy of at most MAX_SIDE pixels on the longer side (a JPEG is decoded
@@ -958,6 +974,7 @@ def _regular_files(folder: Path) -> dict[Path, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_upload_bytes_per_address_are_capped(strict_server):
     """Issue 17: 20 uploads of 45 MB added 900 MB. Each address may send at most
     FACELIFT_APP_UPLOAD_MB_PER_CLIENT (here 1 MB) within the window; beyond it, 429 with a clear message."""
@@ -987,6 +1004,7 @@ def test_upload_bytes_per_address_are_capped(strict_server):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_upload_folder_disk_budget_evicts_oldest_first(strict_server):
     """FACELIFT_APP_UPLOAD_DISK_MB (here 8 MB) bounds gradio's upload folder: the oldest files
     go first; files younger than FACELIFT_APP_EVICT_AFTER_S (2 s) are never evicted, and when only
@@ -1037,6 +1055,7 @@ def _wait_until(condition, timeout_s: float = 15.0) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_uploads_are_deleted_when_their_session_ends(strict_server, tmp_path):
     """A session's uploaded photo goes when the session ends (the tab or API client closes:
     gradio's unload), unless another open session uses the same file."""
@@ -1055,6 +1074,7 @@ def test_uploads_are_deleted_when_their_session_ends(strict_server, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_reconstruct_flood_from_one_address_is_capped(strict_server, tmp_path):
     """Issue 17: 80 concurrent /reconstruct calls with random session hashes from one client
     filled the queue and a normal visitor waited 227 s. At most FACELIFT_APP_MAX_JOBS_PER_CLIENT
@@ -1111,6 +1131,7 @@ def test_reconstruct_flood_from_one_address_is_capped(strict_server, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_security_headers_on_pages_and_api(server):
     """Every response carries a Content-Security-Policy (frame-ancestors for the Space's page
     instead of X-Frame-Options), nosniff and a Referrer-Policy; gradio's analytics are off by default."""

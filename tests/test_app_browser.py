@@ -22,7 +22,7 @@ import pytest
 
 from app_server import ARTIFACTS, REPO, app_server
 
-pytestmark = pytest.mark.slow  # a live server driven through chromium: not in the fast lane
+pytestmark = [pytest.mark.slow, pytest.mark.browser]  # a live server driven through chromium: not in the fast lane
 CHROMIUM = Path(os.environ.get("FACELIFT_CHROMIUM", "/usr/bin/chromium"))
 if not CHROMIUM.exists():
     pytest.skip(f"needs Debian's chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)

@@ -21,6 +21,7 @@ EXPORTED_FILES = {"mesh.glb", "mesh.obj", "mesh.mtl", "albedo.png", "texture.png
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_console_script_on_the_shipped_example(tmp_path):
     """The README's main command, run as a user would (console script in a subprocess)."""
     exe = Path(sys.executable).with_name("facelift")
@@ -47,6 +48,7 @@ def test_console_script_on_the_shipped_example(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_batch_survives_bad_files_and_reports_them(tmp_path, capsys):
     src = tmp_path / "photos"
     src.mkdir()
@@ -82,6 +84,7 @@ def test_empty_folder(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_files_without_an_image_extension_are_listed_as_skipped(tmp_path, capsys):
     """A folder's non-image files are not tried, and not silently lost either: one line on
     stderr with their count and the first few names (relative to the folder); exit code as
@@ -109,6 +112,7 @@ def test_files_without_an_image_extension_are_listed_as_skipped(tmp_path, capsys
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_outputs_writes_only_what_is_asked(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["reconstruct", str(ASTRONAUT), "-o", str(out), "--outputs", "overlay, landmarks,obj", "-q"]) == 0
@@ -142,6 +146,7 @@ def test_output_names_are_safe_and_unique(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_evaluate_small_folder_writes_json_and_lists_failures(tmp_path, capsys):
     """`facelift evaluate` end to end on two photos: one face, one without (listed, not fatal)."""
     src = tmp_path / "photos"
@@ -169,6 +174,7 @@ def test_evaluate_empty_folder(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_benchmark_prints_every_stage_and_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
     code = main(["benchmark", "--size", "256", "--repeat", "1", "--batch", "2", "--json", str(out)])
@@ -207,6 +213,7 @@ def _assert_only_complete_outputs(out: Path, expected=None) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_each_failure_is_reported_as_it_happens_on_one_line(tmp_path, capsys, monkeypatch):
     from facelift import FaceLift
     from facelift.errors import FaceLiftError
@@ -248,6 +255,7 @@ def test_each_failure_is_reported_as_it_happens_on_one_line(tmp_path, capsys, mo
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_summary_line_and_exit_code_when_all_succeed(tmp_path, capsys):
     _copy_astronauts(tmp_path / "in", ["x.png", "y.png"])
     assert main(["reconstruct", str(tmp_path / "in"), "-o", str(tmp_path / "out")]) == 0
@@ -259,6 +267,7 @@ def test_summary_line_and_exit_code_when_all_succeed(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_existing_user_folder_is_a_failure_not_a_loss(tmp_path, capsys):
     _copy_astronauts(tmp_path / "in", ["photo.png"])
     (tmp_path / "out" / "photo").mkdir(parents=True)
@@ -273,6 +282,7 @@ def test_existing_user_folder_is_a_failure_not_a_loss(tmp_path, capsys):
 
 @pytest.mark.parametrize("where", ["reconstruct", "export"])
 @pytest.mark.slow
+@pytest.mark.integration
 def test_ctrl_c_mid_batch_keeps_finished_folders_only(tmp_path, capsys, monkeypatch, where):
     """Ctrl-C during the third photo (inside reconstruct, or half-way through writing its
     files): exit 130, the two finished folders kept, no half-written one, failures and summary."""
@@ -364,6 +374,7 @@ def _interrupt_when(args, predicate, timeout: float, what: str) -> str:
 
 @pytest.mark.skipif(os.name != "posix", reason="needs POSIX signals")
 @pytest.mark.slow
+@pytest.mark.integration
 def test_real_sigint_to_a_running_batch(tmp_path):
     """`facelift reconstruct folder/` in a subprocess, SIGINT as soon as an export's temporary
     folder appears (i.e. in the middle of writing one): exit 130, no traceback, only complete
@@ -382,6 +393,7 @@ def test_real_sigint_to_a_running_batch(tmp_path):
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
+@pytest.mark.integration
 def test_real_sigint_while_loading(tmp_path):
     """SIGINT while the process is importing torch / loading the weights: exit 130, no traceback."""
     def loading(proc) -> bool:
@@ -399,6 +411,7 @@ def test_real_sigint_while_loading(tmp_path):
 # ----------------------------------------------------------------------------- several faces
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_several_faces_are_listed(tmp_path, capsys, shared_file):
     photo = shared_file("data/faces/eval/3ddfa_v2/trump_hillary.jpg")
     out = tmp_path / "out"

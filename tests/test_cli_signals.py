@@ -50,6 +50,7 @@ def _dead_pid() -> int:
 @posix_only
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
 @pytest.mark.slow
+@pytest.mark.integration
 def test_a_stop_signal_mid_batch_is_handled_like_ctrl_c(tmp_path, capsys, monkeypatch, signame):
     """The signal arrives while the third photo is reconstructed: exit 128 + signum, a summary,
     the finished folders kept and no temporary one left (it used to exit at once, no summary,
@@ -105,6 +106,7 @@ def _console_script() -> list[str]:
 @posix_only
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
 @pytest.mark.slow
+@pytest.mark.integration
 def test_real_stop_signal_to_a_running_batch(tmp_path, signame):
     """`facelift reconstruct folder/` in a subprocess, the signal as soon as an export's
     temporary folder appears: exit 128 + signum, a summary, no traceback, no temporary folder."""
@@ -164,6 +166,7 @@ def test_only_temporaries_of_dead_processes_are_removed(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_the_next_run_cleans_up_after_a_killed_one(tmp_path, capsys):
     out = tmp_path / "out"
     stale = out / f".astronaut{TMP_MARK}{_dead_pid()}-ab12cd34"
@@ -188,6 +191,7 @@ def test_long_stems_are_shortened_uniquely():
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_a_250_character_stem_works_and_folders_follow_the_umask(tmp_path, capsys, with_umask):
     """The 250-character stem always failed ("File name too long": the temporary name was
     longer); the output folders were 0700 whatever the umask."""

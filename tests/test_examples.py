@@ -65,6 +65,7 @@ def fl():
 
 
 @pytest.mark.parametrize("path", PHOTOS, ids=[p.name for p in PHOTOS])
+@pytest.mark.integration
 def test_example_reconstructs_one_face(fl, path):
     rec = fl.reconstruct(path)
     assert len(rec.faces) == 1

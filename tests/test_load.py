@@ -15,7 +15,7 @@ import pytest
 
 from app_server import ARTIFACTS, app_server
 
-pytestmark = pytest.mark.slow  # minutes of concurrent clients against a live server: not in the fast lane
+pytestmark = [pytest.mark.slow, pytest.mark.load]  # minutes of concurrent clients against a live server: not in the fast lane
 pytest.importorskip("gradio_client")
 pytest.importorskip("psutil")
 

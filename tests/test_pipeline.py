@@ -14,6 +14,8 @@ from facelift.pipeline import CHECKPOINTS_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 ASTRONAUT = REPO / "examples" / "astronaut.png"
+
+pytestmark = pytest.mark.integration  # the shipped bundle on real photos (the astronaut, ../shared's eval photos)
 EXPORTED_FILES = {"mesh.glb", "mesh.obj", "mesh.mtl", "albedo.png", "texture.png", "visibility.png", "skin_confidence.png",
                   "albedo_pca.png", "displacement.png", "normal_map.png", "normal_map_details.png", "render.png", "params.json",
                   "overlay.png", "landmarks.json", "depth.png"}

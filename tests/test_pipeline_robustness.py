@@ -22,6 +22,8 @@ from limits import time_limit
 
 REPO = Path(__file__).resolve().parents[1]
 ASTRONAUT = REPO / "examples" / "astronaut.png"
+
+pytestmark = pytest.mark.integration  # the shipped bundle's reconstruct on real, edited photos
 EVAL = REPO.parent / "shared" / "data" / "faces" / "eval"
 
 

@@ -21,6 +21,7 @@ def _with_fan(monkeypatch, pipeline, fn):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_a_fan_that_copies_the_texture_scores_ratio_one(monkeypatch, pipeline, rec):
     _with_fan(monkeypatch, pipeline, lambda t: t.copy())
     m = evaluate_reconstruction(pipeline, rec, rng=np.random.default_rng(0))
@@ -30,6 +31,7 @@ def test_a_fan_that_copies_the_texture_scores_ratio_one(monkeypatch, pipeline, r
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_a_fan_that_ignores_its_input_scores_ratio_zero(monkeypatch, pipeline, rec):
     _with_fan(monkeypatch, pipeline, lambda t: np.full_like(t, 0.5))
     m = evaluate_reconstruction(pipeline, rec, rng=np.random.default_rng(0))
@@ -37,6 +39,7 @@ def test_a_fan_that_ignores_its_input_scores_ratio_zero(monkeypatch, pipeline, r
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_a_pca_albedo_that_ignores_its_input_scores_ratio_zero(monkeypatch, pipeline, rec):
     real = pipeline._low_frequency
 
@@ -51,6 +54,7 @@ def test_a_pca_albedo_that_ignores_its_input_scores_ratio_zero(monkeypatch, pipe
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_fidelity_is_zero_when_the_render_reproduces_the_photo(monkeypatch, pipeline, rec):
     """An albedo equal to texture / shading of the smooth surface (the FAN's job: the renders
     with details use it x the smooth/detailed shading ratio) re-renders the photo exactly on
@@ -106,6 +110,7 @@ def _constant_pca(monkeypatch, pipeline, value=0.5):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_photo_metrics_of_a_copying_fan_are_one_and_of_a_constant_pca_zero(monkeypatch, pipeline):
     """FAN = texture: the albedo changes exactly as the texture does under every photo edit and
     occluder (ratio 1) and keeps all its detail (sharpness 1); a constant PCA albedo ignores them
@@ -135,6 +140,7 @@ def test_photo_metrics_of_a_copying_fan_are_one_and_of_a_constant_pca_zero(monke
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_photo_metrics_of_a_half_copying_fan_are_one_half(monkeypatch, pipeline):
     """FAN = 0.5 x texture + 0.25 follows every change by half: ratio 0.5. Its relative detail
     0.5 (L - G) / (0.5 G + 0.25) is the texture's damped by a factor that varies (smoothly) with
@@ -148,6 +154,7 @@ def test_photo_metrics_of_a_half_copying_fan_are_one_half(monkeypatch, pipeline)
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_photo_metrics_switched_off_rerun_nothing(monkeypatch, pipeline, rec):
     calls = _counting_reconstruct(monkeypatch, pipeline)
     m = evaluate_reconstruction(pipeline, rec, rng=np.random.default_rng(0), photo_metrics=False)
@@ -160,6 +167,7 @@ def test_photo_metrics_switched_off_rerun_nothing(monkeypatch, pipeline, rec):
         assert on[key] == m[key], key
 
 
+@pytest.mark.integration
 def test_image_occluder_region_is_where_the_occluder_is(pipeline, rec):
     """With the real pipeline: the texels scored for the sunglasses show them (dark) in the
     occluded photo's texture and lie around the eyes; with the FAN and PCA of the shipped weights
@@ -181,6 +189,7 @@ def test_image_occluder_region_is_where_the_occluder_is(pipeline, rec):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_a_face_that_is_lost_in_the_edited_photo_is_not_scored(pipeline, rec):
     from facelift.evaluation.runner import _rerun
 
@@ -192,6 +201,7 @@ def test_a_face_that_is_lost_in_the_edited_photo_is_not_scored(pipeline, rec):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_cli_no_photo_metrics_skips_them_and_says_so(tmp_path, capsys):
     import json
 
@@ -207,6 +217,7 @@ def test_cli_no_photo_metrics_skips_them_and_says_so(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_detail_metrics_of_a_flat_drn_and_of_a_bumpy_one(monkeypatch, pipeline):
     """No displacement: E_grad is the same with and without it; texel-scale bumps: the
     fine-scale std is their amplitude and E_grad changes."""

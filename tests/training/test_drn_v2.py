@@ -99,6 +99,7 @@ def drn_v2_run(tiny):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_drn_v2_trains_logs_every_term_and_runs_in_the_pipeline(drn_v2_run, tiny):
     with open(drn_v2_run / "losses.csv") as f:
         rows = list(csv.DictReader(f))
@@ -121,6 +122,7 @@ def test_drn_v2_trains_logs_every_term_and_runs_in_the_pipeline(drn_v2_run, tiny
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_drn_v2_pixel_ablation_and_bad_detail_loss(tiny, tmp_path):
     config = str(REPO / "training" / "configs" / "drn_v2.json")
     common = ("--config", config, "--set", f"fan={REPO / 'checkpoints' / 'fan'}", "--set", "min_age=null")
@@ -133,6 +135,7 @@ def test_drn_v2_pixel_ablation_and_bad_detail_loss(tiny, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_a_resumed_run_keeps_the_loss_file_columns(tiny, tmp_path):
     """Resuming at a step where the every-N-steps terms are not measured must not shift the
     CSV's columns (it once broke the loss plot at the first checkpoint after a resume)."""

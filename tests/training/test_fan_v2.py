@@ -99,6 +99,7 @@ def fan_v2_config():
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_fan_v2_trains_logs_every_term_and_loads_in_the_pipeline(fan_v2_run, tiny):
     with open(fan_v2_run / "losses.csv") as f:
         rows = list(csv.DictReader(f))
@@ -122,6 +123,7 @@ def test_fan_v2_trains_logs_every_term_and_loads_in_the_pipeline(fan_v2_run, tin
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_fan_v2_needs_the_robust_lighting_file(tiny, tmp_path, vgg_path):
     import shutil
 
@@ -133,6 +135,7 @@ def test_fan_v2_needs_the_robust_lighting_file(tiny, tmp_path, vgg_path):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_fan_v2_1_supervises_the_gate_and_takes_the_stiff_albedo(fan_v2_run, tiny, tmp_path, vgg_path):
     """The v2.1 config (stiff albedo input, gate supervision) trains from a v2 FAN whose fourth
     input it replaces, logs the gate term and its gradient share, and loads in the pipeline's shape."""
@@ -206,6 +209,7 @@ def test_refit_low_frequency_is_the_pipeline_fit_per_sample_and_keeps_the_fallba
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_fan_v2_2_refits_caps_the_gate_in_the_loop_and_logs_the_inpainting_term(fan_v2_run, tiny, tmp_path,
                                                                                 vgg_path):
     from training_support import REPO

@@ -43,6 +43,7 @@ def _finite_rows(metrics, rows):
 
 # ---- evaluate.py --------------------------------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.integration
 def test_evaluate_without_bnet_computes_the_least_squares_rows(tiny, fresh_bundle, tmp_path):
     assert not (fresh_bundle / "bnet").exists()
     m = _evaluate(fresh_bundle, tmp_path / "m.json")
@@ -54,6 +55,7 @@ def test_evaluate_without_bnet_computes_the_least_squares_rows(tiny, fresh_bundl
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_evaluate_with_bnet_adds_the_bnet_rows(tiny, fresh_bundle, bnet_run, tmp_path):
     m = _evaluate(fresh_bundle, tmp_path / "m.json", "--bnet", str(bnet_run / "final"), "--limit", "4")
     assert set(m) == BNET_ROWS | LS_ROWS | OTHER_KEYS
@@ -81,6 +83,7 @@ def test_evaluate_finds_the_bundles_bnet_and_refuses_a_missing_one(fresh_bundle,
 
 # ---- make_val_grid.py and build_face_model.py -------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.integration
 def test_make_val_grid(fresh_bundle, tmp_path):
     images = tmp_path / "val"
     images.mkdir()
@@ -95,6 +98,7 @@ def test_make_val_grid(fresh_bundle, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_build_face_model(tmp_path):
     from facelift.face_model import FaceModel
 
@@ -132,6 +136,7 @@ def _run_script(name, tiny, out, *extra):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_train_bnet_script(tiny, tmp_path):
     from facelift.models import BNet
 
@@ -141,6 +146,7 @@ def test_train_bnet_script(tiny, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_train_drn_script(tiny, bnet_run, fresh_bundle, tmp_path):
     from facelift.models import DRN
 

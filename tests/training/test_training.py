@@ -56,6 +56,7 @@ def drn_run(tiny, bnet_run, fan_run):
 
 # ---- data and albedo model ----------------------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.integration
 def test_prepare_data_reports_failures_and_resumes(tmp_path):
     src = tmp_path / "photos" / "train"
     src.mkdir(parents=True)
@@ -119,6 +120,7 @@ def test_albedo_pca_recovers_low_rank_data_with_missing_texels():
 
 # ---- the three networks -------------------------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.integration
 def test_train_bnet_overfits_and_checkpoints(bnet_run):
     loss = _losses(bnet_run, "loss")
     assert len(loss) == STEPS and all(math.isfinite(v) for v in loss)
@@ -129,6 +131,7 @@ def test_train_bnet_overfits_and_checkpoints(bnet_run):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_train_resumes(tiny, bnet_run):
     out = tiny["root"] / "bnet_resume"
     shutil.copytree(bnet_run, out)
@@ -139,6 +142,7 @@ def test_train_resumes(tiny, bnet_run):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_train_fan_overfits(fan_run):
     rows = {k: _losses(fan_run, k) for k in ("loss_g", "pixel", "percep", "loss_d", "adv")}
     assert all(math.isfinite(v) for vals in rows.values() for v in vals)
@@ -147,6 +151,7 @@ def test_train_fan_overfits(fan_run):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_fan_refuses_missing_vgg_weights(tiny, bnet_run, tmp_path):
     with pytest.raises(WeightsError, match="VGG"):
         _train("fan", tiny, tmp_path / "fan", 1, "--set", f"bnet={bnet_run / 'final'}",
@@ -154,6 +159,7 @@ def test_fan_refuses_missing_vgg_weights(tiny, bnet_run, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_fan_and_drn_can_be_lit_by_the_least_squares_fit(tiny, bnet_run, fan_run, vgg_path, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(tiny["data"], data)
@@ -175,6 +181,7 @@ def test_fan_and_drn_can_be_lit_by_the_least_squares_fit(tiny, bnet_run, fan_run
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_train_drn_overfits(drn_run):
     loss = _losses(drn_run, "loss")
     assert all(math.isfinite(v) for v in loss)
@@ -182,6 +189,7 @@ def test_train_drn_overfits(drn_run):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_checkpoints_reload_into_the_pipeline(tiny, bnet_run, fan_run, drn_run):
     from facelift.pipeline import FaceLift
 
@@ -211,6 +219,7 @@ def test_checkpoints_reload_into_the_pipeline(tiny, bnet_run, fan_run, drn_run):
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_accelerate_two_process_cpu_run(tiny, bnet_run, vgg_path, tmp_path):
     launcher = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
     if launcher is None:
