@@ -4,11 +4,12 @@
 # and relit training input (`refit`), the gate is capped by that confidence inside the loop
 # (`gate_by`), and E_pixel is repeated over the occluded texels alone (`w_occluded`).
 # Needs the 256x256 UV samples and robust fits of training/run_fan_v2.sh. Resumes from RUN/state.
-# Usage: bash training/run_fan_v2_2.sh [DATA_ROOT=/work/data] [STEPS=900]
+# The shipped weights are this run's step 800 (it was started with 900 and stopped there).
+# Usage: bash training/run_fan_v2_2.sh [DATA_ROOT=/work/data] [STEPS=800]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${1:-/work/data}
-STEPS=${2:-900}
+STEPS=${2:-800}
 PY=${PYTHON:-python}
 export OMP_WAIT_POLICY=PASSIVE
 $PY training/train_fan.py --config training/configs/fan_v2_2.json --data "$D/uv256/train" --threads 2 \
