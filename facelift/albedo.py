@@ -12,6 +12,7 @@ per-texel weight is the skin confidence (`skin_confidence`).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -324,5 +325,4 @@ def greyscale_fit(low: LowFrequencyFit) -> LowFrequencyFit:
     """The low-frequency fit of a black-and-white photo without colours the photo does not hold:
     a white light (the three channels' mean SH) and a grey PCA albedo (`colourise`)."""
     sh = np.repeat(np.asarray(low.sh, np.float32).mean(0, keepdims=True), 3, 0)
-    return LowFrequencyFit(low.coefficients, grey(low.albedo), sh, low.confidence, low.scale,
-                           low.outlier_coefficients, low.outlier_sh)
+    return dataclasses.replace(low, albedo=grey(low.albedo), sh=sh)

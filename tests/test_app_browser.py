@@ -139,6 +139,16 @@ def _drag_slider(page, elem_id: str, fraction: float) -> None:
     page.mouse.up()
 
 
+def _first_results(page, start: float) -> tuple[float, float, float]:
+    """Seconds from `start` until the face over the photo, the 3D view and the GLB link show."""
+    seconds = []
+    for elem_id in ("overlay", "view"):
+        page.wait_for_function(f"() => {{ const i = document.querySelector('#{elem_id} img'); return i && i.complete; }}")
+        seconds.append(time.perf_counter() - start)
+    page.wait_for_selector(GLB_LINK)
+    return seconds[0], seconds[1], time.perf_counter() - start
+
+
 def test_upload_reconstruct_rotate(page, server):
     _shot(page, "browser_1_start")
     assert page.get_by_text("non-commercial research only").first.is_visible()  # the weights' terms
@@ -148,12 +158,7 @@ def test_upload_reconstruct_rotate(page, server):
     page.wait_for_selector("#photo img")
     start = time.perf_counter()
     page.click("#reconstruct")
-    page.wait_for_function("() => { const i = document.querySelector('#overlay img'); return i && i.complete; }")
-    overlay_s = time.perf_counter() - start
-    page.wait_for_function("() => { const i = document.querySelector('#view img'); return i && i.complete; }")
-    view_s = time.perf_counter() - start
-    page.wait_for_selector(GLB_LINK)
-    glb_s = time.perf_counter() - start
+    overlay_s, view_s, glb_s = _first_results(page, start)
     turntable_pending = page.locator("#turntable img").count() == 0
     page.wait_for_selector("#model3d canvas")
     page.wait_for_selector("#turntable img")
@@ -353,12 +358,7 @@ def test_a_click_on_an_example_shows_its_result_at_once(page, server):
     start = time.perf_counter()
     item.click()
     page.wait_for_function("() => document.querySelector('#info').innerText.includes('example, reconstructed once')")
-    page.wait_for_function("() => { const i = document.querySelector('#overlay img'); return i && i.complete; }")
-    overlay_s = time.perf_counter() - start
-    page.wait_for_function("() => { const i = document.querySelector('#view img'); return i && i.complete; }")
-    view_s = time.perf_counter() - start
-    page.wait_for_selector(GLB_LINK)
-    glb_s = time.perf_counter() - start
+    overlay_s, view_s, glb_s = _first_results(page, start)
     page.wait_for_selector("#turntable img")
     turntable_s = time.perf_counter() - start
     for elem_id in OUTPUT_IMAGES:

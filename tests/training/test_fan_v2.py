@@ -92,6 +92,16 @@ def fan_v2_run(tiny, vgg_path):
     return out
 
 
+def _fine_tune(tiny, out, config: str, steps: int, init_from):
+    """`steps` steps of training/configs/`config` from the FAN in `init_from`; the rows of its losses.csv."""
+    from training_support import REPO
+
+    _train("fan", tiny, out, steps, "--config", str(REPO / "training" / "configs" / config), "--lr", "3e-4",
+           "--set", "grad_share_every=1", "--set", f"init_from={init_from}")
+    with open(out / "losses.csv") as f:
+        return list(csv.DictReader(f))
+
+
 def fan_v2_config():
     from training_support import REPO
 
@@ -139,13 +149,8 @@ def test_fan_v2_needs_the_robust_lighting_file(tiny, tmp_path, vgg_path):
 def test_fan_v2_1_supervises_the_gate_and_takes_the_stiff_albedo(fan_v2_run, tiny, tmp_path, vgg_path):
     """The v2.1 config (stiff albedo input, gate supervision) trains from a v2 FAN whose fourth
     input it replaces, logs the gate term and its gradient share, and loads in the pipeline's shape."""
-    from training_support import REPO
-
     out = tmp_path / "fan_v21"
-    _train("fan", tiny, out, 3, "--config", str(REPO / "training/configs/fan_v2_1.json"), "--lr", "3e-4",
-           "--set", "grad_share_every=1", "--set", f"init_from={fan_v2_run / 'final'}")
-    with open(out / "losses.csv") as f:
-        rows = list(csv.DictReader(f))
+    rows = _fine_tune(tiny, out, "fan_v2_1.json", 3, fan_v2_run / "final")
     assert len(rows) == 3
     assert all(math.isfinite(float(r["gate"])) and float(r["gate"]) > 0 for r in rows)
     assert float(rows[-1]["gshare_gate"]) > 0
@@ -212,13 +217,8 @@ def test_refit_low_frequency_is_the_pipeline_fit_per_sample_and_keeps_the_fallba
 @pytest.mark.integration
 def test_fan_v2_2_refits_caps_the_gate_in_the_loop_and_logs_the_inpainting_term(fan_v2_run, tiny, tmp_path,
                                                                                 vgg_path):
-    from training_support import REPO
-
     out = tmp_path / "fan_v22"
-    _train("fan", tiny, out, 2, "--config", str(REPO / "training/configs/fan_v2_2.json"), "--lr", "3e-4",
-           "--set", "grad_share_every=1", "--set", f"init_from={fan_v2_run / 'final'}")
-    with open(out / "losses.csv") as f:
-        rows = list(csv.DictReader(f))
+    rows = _fine_tune(tiny, out, "fan_v2_2.json", 2, fan_v2_run / "final")
     assert len(rows) == 2
     assert all(math.isfinite(float(r["inpaint"])) for r in rows)
     assert 0 <= float(rows[-1]["occluded"]) <= 1  # the share of occluded texels, logged as before
