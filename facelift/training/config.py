@@ -92,6 +92,9 @@ class FANConfig(TrainConfig):
     # E_pixel again, averaged over the synthetically occluded texels only (they are few, so in
     # E_pixel's mean they weigh little): what the photo showed before the occluder
     w_occluded: float = 0.0
+    # False: the ablation without the robust stage's skin confidence; every visible texel is taken
+    # for clean skin (network input, loss weights) and the stiff albedo input is the PCA albedo
+    robust_confidence: bool = True
 
 
 @dataclass

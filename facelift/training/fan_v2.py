@@ -120,6 +120,8 @@ def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
     from ..models import PatchGAN, perceptual_loss, stack_inputs
     from .run import Run, load_pca, prepare_gan
 
+    if cfg.refit and not cfg.robust_confidence:
+        raise ValueError("refit reruns the robust stage for its confidence: it needs robust_confidence=true")
     vgg = load_vgg(cfg.vgg)
     run = Run(cfg, with_lighting="robust")
     dev = run.device
@@ -161,6 +163,8 @@ def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
             outlier_shading = shading_map(nrm, batch["outlier_sh_lf"])
             scale = batch["scale_lf"]
             clean = confidence_map(tex, outlier_albedo, outlier_shading, vis, scale)
+            if not cfg.robust_confidence:
+                clean, outlier_albedo = torch.ones_like(clean), albedo_pca
             alpha, colour = random_occluders(tex, vis, rng, cfg.occlusion_prob)
             tex_in = tex * (1 - alpha) + colour * alpha
             # the low-frequency guide of the losses: the clean photo's stiff albedo when the network
@@ -169,7 +173,8 @@ def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
             if cfg.refit:
                 maps = refitted_maps(tex_in, nrm, vis, mask, batch)
             else:
-                conf_in = confidence_map(tex_in, outlier_albedo, outlier_shading, vis, scale)
+                conf_in = (confidence_map(tex_in, outlier_albedo, outlier_shading, vis, scale) if cfg.robust_confidence
+                           else vis)
                 maps = {"delit": delit(tex_in, shading, vis), "visibility": vis, "confidence": conf_in,
                         "albedo_pca": albedo_pca, "albedo_stiff": outlier_albedo * mask, "texture": tex_in}
             x = stack_inputs(fan_plain.inputs, maps)

@@ -227,3 +227,23 @@ def test_fan_v2_2_refits_caps_the_gate_in_the_loop_and_logs_the_inpainting_term(
 
     fan = FAN.from_pretrained(out / "final")
     assert fan.config["gate_by"] == "confidence"
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_fan_v2_2_without_the_robust_confidence_trains_and_refuses_a_refit(fan_v2_run, tiny, tmp_path, vgg_path):
+    """The ablation without the robust stage's skin confidence (training/run_fan_v2_2_ablations.sh,
+    no_robust) trains; asking for it together with the refit, which needs that confidence, is refused."""
+    from training_support import REPO
+
+    cfg = ("--config", str(REPO / "training" / "configs" / "fan_v2_2.json"), "--set", f"init_from={fan_v2_run / 'final'}",
+           "--set", "robust_confidence=false")
+    with pytest.raises(ValueError, match="robust_confidence"):
+        _train("fan", tiny, tmp_path / "refused", 1, *cfg)
+    out = tmp_path / "no_robust"
+    _train("fan", tiny, out, 2, *cfg, "--set", "refit=false", "--set", "gate_by=null", "--set", "grad_share_every=1")
+    with open(out / "losses.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and all(math.isfinite(float(r["loss_g"])) for r in rows)
+    assert float(rows[-1]["gshare_pixel"]) > 0
+    assert json.loads((out / "train_config.json").read_text())["robust_confidence"] is False
