@@ -101,7 +101,8 @@ def build_demo() -> gr.Blocks:
                 # gradio's own cache_examples would keep the outputs but not the session's
                 # reconstruction (the views, sliders and downloads need it) and skip the steps
                 # after reconstruct: a click runs `reconstruct_example` instead (EXAMPLE_RESULTS)
-                examples = gr.Examples(examples=[[p] for p in EXAMPLES], inputs=[photo], label="Examples",
+                examples = gr.Examples(examples=[[p] for p in EXAMPLES], inputs=[photo],
+                                       label="Examples (photographers and licences: examples/README.md; three are CC BY-SA 3.0)",
                                        cache_examples=False, elem_id="examples") if EXAMPLES else None
                 gr.Markdown(NOTICE, elem_id="notice")
             with gr.Column(scale=1, min_width=280, elem_id="result"):
