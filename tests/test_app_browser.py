@@ -380,3 +380,22 @@ def test_a_click_on_an_example_shows_its_result_at_once(page, server):
     _drag_slider(page, "yaw", 0.8)
     _wait_src_change(page, "view", before)
     assert _csp_violations(page) == []
+
+
+def test_the_two_face_example_offers_the_face_selector(page, server):
+    """The montage example has two faces: its kept result says so and shows the Face selector (the
+    example's click also changes the photo, whose reset of the selector must not win), and Face 2
+    reconstructs the same photo's other face."""
+    photos = sorted(p.name for p in (REPO / "examples").iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    items = page.locator("#examples button.gallery-item")
+    items.first.wait_for()
+    items.nth(photos.index("two_faces_side_by_side.jpg")).click()
+    page.wait_for_function("() => document.querySelector('#info').innerText.includes('Face 1 of 2')", timeout=120_000)
+    page.wait_for_timeout(1000)  # let every event of the click settle
+    assert page.locator("#face input").is_visible()
+    before = _src(page, "detected")
+    page.click("#face input")
+    page.get_by_role("option", name="Face 2").click()
+    page.wait_for_function("() => document.querySelector('#info').innerText.includes('Face 2 of 2')")
+    _wait_src_change(page, "detected", before)
+    _shot(page, "browser_12_two_face_example")
