@@ -15,13 +15,9 @@ PY=${PYTHON:-python}
 [ -f "$D/runs/drn_v3d_init/config.json" ] || { echo "run training/run_drn_v3.sh first (stage D's weights)" >&2; exit 1; }
 OUT="$D/runs/drn_v3e_pixel_256"
 R=docs/evaluation/ablations
-VAL=${VAL_IMAGES:-../shared/data/faces/utkface/val}
 export OMP_WAIT_POLICY=PASSIVE
 mkdir -p "$R"
 [ -d "$OUT/final" ] || $PY training/train_drn.py --config training/configs/drn_v3.json --data "$D/uv256/train" \
     --resolution 256 --batch-size 4 --threads 2 --out "$OUT" --max-steps "$STEPS" \
     --set init_from="$D/runs/drn_v3d_init" --set fan="$FAN_V21" --set detail_loss=pixel
-$PY training/init_bundle.py --face-model checkpoints/face_model.safetensors --fan checkpoints/fan \
-    --drn "$OUT/final" --out "$D/bundles/drn_v3_pixel"
-$PY -m facelift.cli evaluate "$VAL" --weights "$D/bundles/drn_v3_pixel" --limit "$LIMIT" --no-photo-metrics --no-lpips \
-    --json "$R/drn_v3_pixel.val.json" -q
+bash training/score_on_val.sh checkpoints/fan "$OUT/final" "$D/bundles/drn_v3_pixel" "$R/drn_v3_pixel.val.json" "$LIMIT"

@@ -14,7 +14,6 @@ PY=${PYTHON:-python}
 : "${FAN_V2:?set FAN_V2 to the FAN v2 folder the ablations start from}"
 A="$D/abl_v21"
 R=docs/evaluation/ablations
-VAL=${VAL_IMAGES:-../shared/data/faces/utkface/val}
 export OMP_WAIT_POLICY=PASSIVE
 mkdir -p "$A" "$R"
 CFG=training/configs/fan_v2_1.json
@@ -32,8 +31,5 @@ for v in full no_gate pca_input no_occluders no_relight; do
     [ -n "${VARIANTS[$v]}" ] && extra=(--set "${VARIANTS[$v]}")
     [ -d "$A/$v/final" ] || $PY training/train_fan.py "${COMMON[@]}" "${extra[@]}" --out "$A/$v"
     [ -f "$R/fan_v2_1_$v.val.json" ] && continue
-    $PY training/init_bundle.py --face-model checkpoints/face_model.safetensors --fan "$A/$v/final" \
-        --drn checkpoints/drn --out "$A/bundles/$v"
-    $PY -m facelift.cli evaluate "$VAL" --weights "$A/bundles/$v" --limit "$LIMIT" --no-photo-metrics --no-lpips \
-        --json "$R/fan_v2_1_$v.val.json" -q
+    bash training/score_on_val.sh "$A/$v/final" checkpoints/drn "$A/bundles/$v" "$R/fan_v2_1_$v.val.json" "$LIMIT"
 done

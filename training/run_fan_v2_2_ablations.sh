@@ -23,7 +23,6 @@ PY=${PYTHON:-python}
 : "${FAN_V21:?set FAN_V21 to the FAN v2.1 folder the ablations start from}"
 A="$D/abl_v22"
 R=docs/evaluation/ablations
-VAL=${VAL_IMAGES:-../shared/data/faces/utkface/val}
 export OMP_WAIT_POLICY=PASSIVE
 mkdir -p "$A" "$R"
 COMMON=(--config training/configs/fan_v2_2.json --data "$D/uv256/train" --resolution 256 --batch-size 8
@@ -40,8 +39,5 @@ for v in ${VARIANTS_TO_RUN:-no_occluders no_relight no_robust paper_losses}; do
     for s in ${VARIANTS[$v]}; do extra+=(--set "$s"); done
     [ -d "$A/$v/final" ] || $PY training/train_fan.py "${COMMON[@]}" "${extra[@]}" --out "$A/$v"
     [ -f "$R/fan_v2_2_$v.val.json" ] && continue
-    $PY training/init_bundle.py --face-model checkpoints/face_model.safetensors --fan "$A/$v/final" \
-        --drn checkpoints/drn --out "$A/bundles/$v"
-    $PY -m facelift.cli evaluate "$VAL" --weights "$A/bundles/$v" --limit "$LIMIT" --no-photo-metrics --no-lpips \
-        --json "$R/fan_v2_2_$v.val.json" -q
+    bash training/score_on_val.sh "$A/$v/final" checkpoints/drn "$A/bundles/$v" "$R/fan_v2_2_$v.val.json" "$LIMIT"
 done
