@@ -222,3 +222,33 @@ def test_greyscale_detection_colourise_and_the_grey_fit():
                           np.zeros(2, np.float32), sh)
     g = greyscale_fit(low)
     assert np.allclose(g.sh, sh.mean(0)) and is_greyscale(g.albedo, vis)
+
+
+def test_toned_monochrome_photos_count_as_greyscale_and_colour_faces_do_not():
+    """Sepia, cyanotype and split-toned photos have colour, but only as a function of brightness:
+    they are black-and-white photos to the pipeline. A face whose lips are redder than its skin at
+    the same brightness is not, however little saturated it is."""
+    from facelift.albedo import is_greyscale, toned_residual
+
+    rng = np.random.default_rng(1)
+    vis = np.ones((64, 64), bool)
+    y = np.clip(rng.uniform(0.1, 0.9, (64, 64)), 0, 1).astype(np.float32)
+    noise = lambda t: np.clip(t + rng.normal(0, 0.5 / 255, t.shape), 0, 1).astype(np.float32)  # noqa: E731
+    sepia = noise(np.clip(y[..., None] * np.array([1.2, 1.0, 0.75], np.float32), 0, 1))
+    cyanotype = noise(y[..., None] * np.array([0.6, 0.9, 1.1], np.float32))
+    split = noise(np.clip(y[..., None] * np.stack([0.9 + 0.2 * y, 0.95 + 0.05 * y, 1.1 - 0.25 * y], -1), 0, 1))
+    for toned in (sepia, cyanotype, split):
+        assert toned_residual(toned[vis]) < 1.0 / 255
+        assert is_greyscale(toned, vis)
+    # a pale, little saturated face: its redness varies smoothly over the face (cheeks, lips) at
+    # the same brightness, as skin's does
+    from scipy.ndimage import gaussian_filter
+
+    redness = gaussian_filter(rng.normal(size=(64, 64)), 6)
+    redness = (redness / np.abs(redness).max()).astype(np.float32)
+    tint = np.stack([1.08 + 0.15 * redness, 0.97 - 0.06 * redness, 0.92 - 0.06 * redness], -1)
+    face = noise(np.clip(y[..., None] * tint, 0, 1))
+    assert not is_greyscale(face, vis)
+    assert toned_residual(face[vis]) > 2.0 / 255
+    with pytest.raises(ValueError):
+        toned_residual(np.zeros((0, 3), np.float32))

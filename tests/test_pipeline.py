@@ -670,20 +670,27 @@ def test_shipped_fan_has_no_row_or_column_artefacts_on_a_real_photo(rec):
         assert fan <= 1.5 * tex + 1.0, (axis, fan, tex)
 
 
-def test_a_black_and_white_photo_gets_a_grey_albedo_that_re_renders_it(fl, rec):
-    """A black-and-white photo (the example in grey) is seen in the mean skin colour by the
-    networks, which take a grey face for an occluder, and given back grey: a grey albedo and PCA
-    albedo under a white light, re-rendering the photo about as well as the colour photo does."""
-    from facelift.albedo import is_greyscale
+#: Colour of a black-and-white photo and of a sepia-toned print, per unit of luminance.
+TONES = {"black_and_white": (1.0, 1.0, 1.0), "sepia": (1.18, 0.98, 0.76)}
+
+
+@pytest.mark.parametrize("tone", TONES)
+def test_a_black_and_white_photo_gets_a_grey_albedo_that_re_renders_it(fl, rec, tone):
+    """A black-and-white photo (the example in grey, or toned sepia: its colour says nothing about
+    the skin's) is seen in the mean skin colour by the networks, which take a grey face for an
+    occluder, and given back grey: a grey albedo and PCA albedo under a white light, re-rendering
+    the photo's luminance about as well as the colour photo is re-rendered."""
+    from facelift.albedo import grey, is_greyscale
     from facelift.geometry.sh import irradiance
 
-    photo = np.asarray(Image.open(ASTRONAUT).convert("L").convert("RGB"))
+    lum = np.asarray(Image.open(ASTRONAUT).convert("L"), np.float32)[..., None]
+    photo = np.clip(lum * np.array(TONES[tone], np.float32) + 0.5, 0, 255).astype(np.uint8)
     bw = fl.reconstruct(photo)
     skin = bw.maps.mask & (bw.visibility > 0.5) & (bw.skin_confidence > 0.5)
     assert is_greyscale(bw.texture, bw.visibility > 0.5)
     assert is_greyscale(bw.albedo, skin) and is_greyscale(bw.albedo_pca, skin)
     assert np.allclose(bw.sh, bw.sh[:1])
-    l1 = lambda r, m: float(np.abs(np.clip(r.albedo * irradiance(r.maps.normal, r.sh), 0, 1) - r.texture)[m].mean())  # noqa: E731
+    l1 = lambda r, m: float(np.abs(grey(np.clip(r.albedo * irradiance(r.maps.normal, r.sh), 0, 1)) - grey(r.texture))[m].mean())  # noqa: E731
     colour_skin = rec.maps.mask & (rec.visibility > 0.5) & (rec.skin_confidence > 0.5)
     assert l1(bw, skin) < 1.5 * l1(rec, colour_skin)
     assert abs(float(bw.skin_confidence[skin].mean()) - float(rec.skin_confidence[colour_skin].mean())) < 0.1
