@@ -89,6 +89,7 @@ class FANConfig(TrainConfig):
     # inference, so the network is fed the confidence, stiff albedo and light an occluder really gives
     # (False: the clean photo's precomputed fit, which an occluder does not move)
     refit: bool = False
+    refit_workers: int = 0  # processes for the refit (0: in the training process); 14 on a 16-core GPU machine
     # E_pixel again, averaged over the synthetically occluded texels only (they are few, so in
     # E_pixel's mean they weigh little): what the photo showed before the occluder
     w_occluded: float = 0.0

@@ -78,10 +78,11 @@ class SampleMaker:
 
 
 def write_shard(path: str | os.PathLike, samples: list[dict], names: list[str]) -> None:
-    """Write samples atomically (a temp file renamed into place): a partial shard never exists."""
+    """Write samples atomically (a temp file renamed into place): a partial shard never exists.
+    ``position`` may be left out (a packed subset, facelift.training.pack, has none)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays: dict[str, Any] = {k: np.stack([s[k] for s in samples]) for k in FIELDS} if samples else {}
+    arrays: dict[str, Any] = {k: np.stack([s[k] for s in samples]) for k in FIELDS if k in samples[0]} if samples else {}
     fd, tmp = tempfile.mkstemp(suffix=".npz", dir=path.parent)
     os.close(fd)
     try:

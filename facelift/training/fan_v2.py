@@ -76,23 +76,61 @@ def reestimate_sh(texture: Tensor, albedo: Tensor, normal: Tensor, weight: Tenso
     return estimate_sh(flat(texture), flat(albedo), flat(normal), weights=w, **prior).float().view(B, 3, 9)
 
 
-def refit_low_frequency(face_model, texture: Tensor, normal: Tensor, visibility: Tensor, fallback: dict) -> dict:
+_FIT_FIELDS = ("coefficients", "sh", "outlier_coefficients", "outlier_sh", "confidence")
+_worker_model = None
+
+
+def _init_refit_worker(face_model_path: str) -> None:
+    global _worker_model
+    from ..face_model import FaceModel
+
+    _worker_model = FaceModel.load(face_model_path)
+
+
+def _fit_arrays(face_model, texture: np.ndarray, normal: np.ndarray, visible: np.ndarray) -> dict | None:
+    try:
+        fit = fit_low_frequency(face_model, texture, normal, visible)
+    except ValueError:
+        return None
+    return {k: np.asarray(getattr(fit, k)) for k in _FIT_FIELDS}
+
+
+def _fit_in_worker(texture: np.ndarray, normal: np.ndarray, visible: np.ndarray) -> dict | None:
+    return _fit_arrays(_worker_model, texture, normal, visible)
+
+
+def refit_pool(face_model_path: str, workers: int):
+    """Processes that run the robust stage for `refit_low_frequency` (`refit_workers`), each with
+    one BLAS thread; spawned, so that they hold no CUDA state."""
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"  # read by the spawned workers; this process's libraries are loaded already
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_refit_worker, initargs=(face_model_path,))
+
+
+def refit_low_frequency(face_model, texture: Tensor, normal: Tensor, visibility: Tensor, fallback: dict,
+                        pool=None) -> dict:
     """`facelift.albedo.fit_low_frequency` on every sample of a batch, as the pipeline runs it on a
     photo: {"coefficients" (B, K), "sh" (B, 3, 9), "outlier_coefficients", "outlier_sh",
     "confidence" (B, 1, R, R)}. A sample the fit refuses (too little visible) keeps `fallback`'s
-    entries (the same keys, e.g. the clean photo's precomputed fit)."""
+    entries (the same keys, e.g. the clean photo's precomputed fit). `pool` (`refit_pool`) runs
+    the samples in parallel."""
     to_np = lambda t: t.detach().permute(0, 2, 3, 1).float().cpu().numpy()  # noqa: E731
     tex, nrm, vis = to_np(texture), to_np(normal), to_np(visibility)[..., 0] > 0.5
     out = {k: v.detach().clone() for k, v in fallback.items()}
-    for b in range(tex.shape[0]):
-        try:
-            fit = fit_low_frequency(face_model, tex[b], nrm[b], vis[b])
-        except ValueError:
+    if pool is None:
+        fits = [_fit_arrays(face_model, tex[b], nrm[b], vis[b]) for b in range(tex.shape[0])]
+    else:
+        fits = list(pool.map(_fit_in_worker, tex, nrm, vis))
+    for b, fit in enumerate(fits):
+        if fit is None:
             continue
-        for key, value in (("coefficients", fit.coefficients), ("sh", fit.sh),
-                           ("outlier_coefficients", fit.outlier_coefficients), ("outlier_sh", fit.outlier_sh),
-                           ("confidence", fit.confidence[None])):
-            out[key][b] = torch.as_tensor(np.asarray(value), dtype=out[key].dtype).view_as(out[key][b])
+        for key in _FIT_FIELDS:
+            out[key][b] = torch.as_tensor(fit[key], dtype=out[key].dtype).view_as(out[key][b])
     return out
 
 
@@ -134,6 +172,7 @@ def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
     fan, disc, opt_g, opt_d, disc_plain = prepare_gan(run, build_fan(cfg),
                                                       PatchGAN(ndf=cfg.ndf, n_layers=cfg.n_layers_d), cfg, resume)
     fan_plain = run.acc.unwrap_model(fan)
+    pool = refit_pool(cfg.face_model, cfg.refit_workers) if cfg.refit and cfg.refit_workers > 0 else None
     rng = np.random.default_rng(cfg.seed + 7919 * run.step + run.acc.process_index)
 
     def refitted_maps(texture, normal, visibility, inside, clean) -> dict:
@@ -143,7 +182,7 @@ def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
                     "confidence": confidence_map(texture, pca(clean["outlier_coefficients_lf"]),
                                                  shading_map(normal, clean["outlier_sh_lf"]), visibility,
                                                  clean["scale_lf"])}
-        fit = refit_low_frequency(face_model, texture, normal, visibility, fallback)
+        fit = refit_low_frequency(face_model, texture, normal, visibility, fallback, pool)
         return {"delit": delit(texture, shading_map(normal, fit["sh"].to(dev)), visibility), "visibility": visibility,
                 "confidence": fit["confidence"].to(dev), "albedo_pca": pca(fit["coefficients"].to(dev)) * inside,
                 "albedo_stiff": pca(fit["outlier_coefficients"].to(dev)) * inside, "texture": texture}
@@ -250,4 +289,6 @@ def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
                  "occluded": (alpha > 0.5).float().sum() / vis.sum().clamp_min(1), **shares})
         if run.step % cfg.checkpoint_every == 0:
             run.checkpoint()
+    if pool is not None:
+        pool.shutdown()
     return run.finish(fan, {"recipe": "v2", "last_shares": shares})

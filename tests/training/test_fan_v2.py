@@ -215,6 +215,34 @@ def test_refit_low_frequency_is_the_pipeline_fit_per_sample_and_keeps_the_fallba
 
 @pytest.mark.slow
 @pytest.mark.integration
+def test_the_refit_in_worker_processes_gives_the_in_process_result(tiny, monkeypatch):
+    """`refit_workers` (the GPU runs' setting) changes where the robust stage runs, not what it gives."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(var, "2")  # refit_pool sets them for its workers; restored after the test
+    from facelift.face_model import FaceModel
+
+    model = FaceModel.load(tiny["face_model"])
+    normal, vis = _hemisphere(48)
+    rng = np.random.default_rng(0)
+    texture = torch.from_numpy(rng.uniform(0.2, 0.8, (3, 3, 48, 48)).astype(np.float32)) * vis
+    visibility = torch.cat([vis, vis, torch.zeros_like(vis)])
+    K = model.n_albedo
+    fallback = {"coefficients": torch.zeros(3, K), "sh": torch.zeros(3, 3, 9), "outlier_coefficients": torch.zeros(3, K),
+                "outlier_sh": torch.zeros(3, 3, 9), "confidence": torch.zeros(3, 1, 48, 48)}
+    normals = normal.expand(3, -1, -1, -1)
+    serial = fan_v2.refit_low_frequency(model, texture, normals, visibility, fallback)
+    pool = fan_v2.refit_pool(str(tiny["face_model"]), 2)
+    try:
+        parallel = fan_v2.refit_low_frequency(model, texture, normals, visibility, fallback, pool)
+    finally:
+        pool.shutdown()
+    for key in serial:
+        torch.testing.assert_close(parallel[key], serial[key], rtol=1e-5, atol=1e-6)
+    assert torch.equal(parallel["sh"][2], fallback["sh"][2]) and not torch.equal(parallel["sh"][0], fallback["sh"][0])
+
+
+@pytest.mark.slow
+@pytest.mark.integration
 def test_fan_v2_2_refits_caps_the_gate_in_the_loop_and_logs_the_inpainting_term(fan_v2_run, tiny, tmp_path,
                                                                                 vgg_path):
     out = tmp_path / "fan_v22"
@@ -247,3 +275,18 @@ def test_fan_v2_2_without_the_robust_confidence_trains_and_refuses_a_refit(fan_v
     assert len(rows) == 2 and all(math.isfinite(float(r["loss_g"])) for r in rows)
     assert float(rows[-1]["gshare_pixel"]) > 0
     assert json.loads((out / "train_config.json").read_text())["robust_confidence"] is False
+
+
+@pytest.mark.unit
+def test_fan_v2_3_is_v2_2_with_a_lighter_consistency_term():
+    """The shipped v2.3 recipe differs from v2.2 in the one weight its ablations pointed to."""
+    from training_support import REPO
+
+    from facelift.training.config import FANConfig, load_config
+
+    configs = REPO / "training" / "configs"
+    v22 = load_config(FANConfig, str(configs / "fan_v2_2.json"), [])
+    v23 = load_config(FANConfig, str(configs / "fan_v2_3.json"), [])
+    changed = {k for k in vars(v22) if getattr(v22, k) != getattr(v23, k)}
+    assert changed == {"w_consistency"}
+    assert (v22.w_consistency, v23.w_consistency) == (3.0, 1.0)
