@@ -8,11 +8,5 @@
 # The shipped weights are this run's step 800 (it was started with 900 and stopped there).
 # Usage: FAN_V21=/path/to/fan_v2_1 bash training/run_fan_v2_2.sh [DATA_ROOT=/work/data] [STEPS=800]
 set -euo pipefail
-cd "$(dirname "$0")/.."
-D=${1:-/work/data}
-STEPS=${2:-800}
-PY=${PYTHON:-python}
 : "${FAN_V21:?set FAN_V21 to the FAN v2.1 folder v2.2 starts from}"
-export OMP_WAIT_POLICY=PASSIVE
-$PY training/train_fan.py --config training/configs/fan_v2_2.json --data "$D/uv256/train" --threads 2 \
-    --out "$D/runs/fan_v22_256" --resolution 256 --batch-size 8 --lr 1e-4 --max-steps "$STEPS" --set init_from="$FAN_V21"
+bash "$(dirname "$0")/finetune_fan_256.sh" training/configs/fan_v2_2.json fan_v22_256 "$FAN_V21" "${1:-/work/data}" "${2:-800}"

@@ -3,14 +3,9 @@
 # (training/configs/fan_v2_3.json; everything else as v2.2), the change the v2.2 ablations pointed
 # to: without the consistency term occlusion fell 0.35 -> 0.27 on utkface/val at the same lighting.
 # Pass v2.2's folder as FAN_V22 (commit 181cf22's checkpoints/fan). Needs the 256x256 UV samples and
-# robust fits of training/run_fan_v2.sh. Resumes from RUN/state; the shipped weights are step STEPS.
-# Usage: FAN_V22=/path/to/fan_v2_2 bash training/run_fan_v2_3.sh [DATA_ROOT=/work/data] [STEPS=600]
+# robust fits of training/run_fan_v2.sh. Resumes from RUN/state. The shipped weights are this run's
+# step 1000 (it went on to 1600) fine-tuned further by training/run_fan_gpu.sh (model card, "FAN v2.3").
+# Usage: FAN_V22=/path/to/fan_v2_2 bash training/run_fan_v2_3.sh [DATA_ROOT=/work/data] [STEPS=1000]
 set -euo pipefail
-cd "$(dirname "$0")/.."
-D=${1:-/work/data}
-STEPS=${2:-600}
-PY=${PYTHON:-python}
 : "${FAN_V22:?set FAN_V22 to the FAN v2.2 folder v2.3 starts from}"
-export OMP_WAIT_POLICY=PASSIVE
-$PY training/train_fan.py --config training/configs/fan_v2_3.json --data "$D/uv256/train" --threads 2 \
-    --out "$D/runs/fan_v23_256" --resolution 256 --batch-size 8 --lr 1e-4 --max-steps "$STEPS" --set init_from="$FAN_V22"
+bash "$(dirname "$0")/finetune_fan_256.sh" training/configs/fan_v2_3.json fan_v23_256 "$FAN_V22" "${1:-/work/data}" "${2:-1000}"

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import ROBUST_LIGHTING_FILE, ShardIndex, write_json, write_shard
+from .data import ROBUST_FIELDS, ROBUST_LIGHTING_FILE, ShardIndex, write_json, write_shard
 
 PACK_VERSION = 1
-ROBUST_KEYS = ("sh", "coefficients", "outlier_sh", "outlier_coefficients", "scale")
 
 
 def _jpeg(rgb: np.ndarray, quality: int) -> bytes:
@@ -44,7 +43,7 @@ def pack_samples(src: str | os.PathLike, dst: str | os.PathLike, count: int, see
         raise ValueError(f"count must be in 1..{index.count}, got {count}")
     rows = np.sort(np.random.default_rng(seed).choice(index.count, size=count, replace=False))
     with np.load(Path(src) / ROBUST_LIGHTING_FILE) as z:
-        robust = {k: z[k][rows] for k in ROBUST_KEYS}
+        robust = {k: z[k][rows] for k in ROBUST_FIELDS}
         robust_names = z["names"][rows]
     jpegs, vis, normals, names, mask = [], [], [], [], None
     offset = 0
@@ -86,7 +85,7 @@ def unpack_samples(packed: str | os.PathLike, dst: str | os.PathLike, per_shard:
         blob, lengths = z["jpeg"].tobytes(), z["jpeg_lengths"]
         vis_bits, normal_q = z["visibility"], z["normal"]
         mask = np.unpackbits(z["mask"])[: R * R].reshape(R, R).astype(bool)
-        robust = {k: z[f"robust_{k}"] for k in ROBUST_KEYS}
+        robust = {k: z[f"robust_{k}"] for k in ROBUST_FIELDS}
     dst = Path(dst)
     dst.mkdir(parents=True, exist_ok=True)
     starts = np.concatenate([[0], np.cumsum(lengths)])

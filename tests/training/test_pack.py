@@ -11,7 +11,7 @@ from facelift.training.pack import pack_samples, pack_vgg, unpack_samples, unpac
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     root = synthetic_shards(tmp_path_factory.mktemp("pack") / "train", n=10, resolution=64, per_shard=4)
-    names = [n for s in UVDataset(root).names for n in [s]]
+    names = UVDataset(root).names
     rng = np.random.default_rng(1)
     np.savez(root / ROBUST_LIGHTING_FILE, names=np.array(names), sh=rng.normal(size=(10, 3, 9)).astype(np.float32),
              coefficients=rng.normal(size=(10, 6)).astype(np.float32),
