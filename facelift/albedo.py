@@ -111,7 +111,8 @@ class _Subsample:
         self.nrm = normals.reshape(-1, 3)[sub]
         self.mean = np.clip(sample_maps(model.albedo_mean, R, sub), 0, 1)
         K = model.n_albedo
-        self.basis = _sample_texels(model.albedo_basis, R, sub, rows=model.albedo_texel_rows).reshape(len(sub), K, 3)
+        basis = _sample_texels(model.albedo_basis, R, sub, rows=model.albedo_texel_rows).reshape(len(sub), K, 3)
+        self.basis = np.ascontiguousarray(basis.transpose(2, 0, 1))  # (3, N, K): one block per channel
         self.sh_basis = sh_basis(self.nrm) * LAMBERT  # the normals do not change: one SH basis for every solve
 
     def shading(self, sh: np.ndarray) -> np.ndarray:
@@ -123,7 +124,7 @@ class _Subsample:
     def albedo(self, coeffs: np.ndarray) -> np.ndarray:
         nz = np.flatnonzero(coeffs)
         k = int(nz[-1]) + 1 if nz.size else 0  # the stiff model uses the first few components only
-        return np.clip(self.mean + np.einsum("nkc,k->nc", self.basis[:, :k], coeffs[:k]), 0, 1)
+        return np.clip(self.mean + np.einsum("cnk,k->nc", self.basis[:, :, :k], coeffs[:k]), 0, 1)
 
     def residual(self, coeffs: np.ndarray, sh: np.ndarray) -> np.ndarray:
         """|texture - albedo * shading| per texel (RMS over RGB), (N,)."""
@@ -140,16 +141,15 @@ class _Subsample:
         w = np.ones(len(self.tex)) if weights is None else np.asarray(weights, np.float64)
         if sh is None:
             sh = self.light(self.mean if coeffs is None else self.albedo(coeffs), w, prior)
-        basis = self.basis[:, :k]
+        basis = self.basis[:, :, :k]
+        root_w = np.sqrt(w)
         for _ in range(iterations):
             shading = self.shading(sh)
-            lhs = np.zeros((k, k))
-            rhs = np.zeros(k)
-            for c in range(3):  # normal equations channel by channel: no (3N, K) copy
-                a = basis[:, :, c] * shading[:, c:c + 1]
-                aw = a * w[:, None]
-                lhs += aw.T @ a
-                rhs += aw.T @ (self.tex[:, c] - self.mean[:, c] * shading[:, c])
+            # the weighted normal equations as X^T X (numpy takes the symmetric product, half the work)
+            x = (basis * (shading.T * root_w)[:, :, None]).reshape(-1, k)  # (3N, k)
+            y = ((self.tex - self.mean * shading).T * root_w).reshape(-1)
+            lhs = x.T @ x
+            rhs = x.T @ y
             n = 3 * w.sum()
             coeffs = np.zeros(K, np.float32)
             coeffs[:k] = np.linalg.solve(lhs / n + prior_weight * np.eye(k), rhs / n)
@@ -244,8 +244,12 @@ def fit_low_frequency(model: FaceModel, texture: np.ndarray, normals: np.ndarray
     w = tukey_weight(np.sqrt(((tex_f - alb_f * irradiance(nrm_f, sh)) ** 2).mean(-1)), scale)
     if w.sum() >= 9:
         sh = estimate_sh(tex_f, alb_f, nrm_f, weights=w, **prior)
-    stiff = pca_albedo(model, stiff_coeffs, R)
-    conf = skin_confidence(texture, stiff, irradiance(normals, stiff_sh), vis, scale).astype(np.float32)
+    # the confidence at the visible texels only (it is 0 elsewhere): the stiff albedo sampled there
+    stiff = sample_maps(model.albedo_map(stiff_coeffs), R, flat_vis)
+    conf = np.zeros(R * R, np.float32)
+    conf[flat_vis] = skin_confidence(texture.reshape(-1, 3)[flat_vis], stiff,
+                                     irradiance(normals.reshape(-1, 3)[flat_vis], stiff_sh), 1.0, scale)
+    conf = conf.reshape(R, R)
     return LowFrequencyFit(coeffs, albedo, np.asarray(sh, np.float32), conf, float(scale),
                            np.asarray(stiff_coeffs, np.float32), np.asarray(stiff_sh, np.float32))
 
