@@ -31,6 +31,10 @@ class TrainConfig:
     num_workers: int = 0
     threads: int | None = None  # torch.set_num_threads per process
     face_model: str = "checkpoints/face_model.safetensors"
+    # 0: constant learning rates; N: every optimiser's lr follows a half cosine from its value down
+    # to lr_final_ratio x it at step N (counted from this run's step 0), then stays there
+    lr_decay_steps: int = 0
+    lr_final_ratio: float = 0.1
 
 
 @dataclass

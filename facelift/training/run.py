@@ -53,6 +53,7 @@ class Run:
         self.start = time.time()
         self._csv: IO[str] | None = None  # losses.csv, opened on the first logged step
         self._fields: list[str] = []  # its columns
+        self._schedules: list[tuple] = []  # (optimiser, its param groups' base lrs) for lr_decay_steps
 
     @property
     def device(self):
@@ -61,7 +62,25 @@ class Run:
     def prepare(self, *objs):
         out = self.acc.prepare(*objs, self.loader)
         *objs, self.loader = out
+        for o in objs:
+            if isinstance(o, torch.optim.Optimizer) or hasattr(o, "optimizer"):
+                self._schedules.append((o, [float(g["lr"]) for g in o.param_groups]))
         return objs
+
+    def lr_factor(self, step: int | None = None) -> float:
+        """The learning-rate multiplier at `step` (default: the current one) under lr_decay_steps."""
+        n = int(getattr(self.cfg, "lr_decay_steps", 0) or 0)
+        if n <= 0:
+            return 1.0
+        t = min(max(self.step if step is None else step, 0), n) / n
+        final = float(getattr(self.cfg, "lr_final_ratio", 0.1))
+        return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+    def _apply_lr_schedule(self) -> None:
+        f = self.lr_factor()
+        for opt, base in self._schedules:
+            for g, lr in zip(opt.param_groups, base):
+                g["lr"] = lr * f
 
     def resume(self) -> None:
         state = self.out / "state"
@@ -78,6 +97,7 @@ class Run:
             if hasattr(self.loader, "set_epoch"):
                 self.loader.set_epoch(self.epoch)
             for batch in self.loader:
+                self._apply_lr_schedule()
                 yield {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
             self.epoch += 1
 

@@ -246,3 +246,28 @@ def test_training_without_data_says_what_to_pass(tmp_path):
 
     with pytest.raises(ValueError, match="--data"):
         Run(FANConfig(out=str(tmp_path / "run")))
+
+
+def test_lr_decay_follows_a_half_cosine_to_the_final_ratio_then_stays(tiny, tmp_path):
+    from facelift.training.config import BNetConfig
+    from facelift.training.loop import Run
+
+    def lrs(decay_steps, n=14):
+        cfg = BNetConfig(data=str(tiny["data"]), out=str(tmp_path / f"run{decay_steps}"), batch_size=2, limit=4,
+                         lr=1e-3, lr_decay_steps=decay_steps, lr_final_ratio=0.1)
+        run = Run(cfg)
+        net = torch.nn.Linear(2, 2)
+        _, opt = run.prepare(net, torch.optim.Adam(net.parameters(), lr=cfg.lr))
+        batches, out = run.batches(), []
+        for _ in range(n):
+            next(batches)
+            out.append(opt.param_groups[0]["lr"])
+            run.step += 1
+        return out
+
+    decayed = lrs(10)
+    assert decayed[0] == pytest.approx(1e-3)
+    assert decayed[5] == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))
+    assert decayed[10:] == pytest.approx([1e-4] * 4)
+    assert all(a >= b for a, b in zip(decayed, decayed[1:]))
+    assert lrs(0) == pytest.approx([1e-3] * 14)
