@@ -149,6 +149,21 @@ def test_robust_fit_is_not_dragged_by_an_occluder():
     assert fit.scale >= 0.02 and fit.outlier_coefficients.shape == coeffs.shape
 
 
+def test_robust_fit_confidence_is_the_stiff_models_tukey_weight_of_every_visible_texel():
+    """The confidence is computed at the visible texels only; it must equal the definition on
+    the whole map: skin_confidence of the stiff albedo under the stiff light."""
+    from facelift.albedo import fit_low_frequency, skin_confidence, stiff_pca_albedo
+
+    model = ellipsoid_face_model(n_albedo=4, albedo_resolution=16)
+    occluded, _, normals, visible, _ = _occluded_scene(model, np.array([1.0, -0.5, 0.8, 0.3], np.float32), _light())
+    fit = fit_low_frequency(model, occluded, normals, visible, stride=2)
+    stiff = stiff_pca_albedo(model, fit, occluded.shape[0])
+    expected = skin_confidence(occluded, stiff, irradiance(normals, fit.outlier_sh), visible, fit.scale)
+    assert fit.confidence.shape == visible.shape
+    assert np.abs(fit.confidence - expected).max() < 1e-5
+    assert fit.confidence[visible].min() < 0.5 < fit.confidence[visible].max()  # the slab and the skin
+
+
 def test_robust_fit_matches_least_squares_without_outliers():
     from facelift.albedo import fit_low_frequency
 
