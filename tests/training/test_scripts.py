@@ -154,3 +154,28 @@ def test_train_drn_script(tiny, bnet_run, fresh_bundle, tmp_path):
                        "--set", f"fan={fresh_bundle / 'fan'}")
     assert all(math.isfinite(float(r["loss"])) for r in rows)
     assert DRN.from_pretrained(tmp_path / "drn" / "final").config["resolution"] == 128
+
+
+# ---- detail_amplitude.py ------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.integration
+def test_detail_amplitude_without_relief_changes_nothing_and_with_it_matches_evaluate(tmp_path):
+    import detail_amplitude
+
+    from facelift import FaceLift
+    from facelift.evaluation.masks import skin_mask
+    from facelift.evaluation.runner import detail_metrics
+
+    photo = REPO / "examples" / "astronaut.png"
+    out = detail_amplitude.main([str(photo), "--weights", str(REPO / "checkpoints"), "--scales", "0,1",
+                                 "--json", str(tmp_path / "amp.json")])
+    assert json.loads((tmp_path / "amp.json").read_text()) == json.loads(json.dumps(out))
+    none, shipped = out["scales"]["0.0"], out["scales"]["1.0"]
+    assert none["photos"] == shipped["photos"] == 1
+    assert none["e_grad_smooth_ratio"] == pytest.approx(1.0, abs=1e-6) and none["fine_std_mm"] == 0
+    fl = FaceLift.from_pretrained(REPO / "checkpoints")
+    rec = fl.reconstruct(photo)
+    m = detail_metrics(rec, skin_mask(fl.face_model, rec.maps))
+    assert shipped["e_grad_smooth_ratio"] == pytest.approx(m["e_grad_smooth_ratio"], rel=1e-6)
+    assert shipped["fine_std_mm"] == pytest.approx(m["detail_fine_std_mm"], rel=1e-6)
+    assert shipped["fine_std_mm"] > 0.05
