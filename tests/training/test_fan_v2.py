@@ -290,3 +290,18 @@ def test_fan_v2_3_is_v2_2_with_a_lighter_consistency_term():
     changed = {k for k in vars(v22) if getattr(v22, k) != getattr(v23, k)}
     assert changed == {"w_consistency"}
     assert (v22.w_consistency, v23.w_consistency) == (3.0, 1.0)
+
+
+@pytest.mark.unit
+def test_fan_v2_4_is_v2_3_with_a_heavier_occluded_term_and_a_decaying_learning_rate():
+    from training_support import REPO
+
+    from facelift.training.config import FANConfig, load_config
+
+    configs = REPO / "training" / "configs"
+    v23 = load_config(FANConfig, str(configs / "fan_v2_3.json"), [])
+    v24 = load_config(FANConfig, str(configs / "fan_v2_4.json"), [])
+    changed = {k for k in vars(v23) if getattr(v23, k) != getattr(v24, k)}
+    assert changed == {"w_occluded", "lr_decay_steps"}
+    assert (v23.w_occluded, v24.w_occluded) == (0.5, 1.5)
+    assert (v23.lr_decay_steps, v24.lr_decay_steps, v24.lr_final_ratio) == (0, 800, 0.1)
