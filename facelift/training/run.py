@@ -33,6 +33,9 @@ class Run:
             torch.set_num_threads(int(cfg.threads))
         if not cfg.data:
             raise ValueError("no training data: pass --data, a shard folder made by training/prepare_data.py")
+        if cfg.lr_decay_steps < 0 or not 0 <= cfg.lr_final_ratio <= 1:
+            raise ValueError(f"lr_decay_steps must be >= 0 and lr_final_ratio in [0, 1], got "
+                             f"{cfg.lr_decay_steps} and {cfg.lr_final_ratio}")
         self.cfg = cfg
         # cpu=True without CUDA so that several launched processes form a MULTI_CPU (gloo) group
         self.acc = Accelerator(cpu=not torch.cuda.is_available())
@@ -63,17 +66,17 @@ class Run:
         out = self.acc.prepare(*objs, self.loader)
         *objs, self.loader = out
         for o in objs:
-            if isinstance(o, torch.optim.Optimizer) or hasattr(o, "optimizer"):
+            if isinstance(o, torch.optim.Optimizer):  # Accelerate's wrapper is one too
                 self._schedules.append((o, [float(g["lr"]) for g in o.param_groups]))
         return objs
 
     def lr_factor(self, step: int | None = None) -> float:
         """The learning-rate multiplier at `step` (default: the current one) under lr_decay_steps."""
-        n = int(getattr(self.cfg, "lr_decay_steps", 0) or 0)
+        n = int(self.cfg.lr_decay_steps)
         if n <= 0:
             return 1.0
         t = min(max(self.step if step is None else step, 0), n) / n
-        final = float(getattr(self.cfg, "lr_final_ratio", 0.1))
+        final = float(self.cfg.lr_final_ratio)
         return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * t))
 
     def _apply_lr_schedule(self) -> None:

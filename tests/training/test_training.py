@@ -271,3 +271,6 @@ def test_lr_decay_follows_a_half_cosine_to_the_final_ratio_then_stays(tiny, tmp_
     assert decayed[10:] == pytest.approx([1e-4] * 4)
     assert all(a >= b for a, b in zip(decayed, decayed[1:]))
     assert lrs(0) == pytest.approx([1e-3] * 14)
+    for bad in ({"lr_decay_steps": -1}, {"lr_final_ratio": 1.5}):
+        with pytest.raises(ValueError, match="lr_decay_steps"):
+            Run(BNetConfig(data=str(tiny["data"]), out=str(tmp_path / "bad"), **bad))
