@@ -305,3 +305,20 @@ def test_fan_v2_4_is_v2_3_with_a_heavier_occluded_term_and_a_decaying_learning_r
     assert changed == {"w_occluded", "lr_decay_steps"}
     assert (v23.w_occluded, v24.w_occluded) == (0.5, 1.5)
     assert (v23.lr_decay_steps, v24.lr_decay_steps, v24.lr_final_ratio) == (0, 800, 0.1)
+
+
+@pytest.mark.unit
+def test_the_kept_v2_4_probe_weights_load_as_the_pipelines_fan_shape():
+    """training/probes/fan_v2_4 (float16 on disk) loads in float32 with the shipped FAN's architecture."""
+    from training_support import REPO
+
+    from facelift.models import FAN
+
+    probe = FAN.from_pretrained(REPO / "training" / "probes" / "fan_v2_4")
+    shipped = json.loads((REPO / "checkpoints" / "fan" / "config.json").read_text())
+    assert all(probe.config[k] == v for k, v in shipped.items() if k != "_class_name")
+    assert all(p.dtype == torch.float32 for p in probe.parameters())
+    x = torch.rand(1, probe.config["in_channels"], 256, 256)
+    with torch.no_grad():
+        y = probe(x)
+    assert y.shape == (1, 3, 256, 256) and torch.isfinite(y).all()
