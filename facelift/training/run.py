@@ -70,12 +70,12 @@ class Run:
                 self._schedules.append((o, [float(g["lr"]) for g in o.param_groups]))
         return objs
 
-    def lr_factor(self, step: int | None = None) -> float:
-        """The learning-rate multiplier at `step` (default: the current one) under lr_decay_steps."""
+    def lr_factor(self) -> float:
+        """The learning-rate multiplier at the current step under lr_decay_steps."""
         n = int(self.cfg.lr_decay_steps)
         if n <= 0:
             return 1.0
-        t = min(max(self.step if step is None else step, 0), n) / n
+        t = min(max(self.step, 0), n) / n
         final = float(self.cfg.lr_final_ratio)
         return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * t))
 

@@ -277,31 +277,27 @@ def test_fan_v2_2_without_the_robust_confidence_trains_and_refuses_a_refit(fan_v
     assert json.loads((out / "train_config.json").read_text())["robust_confidence"] is False
 
 
-@pytest.mark.unit
-def test_fan_v2_3_is_v2_2_with_a_lighter_consistency_term():
-    """The shipped v2.3 recipe differs from v2.2 in the one weight its ablations pointed to."""
+def _config_change(before: str, after: str):
+    """Two FAN configs of training/configs and the names of the fields that differ."""
     from training_support import REPO
 
     from facelift.training.config import FANConfig, load_config
 
-    configs = REPO / "training" / "configs"
-    v22 = load_config(FANConfig, str(configs / "fan_v2_2.json"), [])
-    v23 = load_config(FANConfig, str(configs / "fan_v2_3.json"), [])
-    changed = {k for k in vars(v22) if getattr(v22, k) != getattr(v23, k)}
+    a, b = (load_config(FANConfig, str(REPO / "training" / "configs" / f"{n}.json"), []) for n in (before, after))
+    return a, b, {k for k in vars(a) if getattr(a, k) != getattr(b, k)}
+
+
+@pytest.mark.unit
+def test_fan_v2_3_is_v2_2_with_a_lighter_consistency_term():
+    """The shipped v2.3 recipe differs from v2.2 in the one weight its ablations pointed to."""
+    v22, v23, changed = _config_change("fan_v2_2", "fan_v2_3")
     assert changed == {"w_consistency"}
     assert (v22.w_consistency, v23.w_consistency) == (3.0, 1.0)
 
 
 @pytest.mark.unit
 def test_fan_v2_4_is_v2_3_with_a_heavier_occluded_term_and_a_decaying_learning_rate():
-    from training_support import REPO
-
-    from facelift.training.config import FANConfig, load_config
-
-    configs = REPO / "training" / "configs"
-    v23 = load_config(FANConfig, str(configs / "fan_v2_3.json"), [])
-    v24 = load_config(FANConfig, str(configs / "fan_v2_4.json"), [])
-    changed = {k for k in vars(v23) if getattr(v23, k) != getattr(v24, k)}
+    v23, v24, changed = _config_change("fan_v2_3", "fan_v2_4")
     assert changed == {"w_occluded", "lr_decay_steps"}
     assert (v23.w_occluded, v24.w_occluded) == (0.5, 1.5)
     assert (v23.lr_decay_steps, v24.lr_decay_steps, v24.lr_final_ratio) == (0, 800, 0.1)
