@@ -304,6 +304,14 @@ def test_fan_v2_4_is_v2_3_with_a_heavier_occluded_term_and_a_decaying_learning_r
 
 
 @pytest.mark.unit
+def test_fan_v2_5_is_v2_4_with_the_occluded_term_doubled():
+    v24, v25, changed = _config_change("fan_v2_4", "fan_v2_5")
+    assert changed == {"w_occluded", "lr_decay_steps"}
+    assert (v24.w_occluded, v25.w_occluded) == (1.5, 3.0)
+    assert v25.lr_decay_steps == 500
+
+
+@pytest.mark.unit
 def test_the_kept_v2_4_probe_weights_load_as_the_pipelines_fan_shape():
     """training/probes/fan_v2_4 (float16 on disk) loads in float32 with the shipped FAN's architecture."""
     from training_support import REPO
