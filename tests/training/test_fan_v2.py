@@ -312,6 +312,14 @@ def test_fan_v2_5_is_v2_4_with_the_occluded_term_doubled():
 
 
 @pytest.mark.unit
+def test_fan_v2_6_is_v2_5_with_a_still_heavier_occluded_term():
+    v25, v26, changed = _config_change("fan_v2_5", "fan_v2_6")
+    assert changed == {"w_occluded", "lr_decay_steps"}
+    assert (v25.w_occluded, v26.w_occluded) == (3.0, 5.0)
+    assert v26.lr_decay_steps == 600
+
+
+@pytest.mark.unit
 def test_the_kept_v2_4_probe_weights_load_as_the_pipelines_fan_shape():
     """training/probes/fan_v2_4 (float16 on disk) loads in float32 with the shipped FAN's architecture."""
     from training_support import REPO
