@@ -296,27 +296,18 @@ def test_fan_v2_3_is_v2_2_with_a_lighter_consistency_term():
 
 
 @pytest.mark.unit
-def test_fan_v2_4_is_v2_3_with_a_heavier_occluded_term_and_a_decaying_learning_rate():
-    v23, v24, changed = _config_change("fan_v2_3", "fan_v2_4")
+@pytest.mark.parametrize("before, after, occluded, decay_steps", [
+    ("fan_v2_3", "fan_v2_4", (0.5, 1.5), 800),
+    ("fan_v2_4", "fan_v2_5", (1.5, 3.0), 500),
+    ("fan_v2_5", "fan_v2_6", (3.0, 5.0), 600),
+])
+def test_each_recipe_from_v2_4_on_raises_only_the_occluded_term_and_its_decay(before, after, occluded, decay_steps):
+    """v2.4, v2.5 and v2.6 each fine-tune the last with a heavier occluded-texel pixel term and one
+    cosine learning-rate cycle of their own length; nothing else changes."""
+    a, b, changed = _config_change(before, after)
     assert changed == {"w_occluded", "lr_decay_steps"}
-    assert (v23.w_occluded, v24.w_occluded) == (0.5, 1.5)
-    assert (v23.lr_decay_steps, v24.lr_decay_steps, v24.lr_final_ratio) == (0, 800, 0.1)
-
-
-@pytest.mark.unit
-def test_fan_v2_5_is_v2_4_with_the_occluded_term_doubled():
-    v24, v25, changed = _config_change("fan_v2_4", "fan_v2_5")
-    assert changed == {"w_occluded", "lr_decay_steps"}
-    assert (v24.w_occluded, v25.w_occluded) == (1.5, 3.0)
-    assert v25.lr_decay_steps == 500
-
-
-@pytest.mark.unit
-def test_fan_v2_6_is_v2_5_with_a_still_heavier_occluded_term():
-    v25, v26, changed = _config_change("fan_v2_5", "fan_v2_6")
-    assert changed == {"w_occluded", "lr_decay_steps"}
-    assert (v25.w_occluded, v26.w_occluded) == (3.0, 5.0)
-    assert v26.lr_decay_steps == 600
+    assert (a.w_occluded, b.w_occluded) == occluded
+    assert (b.lr_decay_steps, b.lr_final_ratio) == (decay_steps, 0.1)
 
 
 @pytest.mark.unit
