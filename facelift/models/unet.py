@@ -14,7 +14,8 @@ texture alone), ``depth`` caps the number of stride-2 levels (the same weights t
 128 and 256), ``upsample="resize"`` replaces the stride-2 transposed convolutions by
 bilinear upsampling + a 3x3 convolution (no checkerboard), and ``output_activation="gated"``
 predicts a completion c and a gate g and returns ``g * x[:, :3] + (1 - g) * c``: the first
-input maps (the de-lit texture) pass through where the photo can be trusted.
+input maps (the de-lit texture) pass through where the photo can be trusted; ``gate_by``
+names a one-channel input (the skin confidence) m that caps the gate, g * m ** ``gate_power``.
 """
 
 from __future__ import annotations
@@ -219,6 +220,7 @@ class UNet(FaceLiftModel):
         Arg("upsample", "transpose", choice(UPSAMPLING), saved="changed"),
         Arg("output_pyramid", None, check_pyramid, saved="changed"),
         Arg("gate_by", None, saved="changed"),
+        Arg("gate_power", 1.0, check_positive_float, saved="changed"),
     )
 
     def __init__(self, *args, **kwargs):
@@ -243,6 +245,8 @@ class UNet(FaceLiftModel):
             if output_activation != "gated" or gate_by not in inputs or UV_INPUTS[gate_by] != 1:
                 raise ValueError(f"gate_by names a one-channel input of a gated network, got {gate_by!r}")
             self.gate_channel = sum(UV_INPUTS[n] for n in inputs[:inputs.index(gate_by)])
+        elif self.gate_power != 1.0:
+            raise ValueError("gate_power raises the gate_by map that caps the gate: it needs gate_by")
         self.num_levels = (full_depth if depth is None else depth) + 1
 
         # Innermost first. Below the outermost level there are `depth` (default log2(R)) stride-2
@@ -278,7 +282,7 @@ class UNet(FaceLiftModel):
         if self.output_activation == "gated":
             gate = torch.sigmoid(y[:, self.out_channels:])
             if self.gate_channel is not None:
-                gate = gate * x[:, self.gate_channel:self.gate_channel + 1].clamp(0, 1)
+                gate = gate * x[:, self.gate_channel:self.gate_channel + 1].clamp(0, 1) ** self.gate_power
             out = gate * x[:, :self.out_channels] + (1 - gate) * torch.sigmoid(y[:, :self.out_channels])
             return (out, gate) if return_gate else out
         if self.pyramid is not None:
@@ -309,6 +313,6 @@ class DRN(UNet):
     receives 1 - cavity x d of the light, as in a crease (`facelift.mesh.detail_occlusion`)."""
 
     config_args = derive_args(
-        UNet.config_args, out_channels=1, output_activation="tanh", fixed=("gate_by",),
+        UNet.config_args, out_channels=1, output_activation="tanh", fixed=("gate_by", "gate_power"),
         add=(Arg("cavity", 0.0, check_cavity, saved="changed"),  # the details' shading model, written only when
              Arg("cavity_sigma", 4.0, check_cavity_sigma, saved="cavity")))  # used: v1 configs stay as they were

@@ -89,6 +89,7 @@ class FANConfig(TrainConfig):
     # pass the de-lit texture through (1) on clean, trusted skin; 0 leaves the gate to E_pixel alone
     w_gate: float = 0.0
     gate_by: str | None = None  # a one-channel input (e.g. "confidence") that caps the gate: g * map
+    gate_power: float = 1.0  # the cap is map ** gate_power (> 1: a half-trusted texel passes less through)
     # rerun the robust low-frequency stage on the occluded (and relit) input, as the pipeline does at
     # inference, so the network is fed the confidence, stiff albedo and light an occluder really gives
     # (False: the clean photo's precomputed fit, which an occluder does not move)

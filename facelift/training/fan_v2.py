@@ -146,7 +146,8 @@ def build_fan(cfg: FANConfig):
     inputs = cfg.inputs or V2_INPUTS
     fan = FAN(resolution=cfg.resolution, ngf=cfg.ngf, flip_features=cfg.flip_features,
               in_channels=sum(UV_INPUTS[n] for n in inputs), inputs=inputs, output_activation=cfg.output_activation or "gated",
-              depth=cfg.depth, upsample=cfg.upsample, gate_by=cfg.gate_by)
+              depth=cfg.depth, upsample=cfg.upsample, gate_by=cfg.gate_by,
+              gate_power=cfg.gate_power)
     if cfg.init_from:
         src = FAN.from_pretrained(cfg.init_from)
         fan.load_state_dict(src.state_dict())

@@ -264,6 +264,31 @@ def test_gate_by_caps_the_gate_with_an_input_map(tmp_path):
         FAN(resolution=128, gate_by="visibility")  # not gated
 
 
+def test_gate_power_raises_the_cap(tmp_path):
+    from facelift.models import FAN
+
+    net = FAN(resolution=128, **V2, gate_by="confidence", gate_power=2.0).eval()
+    head = net.model.model[-1]
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 30.0]))  # the network's own gate wide open
+    x = torch.rand(1, 8, 128, 128, requires_grad=True)
+    with torch.no_grad():
+        x[:, 4] = 0.5  # a half-trusted texel: the cap is 0.5 ** 2
+    y, gate = net(x, return_gate=True)
+    assert torch.allclose(gate, torch.full_like(gate, 0.25), atol=1e-6)
+    assert torch.allclose(y, 0.25 * x[:, :3] + 0.75 * 0.5, atol=1e-6)
+    y.sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad[:, 4].abs().sum() > 0  # the cap passes gradient
+    net.save_pretrained(tmp_path / "p")
+    assert FAN.from_pretrained(tmp_path / "p").config["gate_power"] == 2.0
+    assert "gate_power" not in FAN(resolution=128, **V2, gate_by="confidence").config  # v2.6 configs stay as they were
+    with pytest.raises(ValueError, match="gate_by"):
+        FAN(resolution=128, **V2, gate_power=2.0)  # nothing to raise
+    with pytest.raises(ValueError, match="gate_power"):
+        FAN(resolution=128, **V2, gate_by="confidence", gate_power=0.0)
+
+
 def test_only_a_gated_network_returns_a_gate():
     from facelift.models import FAN
 

@@ -2,6 +2,7 @@
 cases, the occluder generator, and a short run of the recipe on the tiny synthetic data."""
 
 import csv
+import dataclasses
 import json
 import math
 
@@ -308,6 +309,15 @@ def test_each_recipe_from_v2_4_on_raises_only_the_occluded_term_and_its_decay(be
     assert changed == {"w_occluded", "lr_decay_steps"}
     assert (a.w_occluded, b.w_occluded) == occluded
     assert (b.lr_decay_steps, b.lr_final_ratio) == (decay_steps, 0.1)
+
+
+@pytest.mark.unit
+def test_v2_7_squares_the_confidence_cap_and_raises_the_occluded_and_perceptual_terms():
+    a, b, changed = _config_change("fan_v2_6", "fan_v2_7")
+    assert changed == {"gate_power", "w_occluded", "w_percep"}
+    assert (a.gate_power, b.gate_power) == (1.0, 2.0)
+    assert (a.w_occluded, b.w_occluded) == (5.0, 7.0) and (a.w_percep, b.w_percep) == (0.01, 0.05)
+    assert fan_v2.build_fan(dataclasses.replace(b, init_from=None)).config["gate_power"] == 2.0
 
 
 @pytest.mark.unit
