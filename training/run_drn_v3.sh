@@ -10,16 +10,19 @@
 #   D  475 steps: C with the prior 0 on the eyes, brows and mouth and on trusted skin shrunk by 2
 #      texels (prior_features_flat, prior_erode), E_flat there; clean, but fine-scale std 0.11 mm
 #   E  the shipped recipe (training/configs/drn_v3.json): D with the prior at 8 mm (736 steps, 22 min)
-# Usage: bash training/run_drn_v3.sh [DATA_ROOT=/work/data] [MINUTES=22]
+# The frozen FAN is drn_v3.json's checkpoints/fan unless FAN names another folder: the shipped DRN v3
+# was trained on FAN v2.1 (training/run_shipped.sh passes it).
+# Usage: [FAN=/path/to/fan_v2_1] bash training/run_drn_v3.sh [DATA_ROOT=/work/data] [STEPS_E=736]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${1:-/work/data}
-M=${2:-22}
+STEPS_E=${2:-736}
 PY=${PYTHON:-python}
 export OMP_WAIT_POLICY=PASSIVE
 [ -f "$D/uv256/train/index.json" ] || $PY training/prepare_data.py --split train --out "$D/uv256" --resolution 256 --workers 2
 [ -f "$D/uv256/train/lighting_robust.npz" ] || $PY training/fit_lighting.py --data "$D/uv256/train" --method robust --workers 2
-common=(--config training/configs/drn_v3.json --data "$D/uv256/train" --resolution 256 --batch-size 4 --threads 2)
+common=(--config training/configs/drn_v3.json --data "$D/uv256/train" --resolution 256 --batch-size 4 --threads 2
+        ${FAN:+--set fan="$FAN"})
 stage() {  # name, steps, init (or ""), extra --set arguments...
     local name=$1 steps=$2 init=$3
     shift 3
@@ -36,4 +39,4 @@ stage drn_v3b 225 drn_v3 "${before_d[@]}" --set w_const=0.01 --set w_flat=0.01
 stage drn_v3c 500 drn_v3b "${before_d[@]}"
 stage drn_v3d 475 drn_v3c --set prior_mm=6
 $PY training/train_drn.py "${common[@]}" --out "$D/runs/drn_v3e_256" --set init_from="$D/runs/drn_v3d_init" \
-    --max-minutes "$M"
+    --max-steps "$STEPS_E"

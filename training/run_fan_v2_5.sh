@@ -14,12 +14,13 @@
 # (555 + 302 steps at batch 16). This script is the CPU fallback with the same number of samples
 # (batch 8, all training samples; 1,110 + 604 steps, about 2 CPU-hours on 2 cores). Needs the 256x256
 # UV samples and robust fits of training/run_fan_v2.sh. Each cycle resumes from RUN/state.
-# Usage: bash training/run_fan_v2_5.sh [DATA_ROOT=/work/data]
+# FAN_V24 names another start (training/run_shipped.sh passes its own v2.4).
+# Usage: [FAN_V24=training/probes/fan_v2_4] bash training/run_fan_v2_5.sh [DATA_ROOT=/work/data]
 set -euo pipefail
 D=${1:-/work/data}
 HERE="$(dirname "$0")"
 EXTRA="--set lr_decay_steps=1110" bash "$HERE/finetune_fan_256.sh" training/configs/fan_v2_5.json fan_v25_256 \
-    training/probes/fan_v2_4 "$D" 1110
+    "${FAN_V24:-training/probes/fan_v2_4}" "$D" 1110
 [ -f "$D/runs/fan_v25_256/final/model.safetensors" ] || { echo "cycle 1 did not finish" >&2; exit 1; }
 EXTRA="--set lr_decay_steps=604" bash "$HERE/finetune_fan_256.sh" training/configs/fan_v2_5.json fan_v25b_256 \
     "$D/runs/fan_v25_256/final" "$D" 604
