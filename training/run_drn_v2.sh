@@ -8,9 +8,6 @@ D=${1:-/work/data}
 M=${2:-85}
 PY=${PYTHON:-python}
 export OMP_WAIT_POLICY=PASSIVE
-for split in train val; do
-    [ -f "$D/uv256/$split/index.json" ] || $PY training/prepare_data.py --split $split --out "$D/uv256" --resolution 256 --workers 2
-    [ -f "$D/uv256/$split/lighting_robust.npz" ] || $PY training/fit_lighting.py --data "$D/uv256/$split" --method robust --workers 2
-done
+PYTHON=$PY bash training/prepare_uv256.sh "$D" train val
 $PY training/train_drn.py --config training/configs/drn_v2.json --data "$D/uv256/train" --out "$D/runs/drn_v2_256" \
     --resolution 256 --batch-size 4 --threads 2 --max-minutes "$M"

@@ -19,8 +19,7 @@ D=${1:-/work/data}
 STEPS_E=${2:-736}
 PY=${PYTHON:-python}
 export OMP_WAIT_POLICY=PASSIVE
-[ -f "$D/uv256/train/index.json" ] || $PY training/prepare_data.py --split train --out "$D/uv256" --resolution 256 --workers 2
-[ -f "$D/uv256/train/lighting_robust.npz" ] || $PY training/fit_lighting.py --data "$D/uv256/train" --method robust --workers 2
+PYTHON=$PY bash training/prepare_uv256.sh "$D" train
 common=(--config training/configs/drn_v3.json --data "$D/uv256/train" --resolution 256 --batch-size 4 --threads 2
         ${FAN:+--set fan="$FAN"})
 stage() {  # name, steps, init (or ""), extra --set arguments...

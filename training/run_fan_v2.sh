@@ -10,10 +10,7 @@ M128=${2:-50}
 M256=${3:-30}
 PY=${PYTHON:-python}
 export OMP_WAIT_POLICY=PASSIVE
-for split in train val; do
-    [ -f "$D/uv256/$split/index.json" ] || $PY training/prepare_data.py --split $split --out "$D/uv256" --resolution 256 --workers 2
-    [ -f "$D/uv256/$split/lighting_robust.npz" ] || $PY training/fit_lighting.py --data "$D/uv256/$split" --method robust --workers 2
-done
+PYTHON=$PY bash training/prepare_uv256.sh "$D" train val
 $PY training/train_fan.py --config training/configs/fan_v2.json --data "$D/uv256/train" --out "$D/runs/fan_v2_128" \
     --resolution 128 --batch-size 16 --threads 2 --max-minutes "$M128"
 $PY training/train_fan.py --config training/configs/fan_v2.json --data "$D/uv256/train" --out "$D/runs/fan_v2_256" \

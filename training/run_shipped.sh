@@ -9,7 +9,7 @@
 # stage needs. Any FAN_V2..FAN_V26 set in the environment replaces that stage's output (e.g. a shipped
 # checkpoints/fan from git history); relative paths are from the repo root.
 # Usage: bash training/run_shipped.sh [DATA_ROOT=/work/data]     (PYTHON=... to pick the interpreter;
-#        DRY_RUN=1 prints each stage's command instead of running it; REBUILD_FACE_MODEL=1, BUNDLE, SHIP_FAN below)
+#        DRY_RUN=1 prints each stage's command instead of running it; BUNDLE, SHIP_FAN below)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${1:-/work/data}
@@ -65,24 +65,9 @@ WDRN=$(want "$DRN_V3" 1)
 W21=$(want "$FAN_V21" "$W22" "$WDRN")
 W2=$(want "$FAN_V2" "$W21")
 
-# 0. Only with REBUILD_FACE_MODEL=1: the albedo PCA in checkpoints/face_model.safetensors (run_all.sh steps
-# 1-2; committed, unchanged since 99f07e6). Rewrites committed files; delete the robust fits after it.
-if [ "${REBUILD_FACE_MODEL:-0}" = 1 ]; then
-    echo "== albedo PCA -> checkpoints/face_model.safetensors"
-    [ -f "$D/uv128/train/index.json" ] || run "$PY" training/prepare_data.py --split train --out "$D/uv128" --workers 2
-    run "$PY" training/build_albedo_model.py --data "$D/uv128/train" --face-model checkpoints/face_model.safetensors \
-        --out checkpoints/face_model.safetensors --components 80 --resolution 64 --white-light 10 \
-        --figure checkpoints/albedo_pca.png --stats docs/training/albedo_stats.json
-fi
-
-# 1. 256x256 UV samples and robust fits (run_fan_v2.sh's first loop; run_drn_v3.sh checks the same files)
+# 1. 256x256 UV samples and robust fits (the face model's albedo PCA is committed: run_all.sh builds it)
 echo "== UV samples and robust fits -> $D/uv256"
-if [[ "$W2$W21$WDRN$W22$W23$W24$W25$W26$W27" == *1* ]]; then
-    for split in train val; do
-        [ -f "$D/uv256/$split/index.json" ] || run "$PY" training/prepare_data.py --split "$split" --out "$D/uv256" --resolution 256 --workers 2
-        [ -f "$D/uv256/$split/lighting_robust.npz" ] || run "$PY" training/fit_lighting.py --data "$D/uv256/$split" --method robust --workers 2
-    done
-fi
+if [[ "$W2$W21$WDRN$W22$W23$W24$W25$W26$W27" == *1* ]]; then run bash training/prepare_uv256.sh "$D" train val; fi
 
 # 2. FAN v2: 128 then 256, on the model card's wall times (its record: 1,412 and 167 steps; the first 400
 # at 128 had w_gan 0.1 and w_consistency 1, which the script does not repeat). A finished 128 stage gets
