@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The shipped networks' chain, in the order they were made (run_all.sh is the v1 paper recipe):
 # 256x256 UV samples + robust fits -> FAN v2 -> v2.1 -> DRN v3 (on v2.1) -> FAN v2.2 -> v2.3 -> v2.4
-# -> v2.5 -> v2.6 -> v2.7, then a bundle of FAN v2.7 + DRN v3. About 13 hours on 2 CPU cores (the model
-# card's wall times: data 0.5 h, FAN v2 1 h, v2.1 1.4 h, DRN v3 1.5 h, v2.2 1.4 h, v2.3 1.2 h, v2.4 2 h,
-# v2.5 2 h as the CPU fallback, v2.6 1.1 h, v2.7 ~1.2 h). Not bit-identical to checkpoints/: three stages
-# of the shipped FAN ran on a GPU (below), and FAN v2 and the GPU runs stopped on wall-clock budgets.
+# -> v2.5 -> v2.6, then a bundle of FAN v2.6 + DRN v3 (FAN v2.7, tried and not shipped, is
+# training/run_fan_v2_7.sh). About 12 hours on 2 CPU cores (the model card's wall times: data 0.5 h,
+# FAN v2 1 h, v2.1 1.4 h, DRN v3 1.5 h, v2.2 1.4 h, v2.3 1.2 h, v2.4 2 h, v2.5 2 h as the CPU fallback,
+# v2.6 1.1 h). Not bit-identical to checkpoints/: three stages of the shipped FAN ran on a GPU (below),
+# and FAN v2 and the GPU runs stopped on wall-clock budgets.
 # Resumes: a stage whose folder already holds weights is skipped, and so is one that no missing later
 # stage needs. Any FAN_V2..FAN_V26 set in the environment replaces that stage's output (e.g. a shipped
 # checkpoints/fan from git history); relative paths are from the repo root.
@@ -31,9 +32,8 @@ DRY=${DRY_RUN:-0}
 # The shipped v2.5 is the GPU run g3 -> g3b (run_fan_v2_5.sh's header); here its CPU fallback.
 : "${FAN_V25:=$D/runs/fan_v25b_256/final}"
 : "${FAN_V26:=$D/runs/fan_v26_256/final}"
-FAN_V27=$D/runs/fan_v27_256/final
 DRN_V3=$D/runs/drn_v3e_256/final
-SHIP_FAN=${SHIP_FAN:-$FAN_V27}  # checkpoints/ ships v2.6 until v2.7 is chosen: SHIP_FAN=$FAN_V26 for that
+SHIP_FAN=${SHIP_FAN:-$FAN_V26}
 BUNDLE=${BUNDLE:-$D/bundles/shipped}
 
 have() { [ -f "$1/model.safetensors" ]; }
@@ -55,8 +55,7 @@ stage() {  # FLAG LABEL OUT_FOLDER COMMAND...: run COMMAND when FLAG is 1, then 
     [ "$DRY" = 1 ] || have "$out" || { echo "$label did not leave weights in $out" >&2; exit 1; }
 }
 
-W27=$(want "$FAN_V27" 1)
-W26=$(want "$FAN_V26" "$W27")
+W26=$(want "$FAN_V26" 1)
 W25=$(want "$FAN_V25" "$W26")
 W24=$(want "$FAN_V24" "$W25")
 W23=$(want "$FAN_V23" "$W24")
@@ -67,7 +66,7 @@ W2=$(want "$FAN_V2" "$W21")
 
 # 1. 256x256 UV samples and robust fits (the face model's albedo PCA is committed: run_all.sh builds it)
 echo "== UV samples and robust fits -> $D/uv256"
-if [[ "$W2$W21$WDRN$W22$W23$W24$W25$W26$W27" == *1* ]]; then run bash training/prepare_uv256.sh "$D" train val; fi
+if [[ "$W2$W21$WDRN$W22$W23$W24$W25$W26" == *1* ]]; then run bash training/prepare_uv256.sh "$D" train val; fi
 
 # 2. FAN v2: 128 then 256, on the model card's wall times (its record: 1,412 and 167 steps; the first 400
 # at 128 had w_gan 0.1 and w_consistency 1, which the script does not repeat). A finished 128 stage gets
@@ -80,13 +79,12 @@ stage "$W21" "FAN v2.1" "$FAN_V21" env FAN_V2="$FAN_V2" bash training/run_fan_v2
 # 3. DRN v3 on the FAN it was trained on (v2.1)
 stage "$WDRN" "DRN v3 (on FAN v2.1)" "$DRN_V3" env FAN="$FAN_V21" bash training/run_drn_v3.sh "$D" 736
 
-# 4. FAN v2.2 -> v2.7
+# 4. FAN v2.2 -> v2.6
 stage "$W22" "FAN v2.2" "$FAN_V22" env FAN_V21="$FAN_V21" bash training/run_fan_v2_2.sh "$D" 800
 stage "$W23" "FAN v2.3 (CPU stage 6)" "$FAN_V23" env FAN_V22="$FAN_V22" bash training/run_fan_v2_3.sh "$D" 1000
 stage "$W24" "FAN v2.4 (two cycles)" "$FAN_V24" env FAN_V23="$FAN_V23" bash training/run_fan_v2_4.sh "$D"
 stage "$W25" "FAN v2.5 (CPU fallback, two cycles)" "$FAN_V25" env FAN_V24="$FAN_V24" bash training/run_fan_v2_5.sh "$D"
 stage "$W26" "FAN v2.6" "$FAN_V26" env FAN_V25="$FAN_V25" bash training/run_fan_v2_6.sh "$D"
-stage "$W27" "FAN v2.7" "$FAN_V27" env FAN_V26="$FAN_V26" bash training/run_fan_v2_7.sh "$D"
 
 # 5. Bundle with init_bundle.py, as run_all.sh and score_on_val.sh make one. Not into checkpoints/ by
 # default: there it would rewrite config.json, whose training records each ship edited by hand.

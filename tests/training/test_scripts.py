@@ -183,7 +183,8 @@ def test_detail_amplitude_without_relief_changes_nothing_and_with_it_matches_eva
 
 def test_the_shipped_chain_lists_every_stage_in_order_and_each_script_it_calls_exists(tmp_path):
     """training/run_shipped.sh (DRY_RUN=1) on an empty data root: FAN v2 -> v2.1 -> DRN v3 on v2.1 ->
-    v2.2 ... v2.7 -> bundle, each stage's input the previous stage's output; nothing is run or made."""
+    v2.2 ... v2.6 (the shipped FAN) -> bundle, each stage's input the previous stage's output; nothing is
+    run or made."""
     import re
 
     env = {**os.environ, "DRY_RUN": "1"}
@@ -193,9 +194,10 @@ def test_the_shipped_chain_lists_every_stage_in_order_and_each_script_it_calls_e
                          capture_output=True, text=True, check=True).stdout
     labels = re.findall(r"^== (FAN v2(?:\.\d)?|DRN v3|bundle)", out, re.M)
     assert labels == ["FAN v2", "FAN v2.1", "DRN v3", "FAN v2.2", "FAN v2.3", "FAN v2.4", "FAN v2.5", "FAN v2.6",
-                      "FAN v2.7", "bundle"]
+                      "bundle"]
     assert f"FAN={tmp_path}/runs/fan_v21_ship bash training/run_drn_v3.sh" in out  # the DRN on v2.1
-    assert f"FAN_V26={tmp_path}/runs/fan_v26_256/final bash training/run_fan_v2_7.sh" in out
+    assert f"FAN_V25={tmp_path}/runs/fan_v25b_256/final bash training/run_fan_v2_6.sh" in out
+    assert f"--fan {tmp_path}/runs/fan_v26_256/final --drn {tmp_path}/runs/drn_v3e_256/final" in out
     for script in set(re.findall(r"training/[\w/]+\.(?:sh|py)", out)):
         assert (REPO / script).is_file(), script
     assert list(tmp_path.iterdir()) == []
