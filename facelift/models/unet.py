@@ -15,7 +15,10 @@ texture alone), ``depth`` caps the number of stride-2 levels (the same weights t
 bilinear upsampling + a 3x3 convolution (no checkerboard), and ``output_activation="gated"``
 predicts a completion c and a gate g and returns ``g * x[:, :3] + (1 - g) * c``: the first
 input maps (the de-lit texture) pass through where the photo can be trusted; ``gate_by``
-names a one-channel input (the skin confidence) m that caps the gate, g * m ** ``gate_power``.
+names a one-channel input (the skin confidence) m that caps the gate, g * m ** ``gate_power``;
+``prefill_from`` names a three-channel input f (the stiff PCA albedo) that the network sees in place
+of the first input where m is low: x0 * m ** ``prefill_power`` + f * (1 - m ** ``prefill_power``), so
+the completion cannot copy what the confidence flags (the pass-through keeps the unfilled x0).
 """
 
 from __future__ import annotations
@@ -221,6 +224,8 @@ class UNet(FaceLiftModel):
         Arg("output_pyramid", None, check_pyramid, saved="changed"),
         Arg("gate_by", None, saved="changed"),
         Arg("gate_power", 1.0, check_positive_float, saved="changed"),
+        Arg("prefill_from", None, saved="changed"),
+        Arg("prefill_power", 1.0, check_positive_float, saved="changed"),
     )
 
     def __init__(self, *args, **kwargs):
@@ -247,6 +252,17 @@ class UNet(FaceLiftModel):
             self.gate_channel = sum(UV_INPUTS[n] for n in inputs[:inputs.index(gate_by)])
         elif self.gate_power != 1.0:
             raise ValueError("gate_power raises the gate_by map that caps the gate: it needs gate_by")
+        prefill_from = self.prefill_from
+        self.prefill_channel = None  # the input channel of the map shown in place of untrusted texels
+        if prefill_from is not None:
+            if gate_by is None:
+                raise ValueError("prefill_from fills in the first input where the gate_by map is low: it needs gate_by")
+            if prefill_from not in inputs[1:] or UV_INPUTS[prefill_from] != out_channels:
+                raise ValueError(f"prefill_from names a {out_channels}-channel input other than the first, "
+                                 f"got {prefill_from!r}")
+            self.prefill_channel = sum(UV_INPUTS[n] for n in inputs[:inputs.index(prefill_from)])
+        elif self.prefill_power != 1.0:
+            raise ValueError("prefill_power raises the gate_by map that weighs the prefill: it needs prefill_from")
         self.num_levels = (full_depth if depth is None else depth) + 1
 
         # Innermost first. Below the outermost level there are `depth` (default log2(R)) stride-2
@@ -276,7 +292,7 @@ class UNet(FaceLiftModel):
         check_input(x, self.in_channels, self.resolution, f"{type(self).__name__} input")
         if return_gate and self.output_activation != "gated":
             raise ValueError("only a network with output_activation='gated' has a gate")
-        y = self.model(x * 2 - 1)
+        y = self.model(self.prefilled(x) * 2 - 1)
         if self.output_activation == "sigmoid":
             return torch.sigmoid(y)
         if self.output_activation == "gated":
@@ -288,6 +304,15 @@ class UNet(FaceLiftModel):
         if self.pyramid is not None:
             y = self.pyramid(y)
         return self.max_rate * torch.tanh(y)
+
+    def prefilled(self, x: Tensor) -> Tensor:
+        """The input the layers see: `x`, with the first map faded into `prefill_from`'s where the
+        `gate_by` map is below 1 (unchanged without `prefill_from`)."""
+        if self.prefill_channel is None:
+            return x
+        c, f = self.out_channels, self.prefill_channel
+        m = x[:, self.gate_channel:self.gate_channel + 1].clamp(0, 1) ** self.prefill_power
+        return torch.cat([x[:, :c] * m + x[:, f:f + c] * (1 - m), x[:, c:]], 1)
 
     def gate(self, x: Tensor) -> Tensor:
         """The gate g (B, 1, R, R) of a gated network: 1 where the first input passes through."""
@@ -313,6 +338,7 @@ class DRN(UNet):
     receives 1 - cavity x d of the light, as in a crease (`facelift.mesh.detail_occlusion`)."""
 
     config_args = derive_args(
-        UNet.config_args, out_channels=1, output_activation="tanh", fixed=("gate_by", "gate_power"),
+        UNet.config_args, out_channels=1, output_activation="tanh",
+        fixed=("gate_by", "gate_power", "prefill_from", "prefill_power"),
         add=(Arg("cavity", 0.0, check_cavity, saved="changed"),  # the details' shading model, written only when
              Arg("cavity_sigma", 4.0, check_cavity_sigma, saved="cavity")))  # used: v1 configs stay as they were

@@ -90,6 +90,8 @@ class FANConfig(TrainConfig):
     w_gate: float = 0.0
     gate_by: str | None = None  # a one-channel input (e.g. "confidence") that caps the gate: g * map
     gate_power: float = 1.0  # the cap is map ** gate_power (> 1: a half-trusted texel passes less through)
+    prefill_from: str | None = None  # a 3-channel input (e.g. "albedo_stiff") the network sees where gate_by is low
+    prefill_power: float = 1.0  # the first input's weight there is map ** prefill_power
     # rerun the robust low-frequency stage on the occluded (and relit) input, as the pipeline does at
     # inference, so the network is fed the confidence, stiff albedo and light an occluder really gives
     # (False: the clean photo's precomputed fit, which an occluder does not move)

@@ -147,7 +147,7 @@ def build_fan(cfg: FANConfig):
     fan = FAN(resolution=cfg.resolution, ngf=cfg.ngf, flip_features=cfg.flip_features,
               in_channels=sum(UV_INPUTS[n] for n in inputs), inputs=inputs, output_activation=cfg.output_activation or "gated",
               depth=cfg.depth, upsample=cfg.upsample, gate_by=cfg.gate_by,
-              gate_power=cfg.gate_power)
+              gate_power=cfg.gate_power, prefill_from=cfg.prefill_from, prefill_power=cfg.prefill_power)
     if cfg.init_from:
         src = FAN.from_pretrained(cfg.init_from)
         fan.load_state_dict(src.state_dict())

@@ -289,6 +289,48 @@ def test_gate_power_raises_the_cap(tmp_path):
         FAN(resolution=128, **V2, gate_by="confidence", gate_power=0.0)
 
 
+def test_prefill_hides_untrusted_texels_from_the_layers_not_from_the_pass_through(tmp_path):
+    from facelift.models import FAN
+
+    stiff = {**V2, "inputs": ["delit", "visibility", "confidence", "albedo_stiff"]}
+    net = FAN(resolution=128, **stiff, gate_by="confidence", prefill_from="albedo_stiff",
+              prefill_power=2.0).eval()
+    x = torch.rand(2, 8, 128, 128, requires_grad=True)
+    with torch.no_grad():
+        x[:, 4] = 0.5
+    seen = net.prefilled(x)
+    assert torch.allclose(seen[:, :3], 0.25 * x[:, :3] + 0.75 * x[:, 5:8], atol=1e-6)  # m ** 2 of the photo
+    assert torch.equal(seen[:, 3:], x[:, 3:])
+    # where the confidence is 0 the layers cannot tell what the photo showed: two different
+    # occluders give the same output there (the gate is capped to 0, so no pass-through either)
+    a, b = x.detach().clone(), x.detach().clone()
+    a[:, 4], b[:, 4] = 0.0, 0.0
+    b[:, :3] = torch.rand(2, 3, 128, 128)
+    assert torch.allclose(net(a), net(b), atol=1e-6)
+    # where it is 1 nothing changes against the same weights without the prefill
+    plain = FAN(resolution=128, **stiff, gate_by="confidence").eval()
+    plain.load_state_dict(net.state_dict())
+    a[:, 4] = 1.0
+    assert torch.allclose(net(a), plain(a), atol=1e-6)
+    net(x).sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad[:, 5:8].abs().sum() > 0  # the fill is part of the graph
+    net.save_pretrained(tmp_path / "f")
+    cfg = FAN.from_pretrained(tmp_path / "f").config
+    assert (cfg["prefill_from"], cfg["prefill_power"]) == ("albedo_stiff", 2.0)
+    assert "prefill_from" not in plain.config  # v2.6 configs stay as they were
+    with pytest.raises(ValueError, match="gate_by"):
+        FAN(resolution=128, **stiff, prefill_from="albedo_stiff")
+    for bad in ("delit", "confidence", "albedo_pca", "nope"):  # the first input, one channel, not an input
+        with pytest.raises(ValueError, match="prefill_from"):
+            FAN(resolution=128, **stiff, gate_by="confidence", prefill_from=bad)
+    with pytest.raises(ValueError, match="prefill_from"):
+        FAN(resolution=128, **stiff, gate_by="confidence", prefill_power=2.0)
+    with pytest.raises(ValueError, match="prefill_power"):
+        FAN(resolution=128, **stiff, gate_by="confidence", prefill_from="albedo_stiff", prefill_power=0)
+    with pytest.raises(TypeError):
+        DRN(resolution=128, prefill_from="albedo_stiff")  # fixed for the DRN
+
+
 def test_only_a_gated_network_returns_a_gate():
     from facelift.models import FAN
 

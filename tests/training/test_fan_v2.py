@@ -321,6 +321,15 @@ def test_v2_7_squares_the_confidence_cap_and_raises_the_occluded_and_perceptual_
 
 
 @pytest.mark.unit
+def test_v2_8_prefills_untrusted_texels_with_the_stiff_albedo_and_raises_the_perceptual_term():
+    a, b, changed = _config_change("fan_v2_6", "fan_v2_8")
+    assert changed == {"prefill_from", "prefill_power", "w_percep"}
+    assert (b.prefill_from, b.prefill_power) == ("albedo_stiff", 2.0) and (a.w_percep, b.w_percep) == (0.01, 0.05)
+    fan = fan_v2.build_fan(dataclasses.replace(b, init_from=None))
+    assert (fan.config["prefill_from"], fan.config["prefill_power"]) == ("albedo_stiff", 2.0)
+
+
+@pytest.mark.unit
 def test_the_kept_v2_4_probe_weights_load_as_the_pipelines_fan_shape():
     """training/probes/fan_v2_4 (float16 on disk) loads in float32 with the shipped FAN's architecture."""
     from training_support import REPO
