@@ -10,13 +10,14 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from bundle_helpers import CARD, folder_files, make_bundle
 
 from facelift import FaceLift
 from facelift.errors import WeightsError
 from facelift.face_model import FaceModel
 from facelift.models import DRN, FAN, BNet, PatchGAN
 from facelift.pipeline import CHECKPOINTS_DIR, _bundle_files, _read_bundle_config
+
+from bundle_helpers import CARD, folder_files, make_bundle
 
 NETWORKS = {
     "bnet": lambda: BNet(resolution=128, n_albedo=4),

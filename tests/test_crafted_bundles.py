@@ -10,7 +10,6 @@ import time
 import numpy as np
 import pytest
 import torch
-from bundle_helpers import make_bundle
 from safetensors import safe_open
 from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file, save_file
@@ -22,6 +21,8 @@ from facelift.face_model import FaceModel
 from facelift.face_model.model import MAX_TRIANGLES
 from facelift.models import DRN, FAN, load_model
 from facelift.pipeline import CHECKPOINTS_DIR
+
+from bundle_helpers import make_bundle
 
 
 def _refused(bundle, file, match, seconds=5.0):

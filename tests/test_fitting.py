@@ -14,6 +14,7 @@ from facelift.fitting import (
     project_points,
 )
 from facelift.geometry.rotation import rotation_from_yaw_pitch_roll
+
 from synthetic import ellipsoid_face_model
 
 

@@ -20,13 +20,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from bundle_helpers import FakeHub, folder_files, make_bundle
 from huggingface_hub import constants
 
 from facelift import FaceLift, pipeline
 from facelift.errors import WeightsError
 from facelift.models import FAN
 from facelift.pipeline import _download_bundle, default_weights
+
+from bundle_helpers import FakeHub, folder_files, make_bundle
 
 REPO = "test/facelift"
 BUNDLE_FILES = {"config.json", "README.md", "face_model.safetensors", "fan/config.json", "fan/model.safetensors",

@@ -18,9 +18,9 @@ from PIL import Image
 
 from facelift.errors import FaceLiftError, ImageTooLargeError, ImageTooSmallError, InvalidImageError
 from facelift.image import MIN_SIDE, load_image
+
 from fuzzing import mutated
 from limits import time_limit
-
 
 # ----------------------------------------------------------------------------- helpers
 

@@ -5,8 +5,7 @@ import pytest
 from PIL import Image
 
 from facelift.errors import InvalidImageError, NoFaceError
-from facelift.landmarks import (N_LANDMARKS, N_MESH, WIDE_SHOT_FRACTION, Face, LandmarkDetector, _iou,
-                                _square_tiles)
+from facelift.landmarks import N_LANDMARKS, N_MESH, WIDE_SHOT_FRACTION, Face, LandmarkDetector, _iou, _square_tiles
 
 REPO = Path(__file__).resolve().parents[1]
 

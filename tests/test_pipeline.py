@@ -8,8 +8,7 @@ import pytest
 from PIL import Image
 
 from facelift import FaceLift
-from facelift.errors import (FaceIndexError, FaceLiftError, NoFaceError, OutputError, OutputExistsError,
-                             WeightsError)
+from facelift.errors import FaceIndexError, FaceLiftError, NoFaceError, OutputError, OutputExistsError, WeightsError
 from facelift.pipeline import CHECKPOINTS_DIR
 
 REPO = Path(__file__).resolve().parents[1]

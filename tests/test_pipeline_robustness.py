@@ -13,10 +13,11 @@ from hypothesis import HealthCheck, event, given, settings
 from PIL import Image
 
 from facelift import FaceLift
-from facelift.errors import (ExtremePoseError, FaceCutOffError, FaceLiftError, ImageTooSmallError, NoFaceError)
+from facelift.errors import ExtremePoseError, FaceCutOffError, FaceLiftError, ImageTooSmallError, NoFaceError
 from facelift.fitting import FitResult
 from facelift.geometry.rotation import rotation_from_yaw_pitch_roll
 from facelift.pipeline import MAX_OUTSIDE_FRACTION, MAX_YAW_DEG, MIN_FACE_SIZE, check_pose
+
 from fuzzing import mutated
 from limits import time_limit
 

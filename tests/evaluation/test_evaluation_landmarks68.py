@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 from scipy.io import savemat
 
-from facelift.evaluation.landmarks68 import (IBUG68_FROM_MEDIAPIPE, INNER, load_ground_truth, model_landmarks68,
-                                             read_pts)
+from facelift.evaluation.landmarks68 import IBUG68_FROM_MEDIAPIPE, INNER, load_ground_truth, model_landmarks68, read_pts
 
 # the iBUG 68 mirror permutation (0-based)
 _PAIRS = ([(k, 16 - k) for k in range(8)] + [(17 + k, 26 - k) for k in range(5)] + [(31, 35), (32, 34)]

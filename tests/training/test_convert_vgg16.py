@@ -1,11 +1,11 @@
 """training/convert_vgg16.py: torchvision's VGG-16 .pth -> the safetensors the perceptual loss
 reads, and the VGG loader's pointer to it when given a .pth."""
 
+import convert_vgg16  # training/ is on sys.path via conftest
 import pytest
 import torch
 from safetensors import safe_open
 
-import convert_vgg16  # training/ is on sys.path via conftest
 from facelift.errors import WeightsError
 from facelift.models import VGG16Features
 

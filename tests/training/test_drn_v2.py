@@ -5,17 +5,16 @@ import csv
 import json
 import math
 
-import numpy as np
 import pytest
 import torch
 
-from training_support import REPO
-from training_support import train as _train
-
-import fit_lighting
 from facelift.training import drn_v2
 from facelift.training.data import UVDataset, age_selection, utkface_age
 from facelift.training.losses import gradient_loss
+
+import fit_lighting
+from training_support import REPO
+from training_support import train as _train
 
 
 def test_gaussian_blur_keeps_constants_and_ignores_what_is_outside_the_mask():

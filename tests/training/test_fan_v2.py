@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from training_support import train as _train
-
-import fit_lighting
 from facelift.geometry.sh import directional_light_sh, irradiance, light_direction
 from facelift.training import fan_v2
 from facelift.training.occlusion import random_occluders, random_sh
+
+import fit_lighting
+from training_support import train as _train
 
 
 def _hemisphere(R=32):
@@ -280,9 +280,9 @@ def test_fan_v2_2_without_the_robust_confidence_trains_and_refuses_a_refit(fan_v
 
 def _config_change(before: str, after: str):
     """Two FAN configs of training/configs and the names of the fields that differ."""
-    from training_support import REPO
-
     from facelift.training.config import FANConfig, load_config
+
+    from training_support import REPO
 
     a, b = (load_config(FANConfig, str(REPO / "training" / "configs" / f"{n}.json"), []) for n in (before, after))
     return a, b, {k for k in vars(a) if getattr(a, k) != getattr(b, k)}
@@ -332,9 +332,9 @@ def test_v2_8_prefills_untrusted_texels_with_the_stiff_albedo_and_raises_the_per
 @pytest.mark.unit
 def test_the_kept_v2_4_probe_weights_load_as_the_pipelines_fan_shape():
     """training/probes/fan_v2_4 (float16 on disk) loads in float32 with the shipped FAN's architecture."""
-    from training_support import REPO
-
     from facelift.models import FAN
+
+    from training_support import REPO
 
     probe = FAN.from_pretrained(REPO / "training" / "probes" / "fan_v2_4")
     shipped = json.loads((REPO / "checkpoints" / "fan" / "config.json").read_text())

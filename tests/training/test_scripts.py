@@ -9,15 +9,14 @@ import os
 import subprocess
 import sys
 
+import build_face_model  # training/ is on sys.path via conftest
+import evaluate
+import make_val_grid
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
 from training_support import FACE_MODEL, REPO
-
-import build_face_model  # training/ is on sys.path via conftest
-import evaluate
-import make_val_grid
 
 BNET_ROWS = {"pca", "fan", "fan_drn", "grad_fan", "grad_fan_drn", "fan_better_fraction", "fan_over_pca_ratio"}
 LS_ROWS = {"pca_ls", "fan_ls", "fan_drn_ls", "grad_fan_ls", "grad_fan_drn_ls", "displacement_abs_mm",

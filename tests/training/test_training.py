@@ -10,21 +10,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
-import torch
-
-from training_support import FACE_MODEL, REPO, STEPS
-from training_support import train as _train
-
 import build_albedo_model  # noqa: F401  (training/ is on sys.path via conftest)
 import evaluate
-import fit_lighting
 import init_bundle
+import numpy as np
 import prepare_data
+import pytest
+import torch
 import train_bnet  # noqa: F401
+
 from facelift.errors import WeightsError
 from facelift.models import DRN
+
+import fit_lighting
+from training_support import FACE_MODEL, REPO, STEPS
+from training_support import train as _train
 
 SMALL_FAN = ("--set", "percep_resolution=32", "--set", "ndf=16")  # keep the smoke tests fast on CPU
 
