@@ -13,10 +13,12 @@ per-texel weight is the skin confidence (`skin_confidence`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from threadpoolctl import ThreadpoolController
 
 from .face_model import FaceModel
 from .geometry.sh import LAMBERT, estimate_sh, irradiance, sh_basis
@@ -61,11 +63,30 @@ def _sample_texels(maps: np.ndarray, resolution: int, flat_index: np.ndarray, ro
             + (texels[r1 * A + c0] * (1 - fc) + texels[r1 * A + c1] * fc) * fr)
 
 
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def one_blas_thread(fn):
+    """Run `fn` with BLAS on one thread: the fits solve many small systems (80 x 80), for which
+    a second BLAS thread only adds synchronisation (and, beside torch's own thread pool on two
+    cores, waits of milliseconds per solve)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with _blas_controller().limit(limits=1, user_api="blas"):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def pca_albedo(model: FaceModel, coefficients: np.ndarray | None, resolution: int) -> np.ndarray:
     """The PCA albedo for `coefficients` as an (R, R, 3) map in [0, 1]."""
     return resize_maps(model.albedo_map(coefficients), resolution)
 
 
+@one_blas_thread
 def fit_albedo_and_light(model: FaceModel, texture: np.ndarray, normals: np.ndarray, visible: np.ndarray, *,
                          prior_weight: float = 1e-5, light_prior: float = 1.0, iterations: int = 3,
                          stride: int = 8):
@@ -194,6 +215,7 @@ def skin_confidence(texture, albedo, shading, visible, scale: float):
     return tukey_weight(r, scale) * visible
 
 
+@one_blas_thread
 def fit_low_frequency(model: FaceModel, texture: np.ndarray, normals: np.ndarray, visible: np.ndarray, *,
                       prior_weight: float = 1e-5, light_prior: float = 1.0, iterations: int = 3,
                       reweightings: int = 6, outlier_components: int = 10, robust_prior_weight: float = 1e-4,

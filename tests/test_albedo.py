@@ -3,6 +3,7 @@ import pytest
 
 from facelift.albedo import fit_albedo_and_light, pca_albedo, resize_maps, sample_maps
 from facelift.geometry.sh import irradiance
+
 from synthetic import ellipsoid_face_model
 
 
@@ -267,3 +268,17 @@ def test_toned_monochrome_photos_count_as_greyscale_and_colour_faces_do_not():
     assert toned_residual(face[vis]) > 2.0 / 255
     with pytest.raises(ValueError):
         toned_residual(np.zeros((0, 3), np.float32))
+
+
+def test_the_fits_run_blas_on_one_thread_and_give_the_threads_back():
+    from threadpoolctl import threadpool_info
+
+    from facelift.albedo import fit_albedo_and_light, fit_low_frequency, one_blas_thread
+
+    def blas_threads():
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    before = blas_threads()
+    assert one_blas_thread(blas_threads)() == {1}
+    assert blas_threads() == before
+    assert all(hasattr(f, "__wrapped__") for f in (fit_albedo_and_light, fit_low_frequency))
