@@ -138,7 +138,8 @@ def relight(texture: np.ndarray, normals: np.ndarray, sh_old: np.ndarray, sh_new
     return np.clip(relit, 0, 1).astype(np.float32), valid
 
 
-def _seed(seed: int, path) -> int:
+def photo_seed(seed: int, path) -> int:
+    """The seed of one photo's random draws (occluders, lights): from the run's seed and the file name."""
     return (int(seed) * 1_000_003 + zlib.crc32(Path(str(path)).name.encode())) % (2 ** 32)
 
 
@@ -395,7 +396,7 @@ def evaluate_paths(fl, paths, *, seed: int = 0, lpips=None, progress: bool = Fal
         t = time.perf_counter()
         try:
             rec = fl.reconstruct(p)
-            m = evaluate_reconstruction(fl, rec, rng=np.random.default_rng(_seed(seed, p)), lpips=lpips,
+            m = evaluate_reconstruction(fl, rec, rng=np.random.default_rng(photo_seed(seed, p)), lpips=lpips,
                                         ground_truth=load_ground_truth(p), photo_metrics=photo_metrics)
             m["seconds"] = time.perf_counter() - t
             images.append({"image": name, "n_faces": len(rec.faces), **m})

@@ -314,6 +314,14 @@ class UNet(FaceLiftModel):
         m = x[:, self.gate_channel:self.gate_channel + 1].clamp(0, 1) ** self.prefill_power
         return torch.cat([x[:, :c] * m + x[:, f:f + c] * (1 - m), x[:, c:]], 1)
 
+    def completion(self, x: Tensor) -> Tensor:
+        """The completion c (B, out_channels, R, R) of a gated network: what it returns where the
+        gate is shut (the output is g * x[:, :out_channels] + (1 - g) * c)."""
+        if self.output_activation != "gated":
+            raise ValueError("only a network with output_activation='gated' has a completion")
+        check_input(x, self.in_channels, self.resolution, f"{type(self).__name__} input")
+        return torch.sigmoid(self.model(self.prefilled(x) * 2 - 1)[:, :self.out_channels])
+
     def gate(self, x: Tensor) -> Tensor:
         """The gate g (B, 1, R, R) of a gated network: 1 where the first input passes through."""
         if self.output_activation != "gated":

@@ -237,6 +237,7 @@ def test_gated_output_passes_the_first_input_through_where_the_gate_opens():
     with torch.no_grad():
         head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, -30.0]))
     assert torch.allclose(net(x), torch.full((1, 3, 128, 128), 0.5), atol=1e-6)  # the completion, sigmoid(0)
+    assert torch.allclose(net.completion(x), net(x), atol=1e-6)  # gate shut: the output is the completion
 
 
 def test_gate_by_caps_the_gate_with_an_input_map(tmp_path):
@@ -314,6 +315,10 @@ def test_prefill_hides_untrusted_texels_from_the_layers_not_from_the_pass_throug
     assert torch.allclose(net(a), plain(a), atol=1e-6)
     net(x).sum().backward()
     assert torch.isfinite(x.grad).all() and x.grad[:, 5:8].abs().sum() > 0  # the fill is part of the graph
+    y, gate = net(x, return_gate=True)  # output = g * the unfilled photo + (1 - g) * the completion
+    assert torch.allclose(y, gate * x[:, :3] + (1 - gate) * net.completion(x), atol=1e-5)
+    with pytest.raises(ValueError, match="completion"):
+        DRN(resolution=128).completion(torch.rand(1, 3, 128, 128))
     net.save_pretrained(tmp_path / "f")
     cfg = FAN.from_pretrained(tmp_path / "f").config
     assert (cfg["prefill_from"], cfg["prefill_power"]) == ("albedo_stiff", 2.0)

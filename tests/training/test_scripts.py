@@ -180,6 +180,35 @@ def test_detail_amplitude_without_relief_changes_nothing_and_with_it_matches_eva
     assert shipped["fine_std_mm"] > 0.05
 
 
+# ---- diagnose_occlusion.py ----------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.integration
+def test_diagnose_occlusion_scores_the_evaluations_occluders_as_evaluate_does(tmp_path):
+    import diagnose_occlusion
+
+    from facelift import FaceLift
+    from facelift.evaluation.occluders import KINDS
+    from facelift.evaluation.runner import evaluate_reconstruction, photo_seed
+
+    photo = REPO / "examples" / "astronaut.png"
+    out = diagnose_occlusion.main([str(photo), "--weights", str(REPO / "checkpoints"), "--json",
+                                   str(tmp_path / "d.json")])
+    assert json.loads((tmp_path / "d.json").read_text())["summary"] == json.loads(json.dumps(out["summary"]))
+    rows = {r["kind"]: r for r in out["rows"]}
+    assert sorted(rows) == sorted(KINDS) and not out["failures"]
+    fl = FaceLift.from_pretrained(REPO / "checkpoints")
+    rec = fl.reconstruct(photo)
+    m = evaluate_reconstruction(fl, rec, rng=np.random.default_rng(photo_seed(0, photo)), photo_metrics=False)
+    for kind, r in rows.items():  # the same occluders, the same FAN and PCA ratios as facelift evaluate
+        assert r["fan"] == pytest.approx(m[f"occlusion_fan_{kind}"], rel=1e-5)
+        assert r["pca"] == pytest.approx(m[f"occlusion_pca_{kind}"], rel=1e-5)
+        assert 0 <= r["gate_in"] <= r["confidence_in"] + 1e-6  # the gate is capped by the confidence
+        assert 0 <= r["gate_clean"] <= 1 and all(np.isfinite(r[k]) for k in diagnose_occlusion.KEYS)
+    # told exactly where the occluder is, with nothing else moved, the FAN leaks no more than unaided
+    assert out["summary"]["all"]["oracle_all"] <= out["summary"]["all"]["fan"]
+    assert out["summary"]["all"]["count"] == len(KINDS)
+
+
 def test_the_shipped_chain_lists_every_stage_in_order_and_each_script_it_calls_exists(tmp_path):
     """training/run_shipped.sh (DRY_RUN=1) on an empty data root: FAN v2 -> v2.1 -> DRN v3 on v2.1 ->
     v2.2 ... v2.6 (the shipped FAN) -> bundle, each stage's input the previous stage's output; nothing is
