@@ -96,6 +96,8 @@ class FANConfig(TrainConfig):
     # inference, so the network is fed the confidence, stiff albedo and light an occluder really gives
     # (False: the clean photo's precomputed fit, which an occluder does not move)
     refit: bool = False
+    # the stiff outlier model's prior in that refit (None: fit_low_frequency's default, as at inference)
+    robust_prior_weight: float | None = None
     refit_workers: int = 0  # processes for the refit (0: in the training process); 14 on a 16-core GPU machine
     # E_pixel again, averaged over the synthetically occluded texels only (they are few, so in
     # E_pixel's mean they weigh little): what the photo showed before the occluder

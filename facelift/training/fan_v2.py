@@ -87,16 +87,16 @@ def _init_refit_worker(face_model_path: str) -> None:
     _worker_model = FaceModel.load(face_model_path)
 
 
-def _fit_arrays(face_model, texture: np.ndarray, normal: np.ndarray, visible: np.ndarray) -> dict | None:
+def _fit_arrays(face_model, texture: np.ndarray, normal: np.ndarray, visible: np.ndarray, fit_args=None) -> dict | None:
     try:
-        fit = fit_low_frequency(face_model, texture, normal, visible)
+        fit = fit_low_frequency(face_model, texture, normal, visible, **(fit_args or {}))
     except ValueError:
         return None
     return {k: np.asarray(getattr(fit, k)) for k in _FIT_FIELDS}
 
 
-def _fit_in_worker(texture: np.ndarray, normal: np.ndarray, visible: np.ndarray) -> dict | None:
-    return _fit_arrays(_worker_model, texture, normal, visible)
+def _fit_in_worker(texture: np.ndarray, normal: np.ndarray, visible: np.ndarray, fit_args=None) -> dict | None:
+    return _fit_arrays(_worker_model, texture, normal, visible, fit_args)
 
 
 def refit_pool(face_model_path: str, workers: int):
@@ -113,19 +113,19 @@ def refit_pool(face_model_path: str, workers: int):
 
 
 def refit_low_frequency(face_model, texture: Tensor, normal: Tensor, visibility: Tensor, fallback: dict,
-                        pool=None) -> dict:
+                        pool=None, fit_args: dict | None = None) -> dict:
     """`facelift.albedo.fit_low_frequency` on every sample of a batch, as the pipeline runs it on a
     photo: {"coefficients" (B, K), "sh" (B, 3, 9), "outlier_coefficients", "outlier_sh",
     "confidence" (B, 1, R, R)}. A sample the fit refuses (too little visible) keeps `fallback`'s
     entries (the same keys, e.g. the clean photo's precomputed fit). `pool` (`refit_pool`) runs
-    the samples in parallel."""
+    the samples in parallel; `fit_args`: keyword arguments of the fit (e.g. robust_prior_weight)."""
     to_np = lambda t: t.detach().permute(0, 2, 3, 1).float().cpu().numpy()  # noqa: E731
     tex, nrm, vis = to_np(texture), to_np(normal), to_np(visibility)[..., 0] > 0.5
     out = {k: v.detach().clone() for k, v in fallback.items()}
     if pool is None:
-        fits = [_fit_arrays(face_model, tex[b], nrm[b], vis[b]) for b in range(tex.shape[0])]
+        fits = [_fit_arrays(face_model, tex[b], nrm[b], vis[b], fit_args) for b in range(tex.shape[0])]
     else:
-        fits = list(pool.map(_fit_in_worker, tex, nrm, vis))
+        fits = list(pool.map(_fit_in_worker, tex, nrm, vis, [fit_args] * tex.shape[0]))
     for b, fit in enumerate(fits):
         if fit is None:
             continue
@@ -175,6 +175,7 @@ def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
     fan_plain = run.acc.unwrap_model(fan)
     pool = refit_pool(cfg.face_model, cfg.refit_workers) if cfg.refit and cfg.refit_workers > 0 else None
     rng = np.random.default_rng(cfg.seed + 7919 * run.step + run.acc.process_index)
+    fit_args = {} if cfg.robust_prior_weight is None else {"robust_prior_weight": cfg.robust_prior_weight}
 
     def refitted_maps(texture, normal, visibility, inside, clean) -> dict:
         """The network's input maps from the robust stage rerun on `texture` (cfg.refit)."""
@@ -183,7 +184,7 @@ def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
                     "confidence": confidence_map(texture, pca(clean["outlier_coefficients_lf"]),
                                                  shading_map(normal, clean["outlier_sh_lf"]), visibility,
                                                  clean["scale_lf"])}
-        fit = refit_low_frequency(face_model, texture, normal, visibility, fallback, pool)
+        fit = refit_low_frequency(face_model, texture, normal, visibility, fallback, pool, fit_args)
         return {"delit": delit(texture, shading_map(normal, fit["sh"].to(dev)), visibility), "visibility": visibility,
                 "confidence": fit["confidence"].to(dev), "albedo_pca": pca(fit["coefficients"].to(dev)) * inside,
                 "albedo_stiff": pca(fit["outlier_coefficients"].to(dev)) * inside, "texture": texture}

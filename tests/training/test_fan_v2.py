@@ -240,6 +240,22 @@ def test_the_refit_in_worker_processes_gives_the_in_process_result(tiny, monkeyp
     for key in serial:
         torch.testing.assert_close(parallel[key], serial[key], rtol=1e-5, atol=1e-6)
     assert torch.equal(parallel["sh"][2], fallback["sh"][2]) and not torch.equal(parallel["sh"][0], fallback["sh"][0])
+    # fit_args (cfg.robust_prior_weight) reach the fit, in process and in the workers alike
+    from facelift.albedo import fit_low_frequency
+
+    args = {"robust_prior_weight": 1e-2}
+    stiff = fan_v2.refit_low_frequency(model, texture, normals, visibility, fallback, fit_args=args)
+    pool = fan_v2.refit_pool(str(tiny["face_model"]), 2)
+    try:
+        stiff_parallel = fan_v2.refit_low_frequency(model, texture, normals, visibility, fallback, pool, fit_args=args)
+    finally:
+        pool.shutdown()
+    fit = fit_low_frequency(model, texture[0].permute(1, 2, 0).numpy(), normals[0].permute(1, 2, 0).numpy(),
+                            vis[0].numpy() > 0.5, **args)
+    np.testing.assert_allclose(stiff["outlier_coefficients"][0].numpy(), fit.outlier_coefficients, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(stiff_parallel["outlier_coefficients"], stiff["outlier_coefficients"], rtol=1e-5,
+                               atol=1e-6)
+    assert not torch.allclose(stiff["outlier_coefficients"][0], serial["outlier_coefficients"][0])
 
 
 @pytest.mark.slow
@@ -327,6 +343,13 @@ def test_v2_8_prefills_untrusted_texels_with_the_stiff_albedo_and_raises_the_per
     assert (b.prefill_from, b.prefill_power) == ("albedo_stiff", 2.0) and (a.w_percep, b.w_percep) == (0.01, 0.05)
     fan = fan_v2.build_fan(dataclasses.replace(b, init_from=None))
     assert (fan.config["prefill_from"], fan.config["prefill_power"]) == ("albedo_stiff", 2.0)
+
+
+@pytest.mark.unit
+def test_v2_9_stiffens_the_refits_outlier_model_in_one_300_step_cycle():
+    a, b, changed = _config_change("fan_v2_6", "fan_v2_9")
+    assert changed == {"robust_prior_weight", "lr_decay_steps"}
+    assert (a.robust_prior_weight, b.robust_prior_weight, b.lr_decay_steps) == (None, 3e-4, 300)
 
 
 @pytest.mark.unit
