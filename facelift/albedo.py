@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,9 +64,17 @@ def _sample_texels(maps: np.ndarray, resolution: int, flat_index: np.ndarray, ro
             + (texels[r1 * A + c0] * (1 - fc) + texels[r1 * A + c1] * fc) * fr)
 
 
-@functools.cache
+_controller: tuple[int, ThreadpoolController | None] = (-1, None)
+
+
 def _blas_controller() -> ThreadpoolController:
-    return ThreadpoolController()
+    """The BLAS libraries loaded now (rescanned, ~0.6 ms, only after new imports: a library loaded
+    after the first scan, e.g. scipy's own OpenBLAS, would otherwise keep its threads)."""
+    global _controller
+    n = len(sys.modules)
+    if _controller[0] != n:
+        _controller = (n, ThreadpoolController())
+    return _controller[1]
 
 
 def one_blas_thread(fn):

@@ -282,3 +282,22 @@ def test_the_fits_run_blas_on_one_thread_and_give_the_threads_back():
     assert one_blas_thread(blas_threads)() == {1}
     assert blas_threads() == before
     assert all(hasattr(f, "__wrapped__") for f in (fit_albedo_and_light, fit_low_frequency))
+
+
+def test_one_blas_thread_also_limits_a_blas_loaded_after_its_first_use():
+    """scipy brings its own OpenBLAS; imported after the first fit, it is limited all the same."""
+    import subprocess
+    import sys
+
+    code = (
+        "from threadpoolctl import threadpool_info\n"
+        "from facelift.albedo import one_blas_thread\n"
+        "def blas(): return sorted((i['filepath'], i['num_threads']) for i in threadpool_info() if i['user_api'] == 'blas')\n"
+        "one_blas_thread(blas)()\n"
+        "import scipy.linalg\n"
+        "print(len(blas()), {n for _, n in one_blas_thread(blas)()})\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    if int(out[0]) < 2:
+        pytest.skip("numpy and scipy share one BLAS library here")
+    assert out[1] == "{1}"
