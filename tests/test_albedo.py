@@ -121,6 +121,23 @@ def _light():
     return sh
 
 
+def test_a_stiffer_outlier_prior_drags_the_stiff_albedo_less():
+    from facelift.albedo import fit_low_frequency
+
+    model = ellipsoid_face_model(n_albedo=4, albedo_resolution=16)
+    occluded, clean, normals, visible, patch = _occluded_scene(model, np.array([0.5, -0.25, 0.4, 0.15], np.float32),
+                                                               _light())
+
+    def drag(prior):
+        stiff = [pca_albedo(model, fit_low_frequency(model, t, normals, visible, stride=1,
+                                                     robust_prior_weight=prior).outlier_coefficients, 64)
+                 for t in (clean, occluded)]
+        return np.abs(stiff[1] - stiff[0])[patch].mean()
+
+    d = [drag(p) for p in (1e-4, 3e-4, 1e-3)]
+    assert d[0] > 1.5 * d[1] > 1.5 * 1.5 * d[2] > 0
+
+
 def test_tukey_weight_known_values():
     from facelift.albedo import TUKEY_C, tukey_weight
 
@@ -132,7 +149,9 @@ def test_robust_fit_is_not_dragged_by_an_occluder():
     from facelift.albedo import fit_low_frequency
 
     model = ellipsoid_face_model(n_albedo=4, albedo_resolution=16)
-    coeffs = np.array([1.0, -0.5, 0.8, 0.3], np.float32)
+    # a face the stiff model reaches under its prior (twice these coefficients it does not: the price
+    # of the prior, measured in docs/EVALUATION.md)
+    coeffs = np.array([0.5, -0.25, 0.4, 0.15], np.float32)
     occluded, clean, normals, visible, patch = _occluded_scene(model, coeffs, _light())
     _, albedo_ls, sh_ls = fit_albedo_and_light(model, occluded, normals, visible, stride=1)
     fit = fit_low_frequency(model, occluded, normals, visible, stride=1)
