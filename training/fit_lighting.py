@@ -11,6 +11,9 @@ and the residual scale, from which training recomputes the skin confidence of an
 (FAN v2, `--set recipe=v2`).
 
     python training/fit_lighting.py --data /work/data/uv256/train [--method robust] [--workers 2]
+
+`--robust-prior-weight` sets the robust stage's stiff-model prior (default: the library's, 3e-4 since
+2026-12-05; the shipped networks were trained on fits at 1e-4, which training/run_shipped.sh passes).
 """
 
 from __future__ import annotations
@@ -33,14 +36,14 @@ _state = {}
 
 
 def _fit(i: int):
-    ds, model, method = _state["ds"], _state["model"], _state["method"]
+    ds, model, method, fit_args = _state["ds"], _state["model"], _state["method"], _state["fit_args"]
     item = ds[i]
     tex, nrm = (item[k].permute(1, 2, 0).numpy() for k in ("texture", "normal"))
     vis = item["visibility"][0].numpy() > 0.5
     if method == "least_squares":
         coeffs, _, sh = fit_albedo_and_light(model, tex, nrm, vis)
         return i, {"sh": sh, "coefficients": coeffs}
-    fit = fit_low_frequency(model, tex, nrm, vis)
+    fit = fit_low_frequency(model, tex, nrm, vis, **fit_args)
     return i, {"sh": fit.sh, "coefficients": fit.coefficients, "outlier_sh": fit.outlier_sh,
                "outlier_coefficients": fit.outlier_coefficients, "scale": np.float32(fit.scale),
                "skin_fraction": np.float32(fit.confidence[vis].mean())}
@@ -57,6 +60,8 @@ def main(argv=None):
     ap.add_argument("--data", required=True, help="shard folder (index.json)")
     ap.add_argument("--face-model", default=str(REPO / "checkpoints/face_model.safetensors"))
     ap.add_argument("--method", choices=("least_squares", "robust"), default="least_squares")
+    ap.add_argument("--robust-prior-weight", type=float, default=None,
+                    help="the robust stage's stiff-model prior (default: fit_low_frequency's)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workers", type=int, default=1, help="processes (forked; they share the loaded shards)")
     args = ap.parse_args(argv)
@@ -64,7 +69,8 @@ def main(argv=None):
     t0 = time.time()
     model = FaceModel.load(args.face_model)
     ds = UVDataset(args.data)
-    _state.update(ds=ds, model=model, method=args.method)
+    fit_args = {} if args.robust_prior_weight is None else {"robust_prior_weight": args.robust_prior_weight}
+    _state.update(ds=ds, model=model, method=args.method, fit_args=fit_args)
     results: dict[str, list] = {}
     with tqdm(total=len(ds), desc=f"{args.method} lighting", unit="sample", mininterval=5) as bar:
         if args.workers > 1:
@@ -87,6 +93,7 @@ def main(argv=None):
     tmp.replace(out)
     stats = {"face_model": str(args.face_model), "method": args.method, "samples": len(ds),
              "n_albedo": model.n_albedo, "light_brightness": model.light_brightness,
+             "robust_prior_weight": args.robust_prior_weight,
              "wall_seconds": round(time.time() - t0, 1)}
     if "scale" in arrays:
         stats.update(scale_median=float(np.median(arrays["scale"])),

@@ -64,9 +64,13 @@ WDRN=$(want "$DRN_V3" 1)
 W21=$(want "$FAN_V21" "$W22" "$WDRN")
 W2=$(want "$FAN_V2" "$W21")
 
-# 1. 256x256 UV samples and robust fits (the face model's albedo PCA is committed: run_all.sh builds it)
+# 1. 256x256 UV samples and robust fits (the face model's albedo PCA is committed: run_all.sh builds it),
+# with the stiff-model prior the shipped networks were trained on (the library's default became 3e-4
+# after them; the v2.2-v2.6 configs pin the same 1e-4 for their in-training refits)
 echo "== UV samples and robust fits -> $D/uv256"
-if [[ "$W2$W21$WDRN$W22$W23$W24$W25$W26" == *1* ]]; then run bash training/prepare_uv256.sh "$D" train val; fi
+if [[ "$W2$W21$WDRN$W22$W23$W24$W25$W26" == *1* ]]; then
+    run env ROBUST_PRIOR_WEIGHT=1e-4 bash training/prepare_uv256.sh "$D" train val
+fi
 
 # 2. FAN v2: 128 then 256, on the model card's wall times (its record: 1,412 and 167 steps; the first 400
 # at 128 had w_gan 0.1 and w_consistency 1, which the script does not repeat). A finished 128 stage gets

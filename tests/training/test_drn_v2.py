@@ -87,6 +87,32 @@ def test_utkface_ages_select_samples_and_keep_their_lighting_rows(tiny, tmp_path
         UVDataset(tiny["data"], select=lambda n: False)
 
 
+def test_fit_lightings_robust_prior_reaches_every_fit_and_is_recorded(tiny, tmp_path):
+    import shutil
+
+    import numpy as np
+
+    from facelift.albedo import fit_low_frequency
+    from facelift.face_model import FaceModel
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny["data"], data)
+    args = ["--data", str(data), "--face-model", str(tiny["face_model"]), "--method", "robust"]
+    fit_lighting.main(args)
+    with np.load(data / "lighting_robust.npz") as z:
+        default = z["outlier_coefficients"]
+    fit_lighting.main(args + ["--robust-prior-weight", "1e-2", "--workers", "2"])
+    with np.load(data / "lighting_robust.npz") as z:
+        stiffer = z["outlier_coefficients"]
+    assert json.loads((data / "lighting_robust.json").read_text())["robust_prior_weight"] == 1e-2
+    item = UVDataset(data)[0]
+    tex, nrm = (item[k].permute(1, 2, 0).numpy() for k in ("texture", "normal"))
+    fit = fit_low_frequency(FaceModel.load(tiny["face_model"]), tex, nrm, item["visibility"][0].numpy() > 0.5,
+                            robust_prior_weight=1e-2)
+    np.testing.assert_allclose(stiffer[0], fit.outlier_coefficients, atol=1e-5)
+    assert np.abs(stiffer).sum() < np.abs(default).sum()  # a stronger prior pulls towards the mean
+
+
 @pytest.fixture(scope="module")
 def drn_v2_run(tiny):
     fit_lighting.main(["--data", str(tiny["data"]), "--face-model", str(tiny["face_model"]), "--method", "robust"])

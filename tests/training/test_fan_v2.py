@@ -349,7 +349,7 @@ def test_v2_8_prefills_untrusted_texels_with_the_stiff_albedo_and_raises_the_per
 def test_v2_9_stiffens_the_refits_outlier_model_in_one_300_step_cycle():
     a, b, changed = _config_change("fan_v2_6", "fan_v2_9")
     assert changed == {"robust_prior_weight", "lr_decay_steps"}
-    assert (a.robust_prior_weight, b.robust_prior_weight, b.lr_decay_steps) == (None, 3e-4, 300)
+    assert (a.robust_prior_weight, b.robust_prior_weight, b.lr_decay_steps) == (1e-4, 3e-4, 300)
 
 
 @pytest.mark.unit

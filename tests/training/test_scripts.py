@@ -223,6 +223,7 @@ def test_the_shipped_chain_lists_every_stage_in_order_and_each_script_it_calls_e
     labels = re.findall(r"^== (FAN v2(?:\.\d)?|DRN v3|bundle)", out, re.M)
     assert labels == ["FAN v2", "FAN v2.1", "DRN v3", "FAN v2.2", "FAN v2.3", "FAN v2.4", "FAN v2.5", "FAN v2.6",
                       "bundle"]
+    assert f"ROBUST_PRIOR_WEIGHT=1e-4 bash training/prepare_uv256.sh {tmp_path} train val" in out
     assert f"FAN={tmp_path}/runs/fan_v21_ship bash training/run_drn_v3.sh" in out  # the DRN on v2.1
     assert f"FAN_V25={tmp_path}/runs/fan_v25b_256/final bash training/run_fan_v2_6.sh" in out
     assert f"--fan {tmp_path}/runs/fan_v26_256/final --drn {tmp_path}/runs/drn_v3e_256/final" in out
