@@ -227,11 +227,7 @@ class FaceLift:
         displacement, all (R, R, C) maps at the unwrap resolution, zero outside the layout."""
         timings = {} if timings is None else timings
         with _timed(timings, "lighting"):
-            greyscale = is_greyscale(maps.texture, maps.visibility > 0.5)
-            if greyscale:  # seen in colour by the stages below; the colour is taken out again at the end
-                mean_albedo = pca_albedo(self.face_model, None, maps.texture.shape[0])
-                maps = dataclasses.replace(maps, texture=colourise(maps.texture, maps.visibility, mean_albedo))
-            low, pca_source = self._low_frequency(maps)
+            maps, low, pca_source, greyscale = self._low_frequency_stage(maps)
         sources = None
         with _timed(timings, "fan"):
             if self.fan is not None:
@@ -260,6 +256,25 @@ class FaceLift:
             displacement=np.where(inside, displacement, 0.0).astype(np.float32),
             displacement_scale=displacement_scale, albedo_source="fan" if self.fan is not None else pca_source,
             albedo_pca_source=pca_source, detail_cavity=cavity)
+
+    def _low_frequency_stage(self, maps: UVMaps) -> tuple[UVMaps, LowFrequencyFit, str, bool]:
+        """(maps as the networks see them, the low-frequency fit, its source, whether the photo is
+        greyscale): a greyscale texture is seen in colour by the stages after this one (`predict_uv`
+        takes the colour out again at the end)."""
+        greyscale = is_greyscale(maps.texture, maps.visibility > 0.5)
+        if greyscale:
+            mean_albedo = pca_albedo(self.face_model, None, maps.texture.shape[0])
+            maps = dataclasses.replace(maps, texture=colourise(maps.texture, maps.visibility, mean_albedo))
+        low, pca_source = self._low_frequency(maps)
+        return maps, low, pca_source, greyscale
+
+    def network_inputs(self, maps: UVMaps) -> dict:
+        """The input maps of the networks (`models.UV_INPUTS` less the DRN's `albedo_fan`; the stiff PCA
+        albedo always) for `maps`, from the same low-frequency stage as `predict_uv`, at the unwrap
+        resolution."""
+        maps, low, _, _ = self._low_frequency_stage(maps)
+        return network_sources(maps.texture, maps.visibility, maps.normal, low,
+                               stiff_pca_albedo(self.face_model, low, maps.texture.shape[0]))
 
     def _network_sources(self, maps: UVMaps, low: LowFrequencyFit) -> dict:
         nets = [n for n in (self.fan, self.drn) if n is not None]

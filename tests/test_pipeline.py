@@ -629,6 +629,25 @@ def test_skin_confidence_is_high_on_skin_and_low_on_an_occluder(fl, rec):
     assert np.abs(pred.albedo_pca - rec.albedo_pca)[outside].mean() < 0.03
 
 
+def test_network_inputs_are_what_predict_uv_feeds_the_fan(fl, rec):
+    """`FaceLift.network_inputs` (the diagnosis tools' entry) builds the FAN's input exactly as the
+    pipeline does: the FAN on it gives the reconstruction's albedo; greyscale photos are colourised.
+    (The DRN's `albedo_fan` is the FAN's output, not an input map.)"""
+    import dataclasses
+
+    import torch
+
+    sources = fl.network_inputs(rec.maps)
+    assert set(fl.fan.inputs) | {"albedo_stiff", "albedo_pca", "texture"} <= set(sources)
+    with torch.inference_mode():
+        albedo = fl._run_unet(fl.fan, sources)
+    inside = rec.maps.mask
+    np.testing.assert_allclose(albedo[inside], rec.albedo[inside], atol=1e-5)
+    grey_tex = np.repeat(rec.texture.mean(-1, keepdims=True), 3, -1).astype(np.float32)
+    grey = fl.network_inputs(dataclasses.replace(rec.maps, texture=grey_tex))
+    assert np.abs(grey["texture"][..., 0] - grey["texture"][..., 2])[rec.visibility > 0.5].mean() > 0.01
+
+
 def _row_coherence(uv_map, mask, axis, sigma=1.0):
     """How much the fine-scale (high-pass, sigma texels) content of a map lines up along rows
     (axis 0: each row's mean) or columns (axis 1), relative to content without such order:

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -29,24 +30,6 @@ import numpy as np
 KEYS = ("fan", "pca", "completion", "gate_in", "gate_clean", "confidence_in", "confidence_clean", "stiff_input",
         "delit_input", "oracle_stiff", "oracle_light", "oracle_stiff_light", "oracle_confidence_0", "oracle_all",
         "floor_stiff", "floor_pca", "floor_blur")
-
-
-def fan_inputs(fl, maps, texture: np.ndarray) -> dict:
-    """The FAN's input maps for `texture` on `maps`' layout, as `FaceLift.predict_uv` builds them."""
-    from facelift.albedo import (
-        colourise,
-        fit_low_frequency,
-        is_greyscale,
-        network_sources,
-        pca_albedo,
-        stiff_pca_albedo,
-    )
-
-    model, R = fl.face_model, texture.shape[0]
-    if is_greyscale(texture, maps.visibility > 0.5):
-        texture = colourise(texture, maps.visibility, pca_albedo(model, None, R))
-    low = fit_low_frequency(model, texture, maps.normal, maps.visibility > 0.5)
-    return network_sources(texture, maps.visibility, maps.normal, low, stiff_pca_albedo(model, low, R))
 
 
 def run_fan(fan, sources: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -76,7 +59,7 @@ def diagnose_photo(fl, rec, rng: np.random.Generator) -> list[dict]:
     tex, R = maps.texture, maps.texture.shape[0]
     visible = (maps.visibility > 0.5) & maps.mask
     fan0, pca0, _ = albedos_for_texture(fl, maps, tex)
-    s0 = fan_inputs(fl, maps, tex)
+    s0 = fl.network_inputs(maps)
     _, gate0, comp0 = run_fan(fan, s0)
     blur0 = np.stack([cv2.GaussianBlur(fan0[..., c], (0, 0), 4) for c in range(3)], -1)
     rows = []
@@ -86,7 +69,7 @@ def diagnose_photo(fl, rec, rng: np.random.Generator) -> list[dict]:
         if not region.any():
             continue
         fan1, pca1, _ = albedos_for_texture(fl, maps, occ)
-        s1 = fan_inputs(fl, maps, occ)
+        s1 = fl.network_inputs(dataclasses.replace(maps, texture=occ))
         _, gate1, comp1 = run_fan(fan, s1)
         d = M.masked_l1(occ, tex, region)
 

@@ -292,18 +292,28 @@ class UNet(FaceLiftModel):
         check_input(x, self.in_channels, self.resolution, f"{type(self).__name__} input")
         if return_gate and self.output_activation != "gated":
             raise ValueError("only a network with output_activation='gated' has a gate")
-        y = self.model(self.prefilled(x) * 2 - 1)
+        if self.output_activation == "gated":
+            completion, gate = self._gated(x)
+            out = gate * x[:, :self.out_channels] + (1 - gate) * completion
+            return (out, gate) if return_gate else out
+        y = self.model(x * 2 - 1)  # prefill_from needs gate_by, which only a gated network has
         if self.output_activation == "sigmoid":
             return torch.sigmoid(y)
-        if self.output_activation == "gated":
-            gate = torch.sigmoid(y[:, self.out_channels:])
-            if self.gate_channel is not None:
-                gate = gate * x[:, self.gate_channel:self.gate_channel + 1].clamp(0, 1) ** self.gate_power
-            out = gate * x[:, :self.out_channels] + (1 - gate) * torch.sigmoid(y[:, :self.out_channels])
-            return (out, gate) if return_gate else out
         if self.pyramid is not None:
             y = self.pyramid(y)
         return self.max_rate * torch.tanh(y)
+
+    def _trust(self, x: Tensor) -> Tensor:
+        """The `gate_by` map (B, 1, R, R), clamped to [0, 1]."""
+        return x[:, self.gate_channel:self.gate_channel + 1].clamp(0, 1)
+
+    def _gated(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """A gated network's completion c and gate g (capped by `gate_by` ** `gate_power`)."""
+        y = self.model(self.prefilled(x) * 2 - 1)
+        gate = torch.sigmoid(y[:, self.out_channels:])
+        if self.gate_channel is not None:
+            gate = gate * self._trust(x) ** self.gate_power
+        return torch.sigmoid(y[:, :self.out_channels]), gate
 
     def prefilled(self, x: Tensor) -> Tensor:
         """The input the layers see: `x`, with the first map faded into `prefill_from`'s where the
@@ -311,7 +321,7 @@ class UNet(FaceLiftModel):
         if self.prefill_channel is None:
             return x
         c, f = self.out_channels, self.prefill_channel
-        m = x[:, self.gate_channel:self.gate_channel + 1].clamp(0, 1) ** self.prefill_power
+        m = self._trust(x) ** self.prefill_power
         return torch.cat([x[:, :c] * m + x[:, f:f + c] * (1 - m), x[:, c:]], 1)
 
     def completion(self, x: Tensor) -> Tensor:
@@ -320,7 +330,7 @@ class UNet(FaceLiftModel):
         if self.output_activation != "gated":
             raise ValueError("only a network with output_activation='gated' has a completion")
         check_input(x, self.in_channels, self.resolution, f"{type(self).__name__} input")
-        return torch.sigmoid(self.model(self.prefilled(x) * 2 - 1)[:, :self.out_channels])
+        return self._gated(x)[0]
 
     def gate(self, x: Tensor) -> Tensor:
         """The gate g (B, 1, R, R) of a gated network: 1 where the first input passes through."""
