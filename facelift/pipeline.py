@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from . import _hub
+from ._malloc import keep_freed_memory
 from ._validate import is_int
 from .albedo import (
     LowFrequencyFit,
@@ -96,6 +97,8 @@ class FaceLift:
         self.config = {**DEFAULT_BUNDLE_CONFIG, **(config or {})}
         self.face_model = face_model
         self.device = torch.device(device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self.bnet, self.fan, self.drn = (
             None if net is None else net.to(self.device).eval() for net in (bnet, fan, drn)
         )

@@ -15,6 +15,7 @@ from typing import IO
 
 import torch
 
+from .._malloc import keep_freed_memory
 from .config import save_config
 from .data import UVDataset
 from .losses import PCAAlbedo
@@ -39,6 +40,8 @@ class Run:
         self.cfg = cfg
         # cpu=True without CUDA so that several launched processes form a MULTI_CPU (gloo) group
         self.acc = Accelerator(cpu=not torch.cuda.is_available())
+        if self.acc.device.type == "cpu":
+            keep_freed_memory()  # the step's activations and gradients stay mapped between steps
         set_seed(cfg.seed)
         self.out = Path(cfg.out)
         if self.acc.is_main_process:
