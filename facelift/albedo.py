@@ -154,7 +154,7 @@ class _Subsample:
     def albedo(self, coeffs: np.ndarray) -> np.ndarray:
         nz = np.flatnonzero(coeffs)
         k = int(nz[-1]) + 1 if nz.size else 0  # the stiff model uses the first few components only
-        return np.clip(self.mean + np.einsum("cnk,k->nc", self.basis[:, :, :k], coeffs[:k]), 0, 1)
+        return np.clip(self.mean + (self.basis[:, :, :k] @ coeffs[:k]).T, 0, 1)
 
     def residual(self, coeffs: np.ndarray, sh: np.ndarray) -> np.ndarray:
         """|texture - albedo * shading| per texel (RMS over RGB), (N,)."""
