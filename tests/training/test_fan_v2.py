@@ -360,6 +360,13 @@ def test_v2_10_weights_the_occluded_texels_up_against_v2_9():
 
 
 @pytest.mark.unit
+def test_v2_11_weights_the_gate_term_up_against_v2_9():
+    a, b, changed = _config_change("fan_v2_9", "fan_v2_11")
+    assert changed == {"w_gate"}
+    assert (a.w_gate, b.w_gate) == (0.05, 0.5)
+
+
+@pytest.mark.unit
 def test_the_kept_v2_4_probe_weights_load_as_the_pipelines_fan_shape():
     """training/probes/fan_v2_4 (float16 on disk) loads in float32 with the shipped FAN's architecture."""
     from facelift.models import FAN
