@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import os
-import sys
 import threading
 import time
+
+from facelift._malloc import M_ARENA_MAX, glibc, mallopt
 
 
 def limit_malloc_arenas(arenas: int = 2) -> bool:
@@ -16,12 +16,9 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     freed by each reconstruction's large arrays stays scattered over them: the server's RSS
     crept up by 170 MB over 100 reconstructions in the load test, 50 MB with 2 arenas, at the
     same latency. Call before the worker threads start; True if applied."""
-    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
+    if os.environ.get("MALLOC_ARENA_MAX"):
         return False
-    try:
-        return ctypes.CDLL("libc.so.6").mallopt(-8, int(arenas)) == 1  # -8: M_ARENA_MAX
-    except (OSError, AttributeError):  # not glibc (musl, ...)
-        return False
+    return mallopt(M_ARENA_MAX, arenas)
 
 
 class MemoryReleaser(threading.Thread):
@@ -37,10 +34,8 @@ class MemoryReleaser(threading.Thread):
         self.delay_s = delay_s
         self._due = threading.Event()
         self.trims = 0
-        try:
-            self._trim = ctypes.CDLL("libc.so.6").malloc_trim if sys.platform.startswith("linux") else None
-        except (OSError, AttributeError):  # not glibc
-            self._trim = None
+        libc = glibc()
+        self._trim = getattr(libc, "malloc_trim", None)
 
     def soon(self) -> None:
         """A heavy job finished (gradio is still encoding its outputs: hence the delay)."""
