@@ -1,7 +1,9 @@
 """Where a gated FAN's occlusion ratio comes from (issue 15), on the evaluation's occluders
 (`facelift.evaluation.occluders`, the same draws as `facelift evaluate --seed`), per kind:
 
-- ``fan``, ``pca``: the change ratio of `facelift evaluate`; ``completion``: the completion branch's
+- ``fan``, ``pca``: the change ratio of `facelift evaluate`; ``fan_lowpass``, ``pca_lowpass``: the same
+  above the skin's detail (`facelift.evaluation.metrics.lowpass_change_ratio`, sigma 4 texels), where a
+  sharp albedo is no longer charged for the detail the occluder hides; ``completion``: the completion branch's
   alone; ``gate_in`` / ``gate_clean`` and ``confidence_in`` / ``confidence_clean``: the gate and the
   skin confidence under the occluder, in the occluded and in the clean run; ``stiff_input``,
   ``delit_input``: how far those FAN inputs move (change ratio);
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-KEYS = ("fan", "pca", "completion", "gate_in", "gate_clean", "confidence_in", "confidence_clean", "stiff_input",
+KEYS = ("fan", "pca", "fan_lowpass", "pca_lowpass", "completion", "gate_in", "gate_clean", "confidence_in", "confidence_clean", "stiff_input",
         "delit_input", "oracle_stiff", "oracle_light", "oracle_stiff_light", "oracle_confidence_0", "oracle_all",
         "floor_stiff", "floor_pca", "floor_blur")
 
@@ -84,7 +86,10 @@ def diagnose_photo(fl, rec, rng: np.random.Generator) -> list[dict]:
                  "oracle_confidence_0": {"confidence": conf_0},
                  "oracle_all": {"albedo_stiff": s0["albedo_stiff"], "delit": delit_clean_light,
                                 "confidence": np.where(region[..., None], 0.0, s0["confidence"]).astype(np.float32)}}
-        row = {"kind": kind, "fan": ratio(fan1), "pca": ratio(pca1, pca0), "completion": ratio(comp1, comp0),
+        row = {"kind": kind, "fan": ratio(fan1), "pca": ratio(pca1, pca0),
+               "fan_lowpass": M.lowpass_change_ratio(fan1, fan0, occ, tex, region, visible),
+               "pca_lowpass": M.lowpass_change_ratio(pca1, pca0, occ, tex, region, visible),
+               "completion": ratio(comp1, comp0),
                "gate_in": float(gate1[region].mean()), "gate_clean": float(gate0[region].mean()),
                "confidence_in": float(s1["confidence"][region].mean()),
                "confidence_clean": float(s0["confidence"][region].mean()),

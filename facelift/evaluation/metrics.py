@@ -40,6 +40,43 @@ def change_ratio(output_a: np.ndarray, output_b: np.ndarray, input_a: np.ndarray
     return masked_l1(output_a, output_b, mask) / den
 
 
+#: Gaussian sigma (texels at 256x256) of `lowpass_change_ratio`: wider than skin detail (pores,
+#: freckles), narrower than an occluder.
+LOWPASS_SIGMA = 4.0
+
+
+def lowpass(uv_map: np.ndarray, inside: np.ndarray, sigma: float = LOWPASS_SIGMA) -> np.ndarray:
+    """The map's Gaussian-weighted (`sigma` texels) mean over the texels in `inside`, float64, of
+    the map's shape ((R, R) or (R, R, C)): a normalised convolution, so texels outside do not pull
+    it towards 0; 0 outside `inside`."""
+    import cv2
+
+    if not (isinstance(sigma, (int, float)) and sigma > 0):
+        raise ValueError(f"sigma must be a positive number of texels, got {sigma!r}")
+    a = np.asarray(uv_map, np.float64)
+    m = _region(inside, a.shape).astype(np.float64)
+    k = int(2 * np.ceil(3 * sigma) + 1)
+    blur = lambda x: cv2.GaussianBlur(x, (k, k), sigma, borderType=cv2.BORDER_CONSTANT)  # noqa: E731
+    w = blur(m)
+    planes = a[..., None] if a.ndim == 2 else a
+    out = np.stack([blur(planes[..., c] * m) for c in range(planes.shape[-1])], -1)
+    out = np.where(w[..., None] > 1e-9, out / np.maximum(w, 1e-9)[..., None], 0.0) * m[..., None]
+    return out[..., 0] if a.ndim == 2 else out
+
+
+def lowpass_change_ratio(output_a: np.ndarray, output_b: np.ndarray, input_a: np.ndarray, input_b: np.ndarray,
+                         mask: np.ndarray, inside: np.ndarray, sigma: float = LOWPASS_SIGMA) -> float:
+    """`change_ratio` of the maps' low-pass (`lowpass` over `inside`) on `mask`.
+
+    The plain ratio compares an output with the clean run's at every scale, so under an occluder
+    it also charges the detail the occluder hides, which no output can know: a sharp albedo pays
+    for its own detail there, a smooth one does not. Above `sigma` texels that detail is gone and
+    what is left is the occluder's colour and shape copied into the output (1 when the output
+    copies the input, 0 when it ignores it) and the error of guessing the hidden skin's colour."""
+    lp = lambda x: lowpass(x, inside, sigma)  # noqa: E731
+    return change_ratio(lp(output_a), lp(output_b), lp(input_a), lp(input_b), mask)
+
+
 def mirror_error(uv_map: np.ndarray, hidden: np.ndarray) -> float:
     """mean |map(p) - map(mirror p)| over texels p in `hidden` (mirror p = same row, column R-1-j).
 

@@ -35,6 +35,40 @@ def test_change_ratio_ignoring_copying_and_halving():
     assert math.isnan(M.change_ratio(A, A, A, A, MASK))  # the input did not change
 
 
+def test_lowpass_is_a_normalised_blur_inside_the_layout():
+    inside = np.zeros((32, 32), bool)
+    inside[2:30, 3:28] = True
+    flat = np.where(inside[..., None], 0.4, 0.9)  # what lies outside must not leak in
+    assert np.allclose(M.lowpass(flat, inside)[inside], 0.4)
+    assert np.all(M.lowpass(flat, inside)[~inside] == 0)
+    grey = M.lowpass(A[..., 0], inside)
+    assert grey.shape == (32, 32) and np.allclose(grey, M.lowpass(A, inside)[..., 0])
+    assert M.lowpass(A, inside)[inside].std() < 0.5 * A[inside].std()  # texel noise is smoothed away
+    with pytest.raises(ValueError):
+        M.lowpass(A, inside, sigma=0)
+    with pytest.raises(ValueError):
+        M.lowpass(A, inside[:16])
+
+
+def test_lowpass_change_ratio_charges_copies_not_detail():
+    inside = np.zeros((32, 32), bool)
+    inside[1:31, 1:31] = True
+    occluded = A.copy()
+    occluded[MASK] = 0.05
+    smooth = np.full_like(A, 0.6)
+    assert M.lowpass_change_ratio(occluded, A, occluded, A, MASK, inside) == pytest.approx(1.0)  # a copy
+    assert M.lowpass_change_ratio(smooth, smooth, occluded, A, MASK, inside) == 0.0  # ignores it
+    half = A + 0.5 * (occluded - A)
+    assert M.lowpass_change_ratio(half, A, occluded, A, MASK, inside) == pytest.approx(0.5)
+    # outputs that differ only in texel-scale detail (a checkerboard of opposite sign): the plain
+    # ratio charges it, the low-pass one does not
+    check = ((np.indices((32, 32)).sum(0) % 2) * 0.2 - 0.1)[..., None] * inside[..., None]
+    a, b = smooth + check, smooth - check
+    assert M.change_ratio(a, b, occluded, A, MASK) > 0.3
+    assert M.lowpass_change_ratio(a, b, occluded, A, MASK, inside) < 1e-3
+    assert math.isnan(M.lowpass_change_ratio(A, A, A, A, MASK, inside))
+
+
 def test_mirror_error_and_self_occluded():
     sym = A + A[:, ::-1]
     hidden = np.zeros((32, 32), bool)

@@ -204,6 +204,7 @@ def test_diagnose_occlusion_scores_the_evaluations_occluders_as_evaluate_does(tm
         assert r["pca"] == pytest.approx(m[f"occlusion_pca_{kind}"], rel=1e-5)
         assert 0 <= r["gate_in"] <= r["confidence_in"] + 1e-6  # the gate is capped by the confidence
         assert 0 <= r["gate_clean"] <= 1 and all(np.isfinite(r[k]) for k in diagnose_occlusion.KEYS)
+        assert 0 <= r["fan_lowpass"] and 0 <= r["pca_lowpass"]
     # told exactly where the occluder is, with nothing else moved, the FAN leaks no more than unaided
     assert out["summary"]["all"]["oracle_all"] <= out["summary"]["all"]["fan"]
     assert out["summary"]["all"]["count"] == len(KINDS)
