@@ -75,7 +75,10 @@ through the model's UV layout (the model's vertices are the 468 MediaPipe points
    are recomputed from the occluded texture exactly as the pipeline does (low-frequency fit +
    FAN). Ratio = mean |A(occluded) - A(clean)| / mean |T(occluded) - T(clean)| over the
    occluded texels: 0 = the albedo ignores the occluder, 1 = it copies it. Mean of the three
-   kinds per photo, and each kind.
+   kinds per photo, and each kind. *Above the detail*: the same ratio after a Gaussian blur (sigma
+   4 texels, over the visible texels) of both albedos and both textures, which no longer charges a
+   sharp albedo for the hidden skin detail it cannot know, nor credits a smooth one for never
+   matching the fine part of the occluder's change (`metrics.lowpass_change_ratio`).
 3. **Lighting invariance** (lower is better). A random light (directional, azimuth +-70,
    elevation -30..50 degrees, colour 1 +- 0.15, ambient 0.2-0.6; SH order 2) relights the
    texture: `T' = T x E_new / E_est`, with `E_est` the irradiance of the estimated SH on the

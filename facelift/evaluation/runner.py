@@ -56,6 +56,8 @@ METRICS = (
     ("occlusion_fan_hand", "  hand"),
     ("occlusion_fan_hair", "  hair"),
     ("occlusion_pca", "occlusion ratio, PCA (all kinds)"),
+    ("occlusion_lowpass_fan", "occlusion ratio above the detail, FAN"),
+    ("occlusion_lowpass_pca", "occlusion ratio above the detail, PCA"),
     ("lighting_fan", "lighting ratio, FAN"),
     ("lighting_pca", "lighting ratio, PCA"),
     ("completion_fan", "completion L1, FAN (|yaw|>30)"),
@@ -314,10 +316,15 @@ def evaluate_reconstruction(fl, rec, *, rng: np.random.Generator, lpips=None, gr
         fan1, pca1, _ = albedos_for_texture(fl, maps, occ)
         out[f"occlusion_fan_{kind}"] = M.change_ratio(fan1, fan0, occ, tex, region)
         out[f"occlusion_pca_{kind}"] = M.change_ratio(pca1, pca0, occ, tex, region)
+        # the same above the skin's detail, which the smooth PCA albedo is never charged for
+        out[f"occlusion_lowpass_fan_{kind}"] = M.lowpass_change_ratio(fan1, fan0, occ, tex, region, visible)
+        out[f"occlusion_lowpass_pca_{kind}"] = M.lowpass_change_ratio(pca1, pca0, occ, tex, region, visible)
         fan_r.append(out[f"occlusion_fan_{kind}"])
         pca_r.append(out[f"occlusion_pca_{kind}"])
     out["occlusion_fan"] = _nanmean(fan_r)
     out["occlusion_pca"] = _nanmean(pca_r)
+    for a in ("fan", "pca"):
+        out[f"occlusion_lowpass_{a}"] = _nanmean([out[f"occlusion_lowpass_{a}_{k}"] for k in KINDS])
 
     # 3. lighting invariance
     relit, valid = relight(tex, maps.normal, sh0, random_light(rng), visible)  # the whole visible face

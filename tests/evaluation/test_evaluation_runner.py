@@ -26,7 +26,7 @@ def test_a_fan_that_copies_the_texture_scores_ratio_one(monkeypatch, pipeline, r
     _with_fan(monkeypatch, pipeline, lambda t: t.copy())
     m = evaluate_reconstruction(pipeline, rec, rng=np.random.default_rng(0))
     for key in ("occlusion_fan", "occlusion_fan_sunglasses", "occlusion_fan_hand", "occlusion_fan_hair",
-                "lighting_fan"):
+                "occlusion_lowpass_fan", "lighting_fan"):
         assert m[key] == pytest.approx(1.0, abs=1e-6), key
 
 
@@ -36,6 +36,7 @@ def test_a_fan_that_ignores_its_input_scores_ratio_zero(monkeypatch, pipeline, r
     _with_fan(monkeypatch, pipeline, lambda t: np.full_like(t, 0.5))
     m = evaluate_reconstruction(pipeline, rec, rng=np.random.default_rng(0))
     assert m["occlusion_fan"] == 0.0 and m["lighting_fan"] == 0.0
+    assert m["occlusion_lowpass_fan"] == pytest.approx(0.0, abs=1e-9)
 
 
 @pytest.mark.slow
@@ -50,6 +51,7 @@ def test_a_pca_albedo_that_ignores_its_input_scores_ratio_zero(monkeypatch, pipe
     monkeypatch.setattr(pipeline, "_low_frequency", constant_albedo)
     m = evaluate_reconstruction(pipeline, rec, rng=np.random.default_rng(0))
     assert m["occlusion_pca"] == pytest.approx(0.0, abs=1e-6)
+    assert m["occlusion_lowpass_pca"] == pytest.approx(0.0, abs=1e-6)
     assert m["lighting_pca"] == pytest.approx(0.0, abs=1e-6)
 
 
