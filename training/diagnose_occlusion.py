@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-KEYS = ("fan", "pca", "fan_lowpass", "pca_lowpass", "completion", "gate_in", "gate_clean", "confidence_in", "confidence_clean", "stiff_input",
-        "delit_input", "oracle_stiff", "oracle_light", "oracle_stiff_light", "oracle_confidence_0", "oracle_all",
+KEYS = ("fan", "pca", "fan_lowpass", "pca_lowpass", "completion", "gate_in", "gate_clean", "confidence_in",
+        "confidence_clean", "stiff_input", "delit_input", "oracle_stiff", "oracle_light", "oracle_stiff_light", "oracle_confidence_0", "oracle_all",
         "floor_stiff", "floor_pca", "floor_blur")
 
 

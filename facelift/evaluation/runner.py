@@ -309,22 +309,23 @@ def evaluate_reconstruction(fl, rec, *, rng: np.random.Generator, lpips=None, gr
     fan0, pca0, sh0 = albedos_for_texture(fl, maps, tex)
     visible = (maps.visibility > 0.5) & maps.mask
     R = tex.shape[0]
-    fan_r, pca_r = [], []
+    # the same ratio above the skin's detail (metrics.lowpass_change_ratio), which the smooth PCA albedo
+    # is never charged for; the clean maps' low-pass computed once
+    lowpass = lambda x: M.lowpass(x, visible)  # noqa: E731
+    clean = {"fan": fan0, "pca": pca0}
+    clean_lowpass = {"fan": lowpass(fan0), "pca": lowpass(pca0), "texture": lowpass(tex)}
     for kind in KINDS:
         alpha, colour = make_occluder(kind, model, R, rng)
         occ, region = paste(tex, alpha, colour, visible)
         fan1, pca1, _ = albedos_for_texture(fl, maps, occ)
-        out[f"occlusion_fan_{kind}"] = M.change_ratio(fan1, fan0, occ, tex, region)
-        out[f"occlusion_pca_{kind}"] = M.change_ratio(pca1, pca0, occ, tex, region)
-        # the same above the skin's detail, which the smooth PCA albedo is never charged for
-        out[f"occlusion_lowpass_fan_{kind}"] = M.lowpass_change_ratio(fan1, fan0, occ, tex, region, visible)
-        out[f"occlusion_lowpass_pca_{kind}"] = M.lowpass_change_ratio(pca1, pca0, occ, tex, region, visible)
-        fan_r.append(out[f"occlusion_fan_{kind}"])
-        pca_r.append(out[f"occlusion_pca_{kind}"])
-    out["occlusion_fan"] = _nanmean(fan_r)
-    out["occlusion_pca"] = _nanmean(pca_r)
-    for a in ("fan", "pca"):
-        out[f"occlusion_lowpass_{a}"] = _nanmean([out[f"occlusion_lowpass_{a}_{k}"] for k in KINDS])
+        occ_lowpass = lowpass(occ)
+        for a, albedo in (("fan", fan1), ("pca", pca1)):
+            out[f"occlusion_{a}_{kind}"] = M.change_ratio(albedo, clean[a], occ, tex, region)
+            out[f"occlusion_lowpass_{a}_{kind}"] = M.change_ratio(lowpass(albedo), clean_lowpass[a], occ_lowpass,
+                                                                  clean_lowpass["texture"], region)
+    for name in ("occlusion", "occlusion_lowpass"):
+        for a in ("fan", "pca"):
+            out[f"{name}_{a}"] = _nanmean([out[f"{name}_{a}_{k}"] for k in KINDS])
 
     # 3. lighting invariance
     relit, valid = relight(tex, maps.normal, sh0, random_light(rng), visible)  # the whole visible face
