@@ -37,7 +37,7 @@ from ..albedo import fit_low_frequency, tukey_weight
 from ..geometry.sh import estimate_sh
 from .config import FANConfig
 from .losses import gan_loss, load_vgg, shading_map
-from .occlusion import random_occluders, random_sh
+from .occlusion import feature_anchors, random_occluders, random_sh
 
 V2_INPUTS = ["delit", "visibility", "confidence", "albedo_pca"]
 SHADING_FLOOR = 0.05
@@ -176,6 +176,7 @@ def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
     pool = refit_pool(cfg.face_model, cfg.refit_workers) if cfg.refit and cfg.refit_workers > 0 else None
     rng = np.random.default_rng(cfg.seed + 7919 * run.step + run.acc.process_index)
     fit_args = {} if cfg.robust_prior_weight is None else {"robust_prior_weight": cfg.robust_prior_weight}
+    anchors = feature_anchors(face_model, cfg.resolution) if cfg.occluder_anchor_prob > 0 else None
 
     def refitted_maps(texture, normal, visibility, inside, clean) -> dict:
         """The network's input maps from the robust stage rerun on `texture` (cfg.refit)."""
@@ -206,7 +207,8 @@ def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
             clean = confidence_map(tex, outlier_albedo, outlier_shading, vis, scale)
             if not cfg.robust_confidence:
                 clean, outlier_albedo = torch.ones_like(clean), albedo_pca
-            alpha, colour = random_occluders(tex, vis, rng, cfg.occlusion_prob)
+            alpha, colour = random_occluders(tex, vis, rng, cfg.occlusion_prob, anchors=anchors,
+                                             anchor_prob=cfg.occluder_anchor_prob)
             tex_in = tex * (1 - alpha) + colour * alpha
             # the low-frequency guide of the losses: the clean photo's stiff albedo when the network
             # takes that one

@@ -8,6 +8,9 @@ random colour, a two-colour gradient, colour noise, a shifted cut-out of another
 sample's texture (someone else's skin, hair, eyes or background-free face parts), or another
 sample's mean skin colour under a random linear shading ramp with faint noise (a hand, an arm or
 another face's skin: an occluder the colour of skin, which the robust stage's confidence misses).
+Optionally (`anchors`, `anchor_prob`) an occluder is centred on a facial feature instead of anywhere,
+as glasses, hands, microphones and fringes are in photos: there the completion has to draw an eye, a
+brow or lips, not plain cheek.
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ SHAPES = ("polygon", "ellipse", "capsule", "outline", "strands")
 FILLS = ("colour", "gradient", "noise", "cutout", "skin")
 
 
-def _shape(kind: str, R: int, rng: np.random.Generator) -> np.ndarray:
+def _shape(kind: str, R: int, rng: np.random.Generator, centre: np.ndarray | None = None) -> np.ndarray:
     img = np.zeros((R, R), np.uint8)
-    c = rng.uniform(0.12, 0.88, 2) * R
+    c = rng.uniform(0.12, 0.88, 2) * R if centre is None else np.asarray(centre, np.float64)
     size = rng.uniform(0.06, 0.3) * R
     if kind == "polygon":
         n = int(rng.integers(3, 10))
@@ -50,7 +53,7 @@ def _shape(kind: str, R: int, rng: np.random.Generator) -> np.ndarray:
     else:  # strands: random walks
         width_max = max(1, int(round(R / 256 * 3)))
         for _ in range(int(rng.integers(4, 40))):
-            p = rng.uniform(0, 1, 2) * R
+            p = rng.uniform(0, 1, 2) * R if centre is None else c + rng.normal(0, 0.08 * R, 2)
             heading = rng.uniform(0, 2 * np.pi)
             walk = [p.copy()]
             for _ in range(int(rng.integers(8, 30))):
@@ -96,12 +99,20 @@ def _fill(kind: str, R: int, rng: np.random.Generator, other=None):
 
 
 def random_occluders(texture: Tensor, visibility: Tensor, rng: np.random.Generator, probability: float = 0.8,
-                     max_count: int = 3) -> tuple[Tensor, Tensor]:
+                     max_count: int = 3, anchors: np.ndarray | None = None,
+                     anchor_prob: float = 0.0) -> tuple[Tensor, Tensor]:
     """Occluders for a batch: (alpha (B, 1, R, R) in [0, 1], colour (B, 3, R, R)).
 
     Each sample gets none with probability 1 - `probability`, else 1..`max_count` occluders.
-    Cut-outs take another sample's visible texture (the next in the batch)."""
+    Cut-outs take another sample's visible texture (the next in the batch). With `anchors`, (N, 2)
+    texel positions (x, y) at this resolution, each occluder is centred within a few texels of a
+    random one with probability `anchor_prob` (0 draws exactly as without anchors)."""
     B, _, R, _ = texture.shape
+    if not 0.0 <= anchor_prob <= 1.0:
+        raise ValueError(f"anchor_prob must lie in [0, 1], got {anchor_prob!r}")
+    if anchor_prob > 0 and (anchors is None or np.asarray(anchors).ndim != 2 or np.asarray(anchors).shape[1] != 2
+                            or len(anchors) == 0):
+        raise ValueError("anchor_prob > 0 needs anchors: an (N, 2) array of texel positions, N >= 1")
     tex = texture.detach().permute(0, 2, 3, 1).cpu().numpy()
     vis = visibility.detach()[:, 0].cpu().numpy() > 0.5
     alpha = np.zeros((B, R, R), np.float32)
@@ -110,7 +121,11 @@ def random_occluders(texture: Tensor, visibility: Tensor, rng: np.random.Generat
         if rng.random() >= probability:
             continue
         for _ in range(int(rng.integers(1, max_count + 1))):
-            shape = _shape(SHAPES[rng.integers(len(SHAPES))], R, rng)
+            kind_shape = SHAPES[rng.integers(len(SHAPES))]
+            centre = None
+            if anchor_prob > 0 and rng.random() < anchor_prob:
+                centre = np.asarray(anchors, np.float64)[rng.integers(len(anchors))] + rng.normal(0, 0.02 * R, 2)
+            shape = _shape(kind_shape, R, rng, centre)
             if rng.random() < 0.5:
                 shape = cv2.GaussianBlur(shape, (0, 0), rng.uniform(0.4, 1.2))
             kind = FILLS[rng.integers(len(FILLS))]
@@ -124,6 +139,15 @@ def random_occluders(texture: Tensor, visibility: Tensor, rng: np.random.Generat
     alpha *= vis
     to = lambda a: torch.from_numpy(a).to(texture.device)  # noqa: E731
     return to(alpha)[:, None], to(colour).permute(0, 3, 1, 2).contiguous()
+
+
+def feature_anchors(face_model, R: int) -> np.ndarray:
+    """(51, 2) texel positions (x, y) at resolution R of the iBUG inner points (brows, nose, eyes,
+    mouth) on `face_model`'s UV layout."""
+    from ..face_model.ibug68 import IBUG68_FROM_MEDIAPIPE, INNER
+
+    uv = np.asarray(face_model.uv, np.float64)[IBUG68_FROM_MEDIAPIPE[INNER]]
+    return np.stack([uv[:, 0] * R - 0.5, (1.0 - uv[:, 1]) * R - 0.5], -1)
 
 
 def random_sh(batch: int, rng: np.random.Generator, device=None) -> Tensor:

@@ -5,6 +5,7 @@ import csv
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ import torch
 
 from facelift.geometry.sh import directional_light_sh, irradiance, light_direction
 from facelift.training import fan_v2
-from facelift.training.occlusion import random_occluders, random_sh
+from facelift.training.occlusion import feature_anchors, random_occluders, random_sh
 
 import fit_lighting
 from training_support import train as _train
@@ -76,6 +77,44 @@ def test_random_occluders_stay_on_visible_texels_and_follow_the_probability():
     assert torch.equal(alpha, again)  # reproducible from the generator
     none, _ = random_occluders(tex, vis4, np.random.default_rng(0), probability=0.0)
     assert none.abs().max() == 0
+
+
+def test_anchored_occluders_sit_on_the_anchors_and_anchor_prob_0_draws_as_before():
+    R = 64
+    tex, vis = torch.rand(8, 3, R, R), torch.ones(8, 1, R, R)
+    anchors = np.array([[12.0, 50.0]])
+    alpha, _ = random_occluders(tex, vis, np.random.default_rng(1), 1.0, anchors=anchors, anchor_prob=1.0)
+    free, _ = random_occluders(tex, vis, np.random.default_rng(1), 1.0)
+    yy, xx = np.mgrid[0:R, 0:R]
+    a = alpha[:, 0].numpy().sum(0)
+    centroid = np.array([(a * xx).sum(), (a * yy).sum()]) / a.sum()
+    f = free[:, 0].numpy().sum(0)
+    free_centroid = np.array([(f * xx).sum(), (f * yy).sum()]) / f.sum()
+    assert np.linalg.norm(centroid - anchors[0]) < 0.2 * R < np.linalg.norm(free_centroid - anchors[0])
+    assert a[40:60, 0:24].sum() > 0.5 * a.sum()  # most coverage around the anchor (x 12, y 50)
+    same, _ = random_occluders(tex, vis, np.random.default_rng(1), 1.0, anchors=anchors, anchor_prob=0.0)
+    assert torch.equal(same, free)
+
+
+@pytest.mark.parametrize("kwargs", [{"anchor_prob": 0.5}, {"anchor_prob": 1.5, "anchors": np.zeros((3, 2))},
+                                    {"anchor_prob": 0.5, "anchors": np.zeros((0, 2))},
+                                    {"anchor_prob": 0.5, "anchors": np.zeros(3)}])
+def test_random_occluders_refuse_bad_anchors(kwargs):
+    with pytest.raises(ValueError, match="anchor"):
+        random_occluders(torch.rand(1, 3, 16, 16), torch.ones(1, 1, 16, 16), np.random.default_rng(0), 1.0, **kwargs)
+
+
+def test_feature_anchors_are_the_layouts_inner_landmarks_left_right_symmetric():
+    from facelift.face_model import FaceModel
+
+    model = FaceModel.load(Path(__file__).resolve().parents[2] / "checkpoints" / "face_model.safetensors")
+    R = 256
+    a = feature_anchors(model, R)
+    assert a.shape == (51, 2) and (a >= 0).all() and (a < R).all()
+    mirrored = a * [-1, 1] + [R - 1, 0]
+    nearest = np.linalg.norm(mirrored[:, None] - a[None], axis=-1).min(1)
+    assert nearest.max() < 2.0  # the layout is mirror-symmetric and so is the iBUG inner set
+    assert a[:, 1].std() > 0.1 * R  # brows to mouth, not one point
 
 
 def test_random_sh_lights_the_front_of_the_face():
@@ -364,6 +403,13 @@ def test_v2_11_weights_the_gate_term_up_against_v2_9():
     a, b, changed = _config_change("fan_v2_9", "fan_v2_11")
     assert changed == {"w_gate"}
     assert (a.w_gate, b.w_gate) == (0.05, 0.5)
+
+
+@pytest.mark.unit
+def test_v2_12_centres_most_occluders_on_facial_features_against_v2_10():
+    a, b, changed = _config_change("fan_v2_10", "fan_v2_12")
+    assert changed == {"occluder_anchor_prob", "lr_decay_steps"}
+    assert (a.occluder_anchor_prob, b.occluder_anchor_prob, b.lr_decay_steps) == (0.0, 0.6, 400)
 
 
 @pytest.mark.unit
