@@ -413,6 +413,13 @@ def test_v2_12_centres_most_occluders_on_facial_features_against_v2_10():
 
 
 @pytest.mark.unit
+def test_v2_13_anchors_more_of_the_occluders_than_v2_12():
+    a, b, changed = _config_change("fan_v2_12", "fan_v2_13")
+    assert changed == {"occluder_anchor_prob"}
+    assert (a.occluder_anchor_prob, b.occluder_anchor_prob) == (0.6, 0.9)
+
+
+@pytest.mark.unit
 def test_the_kept_v2_4_probe_weights_load_as_the_pipelines_fan_shape():
     """training/probes/fan_v2_4 (float16 on disk) loads in float32 with the shipped FAN's architecture."""
     from facelift.models import FAN
