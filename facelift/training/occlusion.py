@@ -110,8 +110,8 @@ def random_occluders(texture: Tensor, visibility: Tensor, rng: np.random.Generat
     B, _, R, _ = texture.shape
     if not 0.0 <= anchor_prob <= 1.0:
         raise ValueError(f"anchor_prob must lie in [0, 1], got {anchor_prob!r}")
-    if anchor_prob > 0 and (anchors is None or np.asarray(anchors).ndim != 2 or np.asarray(anchors).shape[1] != 2
-                            or len(anchors) == 0):
+    points = np.zeros((0, 2)) if anchors is None else np.asarray(anchors, np.float64)
+    if anchor_prob > 0 and (points.ndim != 2 or points.shape[1] != 2 or len(points) == 0):
         raise ValueError("anchor_prob > 0 needs anchors: an (N, 2) array of texel positions, N >= 1")
     tex = texture.detach().permute(0, 2, 3, 1).cpu().numpy()
     vis = visibility.detach()[:, 0].cpu().numpy() > 0.5
@@ -124,7 +124,7 @@ def random_occluders(texture: Tensor, visibility: Tensor, rng: np.random.Generat
             kind_shape = SHAPES[rng.integers(len(SHAPES))]
             centre = None
             if anchor_prob > 0 and rng.random() < anchor_prob:
-                centre = np.asarray(anchors, np.float64)[rng.integers(len(anchors))] + rng.normal(0, 0.02 * R, 2)
+                centre = points[rng.integers(len(points))] + rng.normal(0, 0.02 * R, 2)
             shape = _shape(kind_shape, R, rng, centre)
             if rng.random() < 0.5:
                 shape = cv2.GaussianBlur(shape, (0, 0), rng.uniform(0.4, 1.2))
