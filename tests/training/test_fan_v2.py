@@ -420,6 +420,12 @@ def test_v2_13_anchors_more_of_the_occluders_than_v2_12():
 
 
 @pytest.mark.unit
+def test_v2_14_is_a_third_cycle_of_v2_13s_recipe():
+    _, _, changed = _config_change("fan_v2_13", "fan_v2_14")
+    assert changed == set()
+
+
+@pytest.mark.unit
 def test_the_kept_v2_4_probe_weights_load_as_the_pipelines_fan_shape():
     """training/probes/fan_v2_4 (float16 on disk) loads in float32 with the shipped FAN's architecture."""
     from facelift.models import FAN
