@@ -17,6 +17,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from ..geometry.rasterize import uv_to_texel
+
 # MediaPipe FaceMesh index sets (as in mediapipe.solutions.face_mesh_connections; copied so
 # the evaluation does not import MediaPipe's solution graphs).
 RIGHT_EYE = (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246)
@@ -32,14 +34,10 @@ DILATE = {"right_eye": 0.02, "left_eye": 0.02, "right_brow": 0.015, "left_brow":
 HAIR_DARKNESS = 0.55
 
 
-def _uv_to_px(uv: np.ndarray, R: int) -> np.ndarray:
-    return np.stack([uv[:, 0] * R - 0.5, (1.0 - uv[:, 1]) * R - 0.5], -1)
-
-
 def region_mask(uv: np.ndarray, indices, resolution: int, dilate: float = 0.0) -> np.ndarray:
     """(R, R) bool: the convex hull of vertices `indices` of the layout `uv` (N, 2), dilated."""
     R = int(resolution)
-    pts = _uv_to_px(np.asarray(uv, np.float64)[list(indices)], R)
+    pts = uv_to_texel(np.asarray(uv)[list(indices)], R)
     hull = cv2.convexHull((pts * 16).round().astype(np.int32))
     img = np.zeros((R, R), np.uint8)
     cv2.fillConvexPoly(img, hull, 1, lineType=cv2.LINE_8, shift=4)

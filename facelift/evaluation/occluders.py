@@ -11,6 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..geometry.rasterize import uv_to_texel
 from .masks import LEFT_EYE, RIGHT_EYE
 
 KINDS = ("sunglasses", "hand", "hair")
@@ -20,20 +21,15 @@ HAIR_COLOURS = np.array([[0.05, 0.04, 0.03], [0.22, 0.14, 0.08], [0.45, 0.30, 0.
                          [0.55, 0.55, 0.55]], np.float32)
 
 
-def _px(uv, R):
-    uv = np.asarray(uv, np.float64)
-    return np.stack([uv[..., 0] * R - 0.5, (1.0 - uv[..., 1]) * R - 0.5], -1)
-
-
 def sunglasses(model, R: int, rng: np.random.Generator):
     """A dark band across both eyes with two lenses, tinted and slightly shifted/tilted."""
-    eyes = _px(model.uv[list(RIGHT_EYE + LEFT_EYE)], R)
+    eyes = uv_to_texel(model.uv[list(RIGHT_EYE + LEFT_EYE)], R)
     cy = eyes[:, 1].mean() + rng.uniform(-0.02, 0.02) * R
     half_h = (np.ptp(eyes[:, 1]) / 2 + rng.uniform(0.03, 0.06) * R)
     x0, x1 = eyes[:, 0].min() - 0.05 * R, eyes[:, 0].max() + 0.05 * R
     img = np.zeros((R, R), np.uint8)
     for side in (RIGHT_EYE, LEFT_EYE):
-        c = _px(model.uv[list(side)], R).mean(0)
+        c = uv_to_texel(model.uv[list(side)], R).mean(0)
         w = (x1 - x0) * rng.uniform(0.22, 0.27)
         cv2.ellipse(img, (int(c[0]), int(cy)), (int(w), int(half_h)), float(rng.uniform(-5, 5)), 0, 360, 1, -1)
     cv2.line(img, (int(x0), int(cy - half_h * 0.5)), (int(x1), int(cy - half_h * 0.5)), 1,
@@ -46,7 +42,7 @@ def sunglasses(model, R: int, rng: np.random.Generator):
 def hand(model, R: int, rng: np.random.Generator):
     """A palm (ellipse) with four fingers (thick segments) in a skin tone, over a random part
     of the lower or middle face, with a soft shading gradient."""
-    px = _px(model.uv, R)
+    px = uv_to_texel(model.uv, R)
     x_lo, x_hi = np.percentile(px[:, 0], [15, 85])
     y_lo, y_hi = np.percentile(px[:, 1], [40, 90])
     c = np.array([rng.uniform(x_lo, x_hi), rng.uniform(y_lo, y_hi)])
@@ -70,10 +66,10 @@ def hand(model, R: int, rng: np.random.Generator):
 def hair(model, R: int, rng: np.random.Generator, n_strands: int | None = None):
     """Strands (thin quadratic curves) falling from the top of the face over the forehead,
     brows and eyes, in one random hair colour per draw."""
-    px = _px(model.uv, R)
+    px = uv_to_texel(model.uv, R)
     top = px[:, 1].min()
     x_lo, x_hi = np.percentile(px[:, 0], [10, 90])
-    eye_y = _px(model.uv[list(RIGHT_EYE + LEFT_EYE)], R)[:, 1].mean()
+    eye_y = uv_to_texel(model.uv[list(RIGHT_EYE + LEFT_EYE)], R)[:, 1].mean()
     img = np.zeros((R, R), np.uint8)
     n = int(n_strands or rng.integers(25, 45))
     centre = rng.uniform(x_lo, x_hi)

@@ -17,6 +17,13 @@ from .._validate import check_triangles
 _EPS = 1e-6
 
 
+def uv_to_texel(uv, resolution: int) -> np.ndarray:
+    """(..., 2) UV coordinates -> (..., 2) float64 texel units (x, y) of an R x R map: texel (i, j)'s
+    centre is (j, i); v points up, rows down."""
+    uv = np.asarray(uv, np.float64)
+    return np.stack([uv[..., 0] * resolution - 0.5, (1.0 - uv[..., 1]) * resolution - 0.5], -1)
+
+
 def rasterize_uv(uv: np.ndarray, triangles: np.ndarray, resolution: int) -> tuple[np.ndarray, np.ndarray]:
     """Triangle id and barycentrics of every texel centre of an R x R UV map.
 
@@ -39,9 +46,7 @@ def rasterize_uv(uv: np.ndarray, triangles: np.ndarray, resolution: int) -> tupl
     tris = check_triangles(triangles, len(uv))
     tri_map = np.full((G, G), -1, np.int32)
     bary_map = np.zeros((G, G, 3), np.float32)
-    # texel centre (i, j) -> texel units: px = u * R - 0.5, py = (1 - v) * R - 0.5
-    px = uv[:, 0].astype(np.float64) * G - 0.5
-    py = (1.0 - uv[:, 1].astype(np.float64)) * G - 0.5
+    px, py = uv_to_texel(uv, G).T
     xs, ys = px[tris], py[tris]  # (F, 3)
     x0 = np.maximum(np.ceil(xs.min(1) - _EPS), 0).astype(np.int64)
     x1 = np.minimum(np.floor(xs.max(1) + _EPS), G - 1).astype(np.int64)

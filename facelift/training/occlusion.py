@@ -145,9 +145,9 @@ def feature_anchors(face_model, R: int) -> np.ndarray:
     """(51, 2) texel positions (x, y) at resolution R of the iBUG inner points (brows, nose, eyes,
     mouth) on `face_model`'s UV layout."""
     from ..face_model.ibug68 import IBUG68_FROM_MEDIAPIPE, INNER
+    from ..geometry.rasterize import uv_to_texel
 
-    uv = np.asarray(face_model.uv, np.float64)[IBUG68_FROM_MEDIAPIPE[INNER]]
-    return np.stack([uv[:, 0] * R - 0.5, (1.0 - uv[:, 1]) * R - 0.5], -1)
+    return uv_to_texel(np.asarray(face_model.uv)[IBUG68_FROM_MEDIAPIPE[INNER]], R)
 
 
 def random_sh(batch: int, rng: np.random.Generator, device=None) -> Tensor:

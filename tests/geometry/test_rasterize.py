@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from facelift.face_model import FaceModel
-from facelift.geometry.rasterize import rasterize_uv
+from facelift.geometry.rasterize import rasterize_uv, uv_to_texel
 from facelift.geometry.subdivision import loop_subdivision_matrix
 
 REAL_MODEL = Path(__file__).resolve().parents[2] / "checkpoints" / "face_model.safetensors"
@@ -103,3 +103,11 @@ def test_texel_centres_are_recovered_and_ties_go_to_the_highest_triangle():
     np.testing.assert_allclose((uv[quad[tri]] * bary[..., None]).sum(2), centre, atol=1e-6)
     empty_tri, empty_bary = rasterize_uv(uv, np.zeros((0, 3), int), 4)
     assert (empty_tri == -1).all() and (empty_bary == 0).all()
+
+
+def test_uv_to_texel_puts_the_corners_half_a_texel_outside_the_corner_texels_centres():
+    R = 8
+    uv = np.array([[0.0, 1.0], [1.0, 0.0], [0.5, 0.5], [(2 + 0.5) / R, 1 - (5 + 0.5) / R]])
+    assert np.allclose(uv_to_texel(uv, R), [[-0.5, -0.5], [R - 0.5, R - 0.5], [R / 2 - 0.5, R / 2 - 0.5], [2, 5]])
+    assert uv_to_texel(uv.reshape(2, 2, 2), R).shape == (2, 2, 2)  # any leading shape
+    assert uv_to_texel(uv.astype(np.float32), R).dtype == np.float64
