@@ -10,7 +10,9 @@ sample's mean skin colour under a random linear shading ramp with faint noise (a
 another face's skin: an occluder the colour of skin, which the robust stage's confidence misses).
 Optionally (`anchors`, `anchor_prob`) an occluder is centred on a facial feature instead of anywhere,
 as glasses, hands, microphones and fringes are in photos: there the completion has to draw an eye, a
-brow or lips, not plain cheek.
+brow or lips, not plain cheek. Optionally (`lock_prob`) an occluder is a lock of hair: many thin
+strands side by side that follow one shared random flow in any direction (the "strands" shape's
+random walks each go their own way), which the confidence flags least of all occluders.
 """
 
 from __future__ import annotations
@@ -65,6 +67,31 @@ def _shape(kind: str, R: int, rng: np.random.Generator, centre: np.ndarray | Non
     return img.astype(np.float32)
 
 
+def _lock(R: int, rng: np.random.Generator, centre: np.ndarray | None = None) -> np.ndarray:
+    """A lock of hair: 6-35 strands, 1-3 texels wide at 256, started side by side across the lock
+    and bent together by one random flow (each strand with a little of its own), of unequal lengths."""
+    img = np.zeros((R, R), np.uint8)
+    c = rng.uniform(0.12, 0.88, 2) * R if centre is None else np.asarray(centre, np.float64)
+    step = R * 0.012
+    n_steps = int(rng.integers(16, 49))
+    heading = rng.uniform(0, 2 * np.pi)
+    bends = rng.normal(0, 0.12, n_steps)
+    across = np.array([-math.sin(heading), math.cos(heading)])
+    along = np.array([math.cos(heading), math.sin(heading)])
+    half_width = rng.uniform(0.04, 0.15) * R
+    width_max = max(1, int(round(R / 256 * 3)))
+    for _ in range(int(rng.integers(6, 36))):
+        p = c + across * rng.uniform(-half_width, half_width) + along * rng.normal(0, 2 * step)
+        h = heading + rng.normal(0, 0.08)
+        walk = [p.copy()]
+        for t in range(int(rng.integers(n_steps // 2, n_steps + 1))):
+            h += bends[t] + rng.normal(0, 0.04)
+            p = p + step * np.array([math.cos(h), math.sin(h)])
+            walk.append(p.copy())
+        cv2.polylines(img, [np.round(np.array(walk)).astype(np.int32)], False, 1, int(rng.integers(1, width_max + 1)))
+    return img.astype(np.float32)
+
+
 def _colour(rng: np.random.Generator) -> np.ndarray:
     hsv = np.array([[[rng.uniform(0, 180), rng.uniform(0, 255), rng.uniform(0, 255)]]], np.float32)
     return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32) / 255.0
@@ -100,16 +127,18 @@ def _fill(kind: str, R: int, rng: np.random.Generator, other=None):
 
 def random_occluders(texture: Tensor, visibility: Tensor, rng: np.random.Generator, probability: float = 0.8,
                      max_count: int = 3, anchors: np.ndarray | None = None,
-                     anchor_prob: float = 0.0) -> tuple[Tensor, Tensor]:
+                     anchor_prob: float = 0.0, lock_prob: float = 0.0) -> tuple[Tensor, Tensor]:
     """Occluders for a batch: (alpha (B, 1, R, R) in [0, 1], colour (B, 3, R, R)).
 
     Each sample gets none with probability 1 - `probability`, else 1..`max_count` occluders.
     Cut-outs take another sample's visible texture (the next in the batch). With `anchors`, (N, 2)
     texel positions (x, y) at this resolution, each occluder is centred within a few texels of a
-    random one with probability `anchor_prob` (0 draws exactly as without anchors)."""
+    random one with probability `anchor_prob` (0 draws exactly as without anchors). With probability
+    `lock_prob` an occluder is a lock of hair instead of one of SHAPES (0 draws exactly as before)."""
     B, _, R, _ = texture.shape
-    if not 0.0 <= anchor_prob <= 1.0:
-        raise ValueError(f"anchor_prob must lie in [0, 1], got {anchor_prob!r}")
+    for name, p in (("anchor_prob", anchor_prob), ("lock_prob", lock_prob)):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1], got {p!r}")
     points = np.zeros((0, 2)) if anchors is None else np.asarray(anchors, np.float64)
     if anchor_prob > 0 and (points.ndim != 2 or points.shape[1] != 2 or len(points) == 0):
         raise ValueError("anchor_prob > 0 needs anchors: an (N, 2) array of texel positions, N >= 1")
@@ -125,7 +154,10 @@ def random_occluders(texture: Tensor, visibility: Tensor, rng: np.random.Generat
             centre = None
             if anchor_prob > 0 and rng.random() < anchor_prob:
                 centre = points[rng.integers(len(points))] + rng.normal(0, 0.02 * R, 2)
-            shape = _shape(kind_shape, R, rng, centre)
+            if lock_prob > 0 and rng.random() < lock_prob:
+                shape = _lock(R, rng, centre)
+            else:
+                shape = _shape(kind_shape, R, rng, centre)
             if rng.random() < 0.5:
                 shape = cv2.GaussianBlur(shape, (0, 0), rng.uniform(0.4, 1.2))
             kind = FILLS[rng.integers(len(FILLS))]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from facelift.geometry.sh import directional_light_sh, irradiance, light_direction
-from facelift.training import fan_v2
+from facelift.training import fan_v2, occlusion
 from facelift.training.occlusion import feature_anchors, random_occluders, random_sh
 
 import fit_lighting
@@ -94,6 +94,44 @@ def test_anchored_occluders_sit_on_the_anchors_and_anchor_prob_0_draws_as_before
     assert a[40:60, 0:24].sum() > 0.5 * a.sum()  # most coverage around the anchor (x 12, y 50)
     same, _ = random_occluders(tex, vis, np.random.default_rng(1), 1.0, anchors=anchors, anchor_prob=0.0)
     assert torch.equal(same, free)
+
+
+def _coherence(img):
+    """How much one direction dominates the map's edges (structure tensor): 0 none, 1 one."""
+    import cv2
+    gx, gy = cv2.Sobel(img, cv2.CV_32F, 1, 0), cv2.Sobel(img, cv2.CV_32F, 0, 1)
+    a, b, c = (gx * gx).sum(), (gy * gy).sum(), (gx * gy).sum()
+    lo, hi = np.linalg.eigvalsh(np.array([[a, c], [c, b]]))
+    return (hi - lo) / (hi + lo + 1e-9)
+
+
+def test_locks_of_hair_are_thin_strands_that_flow_together_and_lock_prob_0_draws_as_before():
+    import cv2
+    R = 128
+    tex, vis = torch.rand(6, 3, R, R), torch.ones(6, 1, R, R)
+    locks, _ = random_occluders(tex, vis, np.random.default_rng(2), 1.0, max_count=1, lock_prob=1.0)
+    free, _ = random_occluders(tex, vis, np.random.default_rng(2), 1.0, max_count=1)
+    same, _ = random_occluders(tex, vis, np.random.default_rng(2), 1.0, max_count=1, lock_prob=0.0)
+    assert torch.equal(same, free) and not torch.equal(locks, free)
+    rng = np.random.default_rng(0)
+    lock_maps = [occlusion._lock(R, rng) for _ in range(20)]
+    strand_maps = [occlusion._shape("strands", R, rng) for _ in range(20)]
+    # thin: a 5x5 erosion removes most of a lock
+    kept = [cv2.erode(m, np.ones((5, 5), np.uint8)).sum() / m.sum() for m in lock_maps]
+    assert np.mean(kept) < 0.4
+    # together: one direction dominates a lock's edges, unlike the random walks of "strands"
+    assert np.mean([_coherence(m) for m in lock_maps]) > 2 * np.mean([_coherence(m) for m in strand_maps])
+    centred, _ = random_occluders(tex, vis, np.random.default_rng(3), 1.0, anchors=np.array([[30.0, 90.0]]),
+                                  anchor_prob=1.0, lock_prob=1.0)
+    a = centred[:, 0].numpy().sum(0)
+    yy, xx = np.mgrid[0:R, 0:R]
+    assert np.hypot((a * xx).sum() / a.sum() - 30, (a * yy).sum() / a.sum() - 90) < 0.25 * R
+
+
+@pytest.mark.parametrize("kwargs", [{"lock_prob": -0.1}, {"lock_prob": 1.01}])
+def test_random_occluders_refuse_a_bad_lock_prob(kwargs):
+    with pytest.raises(ValueError, match="lock_prob"):
+        random_occluders(torch.rand(1, 3, 16, 16), torch.ones(1, 1, 16, 16), np.random.default_rng(0), 1.0, **kwargs)
 
 
 @pytest.mark.parametrize("kwargs", [{"anchor_prob": 0.5}, {"anchor_prob": 1.5, "anchors": np.zeros((3, 2))},
@@ -423,6 +461,13 @@ def test_v2_13_anchors_more_of_the_occluders_than_v2_12():
 def test_v2_14_is_a_third_cycle_of_v2_13s_recipe():
     _, _, changed = _config_change("fan_v2_13", "fan_v2_14")
     assert changed == set()
+
+
+@pytest.mark.unit
+def test_v2_15_turns_a_third_of_v2_13s_occluders_into_locks_of_hair():
+    a, b, changed = _config_change("fan_v2_13", "fan_v2_15")
+    assert changed == {"occluder_lock_prob"}
+    assert (a.occluder_lock_prob, b.occluder_lock_prob) == (0.0, 0.35)
 
 
 @pytest.mark.unit
