@@ -209,7 +209,8 @@ def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
                 clean, outlier_albedo = torch.ones_like(clean), albedo_pca
             alpha, colour = random_occluders(tex, vis, rng, cfg.occlusion_prob, anchors=anchors,
                                              anchor_prob=cfg.occluder_anchor_prob,
-                                             lock_prob=cfg.occluder_lock_prob)
+                                             lock_prob=cfg.occluder_lock_prob,
+                                             extra_lock_prob=cfg.occluder_extra_lock_prob)
             tex_in = tex * (1 - alpha) + colour * alpha
             # the low-frequency guide of the losses: the clean photo's stiff albedo when the network
             # takes that one

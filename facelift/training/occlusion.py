@@ -127,16 +127,18 @@ def _fill(kind: str, R: int, rng: np.random.Generator, other=None):
 
 def random_occluders(texture: Tensor, visibility: Tensor, rng: np.random.Generator, probability: float = 0.8,
                      max_count: int = 3, anchors: np.ndarray | None = None,
-                     anchor_prob: float = 0.0, lock_prob: float = 0.0) -> tuple[Tensor, Tensor]:
+                     anchor_prob: float = 0.0, lock_prob: float = 0.0,
+                     extra_lock_prob: float = 0.0) -> tuple[Tensor, Tensor]:
     """Occluders for a batch: (alpha (B, 1, R, R) in [0, 1], colour (B, 3, R, R)).
 
     Each sample gets none with probability 1 - `probability`, else 1..`max_count` occluders.
     Cut-outs take another sample's visible texture (the next in the batch). With `anchors`, (N, 2)
     texel positions (x, y) at this resolution, each occluder is centred within a few texels of a
     random one with probability `anchor_prob` (0 draws exactly as without anchors). With probability
-    `lock_prob` an occluder is a lock of hair instead of one of SHAPES (0 draws exactly as before)."""
+    `lock_prob` an occluder is a lock of hair instead of one of SHAPES, and with probability
+    `extra_lock_prob` an occluded sample gets a lock on top of its other occluders (0 draws exactly as before)."""
     B, _, R, _ = texture.shape
-    for name, p in (("anchor_prob", anchor_prob), ("lock_prob", lock_prob)):
+    for name, p in (("anchor_prob", anchor_prob), ("lock_prob", lock_prob), ("extra_lock_prob", extra_lock_prob)):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"{name} must lie in [0, 1], got {p!r}")
     points = np.zeros((0, 2)) if anchors is None else np.asarray(anchors, np.float64)
@@ -149,12 +151,15 @@ def random_occluders(texture: Tensor, visibility: Tensor, rng: np.random.Generat
     for b in range(B):
         if rng.random() >= probability:
             continue
-        for _ in range(int(rng.integers(1, max_count + 1))):
+        locks = [False] * int(rng.integers(1, max_count + 1))
+        if extra_lock_prob > 0 and rng.random() < extra_lock_prob:
+            locks.append(True)
+        for lock in locks:
             kind_shape = SHAPES[rng.integers(len(SHAPES))]
             centre = None
             if anchor_prob > 0 and rng.random() < anchor_prob:
                 centre = points[rng.integers(len(points))] + rng.normal(0, 0.02 * R, 2)
-            if lock_prob > 0 and rng.random() < lock_prob:
+            if lock or (lock_prob > 0 and rng.random() < lock_prob):
                 shape = _lock(R, rng, centre)
             else:
                 shape = _shape(kind_shape, R, rng, centre)

@@ -128,7 +128,17 @@ def test_locks_of_hair_are_thin_strands_that_flow_together_and_lock_prob_0_draws
     assert np.hypot((a * xx).sum() / a.sum() - 30, (a * yy).sum() / a.sum() - 90) < 0.25 * R
 
 
-@pytest.mark.parametrize("kwargs", [{"lock_prob": -0.1}, {"lock_prob": 1.01}])
+def test_an_extra_lock_goes_on_top_of_the_other_occluders():
+    R = 64
+    tex, vis = torch.rand(16, 3, R, R), torch.ones(16, 1, R, R)
+    plain, _ = random_occluders(tex, vis, np.random.default_rng(4), 1.0, max_count=1)
+    extra, _ = random_occluders(tex, vis, np.random.default_rng(4), 1.0, max_count=1, extra_lock_prob=1.0)
+    none, _ = random_occluders(tex, vis, np.random.default_rng(4), 0.0, extra_lock_prob=1.0)
+    assert float(none.sum()) == 0  # only occluded samples get one
+    assert float(extra.sum()) > 1.2 * float(plain.sum())
+
+
+@pytest.mark.parametrize("kwargs", [{"lock_prob": -0.1}, {"lock_prob": 1.01}, {"extra_lock_prob": 2.0}])
 def test_random_occluders_refuse_a_bad_lock_prob(kwargs):
     with pytest.raises(ValueError, match="lock_prob"):
         random_occluders(torch.rand(1, 3, 16, 16), torch.ones(1, 1, 16, 16), np.random.default_rng(0), 1.0, **kwargs)
@@ -468,6 +478,13 @@ def test_v2_15_turns_a_third_of_v2_13s_occluders_into_locks_of_hair():
     a, b, changed = _config_change("fan_v2_13", "fan_v2_15")
     assert changed == {"occluder_lock_prob"}
     assert (a.occluder_lock_prob, b.occluder_lock_prob) == (0.0, 0.35)
+
+
+@pytest.mark.unit
+def test_v2_16_gives_half_of_v2_13s_occluded_samples_an_extra_lock_of_hair():
+    a, b, changed = _config_change("fan_v2_13", "fan_v2_16")
+    assert changed == {"occluder_extra_lock_prob"}
+    assert (a.occluder_extra_lock_prob, b.occluder_extra_lock_prob) == (0.0, 0.5)
 
 
 @pytest.mark.unit
