@@ -231,11 +231,11 @@ class FaceLift:
         timings = {} if timings is None else timings
         with _timed(timings, "lighting"):
             maps, low, pca_source, greyscale = self._low_frequency_stage(maps)
-        sources = None
+        sources, gate = None, None
         with _timed(timings, "fan"):
             if self.fan is not None:
                 sources = self._network_sources(maps, low)
-                albedo = self._run_unet(self.fan, sources)
+                albedo, gate = self._run_unet(self.fan, sources, with_gate=self.fan.output_activation == "gated")
             else:
                 albedo = low.albedo
         displacement = np.zeros(maps.mask.shape, np.float32)
@@ -247,6 +247,9 @@ class FaceLift:
                     sources = sources or self._network_sources(maps, low)
                     sources["albedo_fan"] = albedo  # the PCA albedo when there is no FAN
                     displacement = self._run_unet(self.drn, sources)[..., 0]
+                    detail_gate = self.drn.detail_gate
+                    if detail_gate is not None and gate is not None:
+                        displacement = displacement * np.clip(gate / detail_gate, 0.0, 1.0)
                     displacement_scale = float(self.drn.config["max_rate"])
                     cavity = (float(self.drn.config.get("cavity", 0.0)), float(self.drn.config.get("cavity_sigma", 4.0)))
         if greyscale:
@@ -299,11 +302,16 @@ class FaceLift:
                                                 align_corners=False)
         return y[0].permute(1, 2, 0).float().cpu().numpy()
 
-    def _run_unet(self, net, sources: dict) -> np.ndarray:
-        """`net` on the stack of the maps it takes (`net.inputs`), back at the unwrap resolution."""
+    def _run_unet(self, net, sources: dict, with_gate: bool = False):
+        """`net` on the stack of the maps it takes (`net.inputs`), back at the unwrap resolution;
+        `with_gate` (a gated network): (output, its gate (R, R))."""
         resolution = int(net.config["resolution"])
         x = torch.cat([self._to_net(sources[name], resolution) for name in net.inputs], 1)
-        return self._from_net(net(x.contiguous(memory_format=torch.channels_last)))
+        x = x.contiguous(memory_format=torch.channels_last)
+        if with_gate:
+            y, gate = net(x, return_gate=True)
+            return self._from_net(y), self._from_net(gate)[..., 0]
+        return self._from_net(net(x))
 
     def _low_frequency(self, maps: UVMaps) -> tuple[LowFrequencyFit, str]:
         """PCA albedo (eq. 2), SH lighting (eq. 3) and skin confidence: from the B-Net, or by the

@@ -161,6 +161,35 @@ def test_a_cavity_drn_moves_the_creases_darkness_with_the_details(rec):
     assert np.abs(a.astype(int) - b.astype(int)).mean() > 0.1
 
 
+def test_a_detail_gate_fades_the_details_where_the_fan_completes(fl, rec):
+    """The shipped DRN's detail_gate d: the displacement is the DRN's times min(1, g / d), g the FAN's
+    gate, so what the FAN completes instead of copying does not become relief; nothing else changes."""
+    import torch
+
+    from facelift.models import DRN
+
+    d = fl.drn.detail_gate
+    assert d == 0.2
+    config = {k: v for k, v in fl.drn.config.items() if not k.startswith("_")}
+    drn = DRN(**{**config, "detail_gate": None})
+    drn.load_state_dict(fl.drn.state_dict())
+    plain = FaceLift(fl.face_model, None, fl.fan, drn, config=fl.config)
+    try:
+        raw = plain.reconstruct(ASTRONAUT)
+        with torch.inference_mode():
+            _, gate = plain._run_unet(plain.fan, plain.network_inputs(rec.maps), with_gate=True)
+    finally:
+        plain.close()
+    inside = rec.maps.mask
+    np.testing.assert_array_equal(raw.albedo, rec.albedo)
+    np.testing.assert_allclose(rec.displacement[inside], (raw.displacement * np.clip(gate / d, 0, 1))[inside],
+                               atol=1e-9)
+    shut, open_ = inside & (gate < 0.05), inside & (gate > d)
+    assert shut.sum() > 100  # the astronaut's eyes, brows and hairline
+    assert np.abs(rec.displacement[shut]).mean() < 0.3 * np.abs(raw.displacement[shut]).mean()
+    np.testing.assert_array_equal(rec.displacement[open_], raw.displacement[open_])
+
+
 @pytest.mark.slow
 def test_export_writes_every_file(rec, tmp_path):
     out = rec.export(tmp_path / "astronaut")

@@ -34,6 +34,8 @@ def main(argv=None) -> None:
     ap.add_argument("--fan", help="trained FAN folder (config.json + model.safetensors)")
     ap.add_argument("--drn", help="trained DRN folder")
     ap.add_argument("--bnet", help="trained B-Net folder (omit to estimate lighting by least squares)")
+    ap.add_argument("--drn-detail-gate", type=float, default=None, metavar="G",
+                    help="the DRN's detail_gate: its details fade where the FAN's gate is below G (DRN docstring)")
     ap.add_argument("--half", action="append", default=[], choices=("fan", "drn", "bnet"),
                     help="store this network's weights as float16 (repeatable)")
     ap.add_argument("--bnet-half", action="store_true", help="same as --half bnet")
@@ -57,6 +59,8 @@ def main(argv=None) -> None:
         if src:
             net = cls.from_pretrained(src)
             trained[key] = True
+            if key == "drn" and args.drn_detail_gate is not None:
+                net = _with_config(net, detail_gate=args.drn_detail_gate)
         elif key == "bnet":
             continue
         else:
@@ -90,6 +94,14 @@ def main(argv=None) -> None:
         config["training"] = training
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     print(f"wrote bundle {out}: trained={trained}")
+
+
+def _with_config(net, **changes):
+    """The same network (weights) with `changes` to its config."""
+    config = {k: v for k, v in net.config.items() if not k.startswith("_")}
+    out = type(net)(**{**config, **changes})
+    out.load_state_dict(net.state_dict())
+    return out
 
 
 def _training_record(folder: Path) -> dict | None:

@@ -104,7 +104,7 @@ if [ -f "$BUNDLE/config.json" ]; then
 else
     echo "== bundle (FAN $SHIP_FAN, DRN $DRN_V3) -> $BUNDLE"
     run "$PY" training/init_bundle.py --face-model checkpoints/face_model.safetensors --fan "$SHIP_FAN" \
-        --drn "$DRN_V3" --out "$BUNDLE"
+        --drn "$DRN_V3" --drn-detail-gate 0.2 --out "$BUNDLE"
 fi
 echo "No script ships a bundle: each ship replaced checkpoints/fan or checkpoints/drn and edited"
 echo "checkpoints/config.json's training record and checkpoints/README.md by hand."

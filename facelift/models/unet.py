@@ -134,6 +134,12 @@ def check_cavity(name: str, value) -> float:
     return float(value)
 
 
+def check_detail_gate(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ValueError(f"{name} is the FAN gate above which the details are kept whole, in (0, 1]; got {value!r}")
+    return float(value)
+
+
 def check_cavity_sigma(name: str, value) -> float:
     value = check_positive_float(name, value)
     if value > 16:
@@ -353,10 +359,16 @@ class DRN(UNet):
 
     ``cavity`` (per mm; 0, the paper, by default) is part of the shading model the network was
     trained with: a texel d mm below its surroundings (a Gaussian of ``cavity_sigma`` texels)
-    receives 1 - cavity x d of the light, as in a crease (`facelift.mesh.detail_occlusion`)."""
+    receives 1 - cavity x d of the light, as in a crease (`facelift.mesh.detail_occlusion`).
+
+    ``detail_gate`` (None, the paper, by default) couples the details to a gated FAN: where its gate
+    g (the share of the photo it passes through) is below ``detail_gate`` the pipeline keeps
+    g / detail_gate of the displacement, so over what the FAN completes instead of copying (glasses,
+    a hand, hair) the relief is not carved into the surface either."""
 
     config_args = derive_args(
         UNet.config_args, out_channels=1, output_activation="tanh",
         fixed=("gate_by", "gate_power", "prefill_from", "prefill_power"),
         add=(Arg("cavity", 0.0, check_cavity, saved="changed"),  # the details' shading model, written only when
-             Arg("cavity_sigma", 4.0, check_cavity_sigma, saved="cavity")))  # used: v1 configs stay as they were
+             Arg("cavity_sigma", 4.0, check_cavity_sigma, saved="cavity"),  # used: v1 configs stay as they were
+             Arg("detail_gate", None, optional(check_detail_gate), saved="changed")))

@@ -17,7 +17,12 @@ def rec(pipeline):
 
 
 def _with_fan(monkeypatch, pipeline, fn):
-    monkeypatch.setattr(pipeline, "_run_unet", lambda net, sources: fn(sources["texture"]), raising=False)
+    """Every network replaced by `fn` of the texture, without a gate."""
+    def run_unet(net, sources, with_gate=False):
+        out = fn(sources["texture"])
+        return (out, None) if with_gate else out
+
+    monkeypatch.setattr(pipeline, "_run_unet", run_unet, raising=False)
 
 
 @pytest.mark.slow
@@ -227,13 +232,14 @@ def test_detail_metrics_of_a_flat_drn_and_of_a_bumpy_one(monkeypatch, pipeline):
     from facelift.evaluation.runner import detail_metrics
 
     real = pipeline._run_unet
+    monkeypatch.setattr(pipeline.drn, "detail_gate", None)  # the displacement is the stripes as they are
     for amplitude in (0.0, 5e-4):
-        def run_unet(net, sources, amplitude=amplitude):
+        def run_unet(net, sources, amplitude=amplitude, **kwargs):
             if net is pipeline.drn:
                 R = sources["texture"].shape[0]
                 j = np.arange(R)[None, :].repeat(R, 0)
                 return (amplitude * np.where(j % 2 == 0, 1.0, -1.0))[..., None].astype(np.float32)
-            return real(net, sources)
+            return real(net, sources, **kwargs)
 
         monkeypatch.setattr(pipeline, "_run_unet", run_unet)
         rec = pipeline.reconstruct(ASTRONAUT)

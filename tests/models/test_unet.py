@@ -423,6 +423,19 @@ def test_drn_output_pyramid_rejects_bad_sigmas(bad):
         DRN(resolution=128, ngf=4, output_pyramid=bad)
 
 
+def test_drn_detail_gate_round_trips_and_is_validated(tmp_path):
+    from facelift.models import DRN
+
+    assert "detail_gate" not in DRN(resolution=128, ngf=4).config and DRN(resolution=128, ngf=4).detail_gate is None
+    drn = DRN(resolution=128, ngf=4, detail_gate=0.5)
+    drn.save_pretrained(tmp_path / "drn")
+    again = DRN.from_pretrained(tmp_path / "drn")
+    assert again.config == drn.config and again.detail_gate == 0.5
+    for bad in (0, -0.2, 1.5, float("nan"), True, "0.5"):
+        with pytest.raises(ValueError, match="detail_gate"):
+            DRN(resolution=128, ngf=4, detail_gate=bad)
+
+
 def test_output_pyramid_needs_a_displacement():
     with pytest.raises(ValueError, match="output_pyramid"):
         UNet(resolution=128, ngf=4, output_activation="sigmoid", output_pyramid=[0, 1])

@@ -196,9 +196,13 @@ def test_checkpoints_reload_into_the_pipeline(tiny, bnet_run, fan_run, drn_run):
     bundle = tiny["root"] / "bundle"
     init_bundle.main(["--face-model", str(tiny["face_model"]), "--fan", str(fan_run / "final"),
                       "--drn", str(drn_run / "final"), "--bnet", str(bnet_run / "final"), "--bnet-half",
-                      "--out", str(bundle)])
+                      "--drn-detail-gate", "0.2", "--out", str(bundle)])
     cfg = json.loads((bundle / "config.json").read_text())
     assert cfg["trained"] == {"fan": True, "drn": True, "bnet": True}
+    drn = DRN.from_pretrained(bundle / "drn")
+    assert drn.detail_gate == 0.2
+    for a, b in zip(drn.state_dict().values(), DRN.from_pretrained(drn_run / "final").state_dict().values()):
+        torch.testing.assert_close(a, b)
     pipe = FaceLift.from_pretrained(bundle)
     try:
         assert pipe.bnet is not None and next(pipe.bnet.parameters()).dtype == torch.float32
