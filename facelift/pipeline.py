@@ -235,7 +235,10 @@ class FaceLift:
         with _timed(timings, "fan"):
             if self.fan is not None:
                 sources = self._network_sources(maps, low)
-                albedo, gate = self._run_unet(self.fan, sources, with_gate=self.fan.output_activation == "gated")
+                if self.fan.output_activation == "gated":
+                    albedo, gate = self._run_unet(self.fan, sources, with_gate=True)
+                else:  # the paper's FAN has no gate
+                    albedo = self._run_unet(self.fan, sources)
             else:
                 albedo = low.albedo
         displacement = np.zeros(maps.mask.shape, np.float32)
