@@ -11,6 +11,11 @@ sunglasses. Kinds:
   random point of the middle/lower face (mouth, cheeks, chin);
 - ``phone``: a dark rounded rectangle with a lighter rim, held against one cheek and tilted.
 
+Beyond the scored ``KINDS`` (so the reported figures stay comparable across versions), ``EXTRA_KINDS``:
+
+- ``microphone``: a handheld microphone in front of the mouth, a dark mesh ball with a faint
+  highlight and its black handle going down.
+
 Each generator returns an `ImageOccluder`: coverage `alpha` in [0, 1] and `colour` in [0, 1]
 on the smallest box holding it (photos can be large), at offset (x0, y0). `paste` composites it
 onto a uint8 photo; `uv_coverage` maps its coverage onto the UV layout through a fit (each
@@ -30,6 +35,9 @@ from .masks import LEFT_EYE, RIGHT_EYE
 from .occluders import SKIN_TONES
 
 KINDS = ("sunglasses", "hand", "phone")
+EXTRA_KINDS = ("microphone",)
+#: MediaPipe vertices of the lips' inner edge, upper and lower: a microphone is centred between them.
+MOUTH_CENTRE = (13, 14)
 #: MediaPipe vertices a hand may be centred on: mouth corners, upper lip, chin, cheeks, jaw.
 HAND_ANCHORS = (61, 291, 0, 17, 152, 50, 280, 205, 425, 172, 397)
 #: Outer cheek vertices a phone is held against (right and left side of the face).
@@ -184,14 +192,40 @@ def phone(shape, points: np.ndarray, rng: np.random.Generator) -> ImageOccluder:
     return _crop(mask, colour, shape)
 
 
-GENERATORS = {"sunglasses": sunglasses, "hand": hand, "phone": phone}
+def microphone(shape, points: np.ndarray, rng: np.random.Generator) -> ImageOccluder:
+    """A dark mesh ball in front of the mouth (a faint highlight up and to one side) on a black handle
+    going down, tilted up to 35 degrees."""
+    p = np.asarray(points, np.float64)[:, :2]
+    S = _face_size(p)
+    c = p[list(MOUTH_CENTRE)].mean(0) + rng.normal(0, 0.02 * S, 2)
+    r = rng.uniform(0.12, 0.17) * S
+    theta = np.radians(90 + rng.uniform(-35, 35))
+    d = np.array([np.cos(theta), np.sin(theta)])
+    mask = np.zeros(shape[:2], np.uint8)
+    _ellipse(mask, c, (r, r), 0)
+    _line(mask, c + d * 0.8 * r, c + d * (r + rng.uniform(0.35, 0.6) * S), 0.5 * r)
+    grey = rng.uniform(0.10, 0.22)
+    pitch = r / rng.uniform(3.0, 5.0)  # the grille's cell size
+    glint = c + r * 0.45 * np.array([rng.choice([-1.0, 1.0]), -1.0])
+
+    def colour(xx, yy):
+        ball = (np.hypot(xx - c[0], yy - c[1]) <= 1.02 * r)[..., None]
+        grille = 0.06 * (np.sin(np.pi * (xx - c[0]) / pitch) * np.sin(np.pi * (yy - c[1]) / pitch) > 0)
+        light = 0.3 * np.exp(-((xx - glint[0]) ** 2 + (yy - glint[1]) ** 2) / (0.3 * r) ** 2)
+        head = (grey + grille + light)[..., None] * np.ones(3)
+        return np.where(ball, head, np.array([0.04, 0.04, 0.045]))
+
+    return _crop(mask, colour, shape)
+
+
+GENERATORS = {"sunglasses": sunglasses, "hand": hand, "phone": phone, "microphone": microphone}
 
 
 def make_image_occluder(kind: str, shape, points: np.ndarray, rng: np.random.Generator) -> ImageOccluder:
     """An occluder of `kind` for a photo of `shape` (H, W[, 3]) whose face has landmarks `points`
     ((478 or 468, 2+) pixels, `Face.points`)."""
     if kind not in GENERATORS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        raise ValueError(f"kind must be one of {KINDS + EXTRA_KINDS}, got {kind!r}")
     return GENERATORS[kind](tuple(shape[:2]), points, rng)
 
 

@@ -39,7 +39,28 @@ def test_sunglasses_cover_both_eyes_and_not_the_mouth(face):
             assert full[y, x] == 0.0, (seed, i)
 
 
-@pytest.mark.parametrize("kind", IO.KINDS)
+def test_a_microphone_covers_the_mouth_not_the_eyes_and_is_dark(face):
+    image, f = face
+    for seed in range(5):
+        occ = IO.make_image_occluder("microphone", image.shape, f.points, np.random.default_rng(seed))
+        full = occ.full_alpha()
+        for i in (13, 14, 0, 17):  # the lips' inner edges, the upper and the lower lip
+            x, y = f.points[i, :2].astype(int)
+            assert full[y, x] > 0.99, (seed, i)
+        for i in RIGHT_EYE + LEFT_EYE:
+            x, y = f.points[i, :2].astype(int)
+            assert full[y, x] == 0.0, (seed, i)
+        assert occ.colour[occ.alpha > 0.5].mean() < 0.35  # a dark ball and a black handle
+        assert occ.colour[occ.alpha > 0.5].max() > occ.colour[occ.alpha > 0.5].min() + 0.1  # grille, highlight
+
+
+def test_an_unknown_occluder_kind_is_refused(face):
+    image, f = face
+    with pytest.raises(ValueError, match="microphone"):
+        IO.make_image_occluder("scarf", image.shape, f.points, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("kind", IO.KINDS + IO.EXTRA_KINDS)
 def test_occluders_lie_on_the_face_and_are_reproducible(face, kind):
     image, f = face
     x0, y0, x1, y1 = f.box

@@ -210,6 +210,33 @@ def test_diagnose_occlusion_scores_the_evaluations_occluders_as_evaluate_does(tm
     assert out["summary"]["all"]["count"] == len(KINDS)
 
 
+# ---- score_extra_occluders.py -------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.integration
+def test_score_extra_occluders_runs_the_image_space_protocol_on_a_microphone(tmp_path, capsys):
+    import score_extra_occluders
+
+    from facelift import FaceLift
+    from facelift.evaluation.runner import image_occlusion, photo_seed
+
+    photo = REPO / "examples" / "astronaut.png"
+    assert score_extra_occluders.main([str(photo), "--weights", str(REPO / "checkpoints"), "--json",
+                                       str(tmp_path / "m.json")]) == 0
+    out = json.loads((tmp_path / "m.json").read_text())
+    assert out["kinds"] == ["microphone"] and not out["failures"] and len(out["images"]) == 1
+    fl = FaceLift.from_pretrained(REPO / "checkpoints")
+    try:
+        m = image_occlusion(fl, fl.reconstruct(photo), np.random.default_rng(photo_seed(0, photo)), kinds=("microphone",))
+    finally:
+        fl.close()
+    assert m["image_occlusion_texels_microphone"] > 200
+    for a in ("fan", "pca", "displacement_mm"):  # the same draw and figures as the library's protocol
+        assert out["summary"][f"{a}_microphone"]["mean"] == pytest.approx(m[f"image_occlusion_{a}_microphone"], rel=1e-6)
+    assert "fan_microphone" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        score_extra_occluders.main([str(photo), "--kinds", "scarf"])
+
+
 def test_the_shipped_chain_lists_every_stage_in_order_and_each_script_it_calls_exists(tmp_path):
     """training/run_shipped.sh (DRY_RUN=1) on an empty data root: FAN v2 -> v2.1 -> DRN v3 on v2.1 ->
     v2.2 ... v2.6 -> v2.12 -> v2.13 (the shipped FAN) -> bundle, each stage's input the previous stage's
