@@ -166,14 +166,9 @@ def test_a_detail_gate_fades_the_details_where_the_fan_completes(fl, rec):
     gate, so what the FAN completes instead of copying does not become relief; nothing else changes."""
     import torch
 
-    from facelift.models import DRN
-
     d = fl.drn.detail_gate
     assert d == 0.2
-    config = {k: v for k, v in fl.drn.config.items() if not k.startswith("_")}
-    drn = DRN(**{**config, "detail_gate": None})
-    drn.load_state_dict(fl.drn.state_dict())
-    plain = FaceLift(fl.face_model, None, fl.fan, drn, config=fl.config)
+    plain = FaceLift(fl.face_model, None, fl.fan, fl.drn.with_config(detail_gate=None), config=fl.config)
     try:
         raw = plain.reconstruct(ASTRONAUT)
         with torch.inference_mode():

@@ -60,7 +60,7 @@ def main(argv=None) -> None:
             net = cls.from_pretrained(src)
             trained[key] = True
             if key == "drn" and args.drn_detail_gate is not None:
-                net = _with_config(net, detail_gate=args.drn_detail_gate)
+                net = net.with_config(detail_gate=args.drn_detail_gate)
         elif key == "bnet":
             continue
         else:
@@ -94,14 +94,6 @@ def main(argv=None) -> None:
         config["training"] = training
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     print(f"wrote bundle {out}: trained={trained}")
-
-
-def _with_config(net, **changes):
-    """The same network (weights) with `changes` to its config."""
-    config = {k: v for k, v in net.config.items() if not k.startswith("_")}
-    out = type(net)(**{**config, **changes})
-    out.load_state_dict(net.state_dict())
-    return out
 
 
 def _training_record(folder: Path) -> dict | None:

@@ -32,7 +32,5 @@ $PY - "$D/runs/fan_v21c_256/final" "$D/runs/fan_v21_ship" <<'PY'
 import sys
 from facelift.models import FAN
 src = FAN.from_pretrained(sys.argv[1])
-net = FAN(**{k: v for k, v in src.config.items() if not k.startswith("_")}, gate_by="confidence")
-net.load_state_dict(src.state_dict())
-net.save_pretrained(sys.argv[2])
+src.with_config(gate_by="confidence").save_pretrained(sys.argv[2])
 PY

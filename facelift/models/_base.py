@@ -71,6 +71,13 @@ class FaceLiftModel(nn.Module, PyTorchModelHubMixin, library_name="facelift", ta
         """The constructor arguments this network was built with (a copy)."""
         return dict(self._config)
 
+    def with_config(self: T, **changes: Any) -> T:
+        """The same network (its weights, on its device, in its train/eval mode) under its config with
+        `changes`, checked as the constructor checks them: e.g. ``drn.with_config(detail_gate=0.2)``."""
+        net = type(self)(**{**self._config, **changes})
+        net.load_state_dict(self.state_dict())
+        return net.to(next(self.parameters()).device).train(self.training)
+
     def _register_config(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """Bind a constructor call to ``config_args``, check and normalise each value, keep the
         config to save and set each value as an attribute; returns the values by name."""

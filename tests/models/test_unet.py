@@ -436,6 +436,24 @@ def test_drn_detail_gate_round_trips_and_is_validated(tmp_path):
             DRN(resolution=128, ngf=4, detail_gate=bad)
 
 
+def test_with_config_keeps_the_weights_and_checks_the_change():
+    import torch
+
+    from facelift.models import DRN
+
+    drn = DRN(resolution=128, ngf=4, cavity=0.25).eval()
+    gated = drn.with_config(detail_gate=0.3)
+    assert not gated.training and drn.with_config().training is False and DRN(resolution=128, ngf=4).with_config().training
+    assert gated.config == {**drn.config, "detail_gate": 0.3} and gated is not drn and drn.detail_gate is None
+    for a, b in zip(drn.state_dict().values(), gated.state_dict().values()):
+        assert torch.equal(a, b)
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        assert torch.equal(drn(x), gated(x))  # the gate is the pipeline's, not the network's
+    with pytest.raises(ValueError, match="detail_gate"):
+        drn.with_config(detail_gate=2.0)
+
+
 def test_output_pyramid_needs_a_displacement():
     with pytest.raises(ValueError, match="output_pyramid"):
         UNet(resolution=128, ngf=4, output_activation="sigmoid", output_pyramid=[0, 1])
