@@ -2,8 +2,9 @@
 an occluder drawn into the photo, the whole pipeline rerun, the albedo's change under it over the
 texture's) on occluders outside the scored kinds (`facelift.evaluation.image_occluders.EXTRA_KINDS`,
 e.g. a microphone in front of the mouth), so the reported figures stay comparable while the pipeline
-is checked on occluders neither its training nor its evaluation was shaped on. Per kind: the FAN's and
-the PCA albedo's ratio and the DRN's relief under it (mm), mean over the photos.
+is checked on occluders neither its training nor its evaluation was shaped on (a microphone, clear
+eyeglasses). Per kind, mean over the photos: the FAN's and the PCA albedo's ratio, the DRN's relief
+under it (mm) and the relief it adds on a ring of `RELIEF_BAND` texels around it (mm).
 
     python training/score_extra_occluders.py ../shared/data/faces/eval --json OUT [--weights BUNDLE]
 """
@@ -47,7 +48,7 @@ def main(argv=None) -> int:
         fl.close()
     summary = {}
     for kind in kinds:
-        for a in ("fan", "pca", "displacement_mm"):
+        for a in ("fan", "pca", "displacement_mm", "relief_added_mm"):
             v = [r[f"image_occlusion_{a}_{kind}"] for r in rows if r.get(f"image_occlusion_{a}_{kind}") is not None]
             summary[f"{a}_{kind}"] = {"mean": float(np.mean(v)) if v else None, "count": len(v)}
     for k, v in summary.items():

@@ -14,7 +14,10 @@ sunglasses. Kinds:
 Beyond the scored ``KINDS`` (so the reported figures stay comparable across versions), ``EXTRA_KINDS``:
 
 - ``microphone``: a handheld microphone in front of the mouth, a dark mesh ball with a faint
-  highlight and its black handle going down.
+  highlight and its black handle going down;
+- ``eyeglasses``: clear glasses, only their thin frames (round, oval or rectangular rims, a
+  bridge, temples) in black, brown, grey or gold: an occluder a few pixels wide that the
+  robust stage and the networks can mistake for the eyes' own lines.
 
 Each generator returns an `ImageOccluder`: coverage `alpha` in [0, 1] and `colour` in [0, 1]
 on the smallest box holding it (photos can be large), at offset (x0, y0). `paste` composites it
@@ -35,7 +38,7 @@ from .masks import LEFT_EYE, RIGHT_EYE
 from .occluders import SKIN_TONES
 
 KINDS = ("sunglasses", "hand", "phone")
-EXTRA_KINDS = ("microphone",)
+EXTRA_KINDS = ("microphone", "eyeglasses")
 #: MediaPipe vertices of the lips' inner edge, upper and lower: a microphone is centred between them.
 MOUTH_CENTRE = (13, 14)
 #: MediaPipe vertices a hand may be centred on: mouth corners, upper lip, chin, cheeks, jaw.
@@ -218,7 +221,56 @@ def microphone(shape, points: np.ndarray, rng: np.random.Generator) -> ImageOccl
     return _crop(mask, colour, shape)
 
 
-GENERATORS = {"sunglasses": sunglasses, "hand": hand, "phone": phone, "microphone": microphone}
+#: Frame colours of `eyeglasses`: black, dark brown, grey metal, gold metal.
+FRAME_COLOURS = np.array([[0.05, 0.05, 0.06], [0.22, 0.13, 0.08], [0.45, 0.46, 0.48], [0.62, 0.50, 0.25]])
+
+
+def eyeglasses(shape, points: np.ndarray, rng: np.random.Generator) -> ImageOccluder:
+    """Clear glasses: thin rims around both eyes (round, oval or rectangular), a bridge and temples;
+    the lenses leave the eyes uncovered."""
+    p = np.asarray(points, np.float64)[:, :2]
+    eyes = [p[list(RIGHT_EYE)], p[list(LEFT_EYE)]]
+    centres = [e.mean(0) for e in eyes]
+    axis = centres[1] - centres[0]
+    d = max(float(np.linalg.norm(axis)), 1.0)
+    u = axis / d
+    v = np.array([-u[1], u[0]])
+    if v[1] < 0:
+        v = -v
+    thickness = max(1.0, rng.uniform(0.025, 0.06) * d)
+    style = int(rng.integers(3))  # 0 round, 1 oval, 2 rectangular
+    scale_w = rng.uniform(0.85, 1.0)
+    scale_h = scale_w if style == 0 else rng.uniform(0.6, 0.8)
+    drop = rng.uniform(0.0, 0.15)
+    mask = np.zeros(shape[:2], np.uint8)
+    t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+    power = 2.0 if style < 2 else 6.0  # a superellipse: power 6 is a rectangle with rounded corners
+    cs, sn = np.cos(t), np.sin(t)
+    ring = np.stack([np.sign(cs) * np.abs(cs) ** (2 / power), np.sign(sn) * np.abs(sn) ** (2 / power)], -1)
+    lens = []
+    for e, c in zip(eyes, centres):
+        width = max(float(np.ptp((e - c) @ u)), 0.2 * d)
+        cc = c + v * drop * width
+        a, b = scale_w * width, scale_h * width
+        rim = cc + ring[:, :1] * a * u + ring[:, 1:] * b * v
+        cv2.polylines(mask, [np.array([_pt(q) for q in rim], np.int32)], True, 255, max(1, int(round(thickness))),
+                      cv2.LINE_AA, _SS)
+        lens.append((cc, a, b))
+    (c_r, a_r, b_r), (c_l, a_l, b_l) = lens
+    top = -0.3
+    _line(mask, c_r + u * a_r + v * top * b_r, c_l - u * a_l + v * top * b_l, thickness)  # bridge
+    _line(mask, c_r - u * a_r + v * top * b_r, c_r - u * (a_r + 0.35 * d) + v * top * b_r, thickness)
+    _line(mask, c_l + u * a_l + v * top * b_l, c_l + u * (a_l + 0.35 * d) + v * top * b_l, thickness)
+    tint = FRAME_COLOURS[int(rng.integers(len(FRAME_COLOURS)))] * rng.uniform(0.85, 1.15)
+
+    def colour(xx, yy):
+        return np.broadcast_to(tint, xx.shape + (3,))
+
+    return _crop(mask, colour, shape)
+
+
+GENERATORS = {"sunglasses": sunglasses, "hand": hand, "phone": phone, "microphone": microphone,
+              "eyeglasses": eyeglasses}
 
 
 def make_image_occluder(kind: str, shape, points: np.ndarray, rng: np.random.Generator) -> ImageOccluder:

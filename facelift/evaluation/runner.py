@@ -16,6 +16,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from ..geometry.sh import directional_light_sh, irradiance, light_direction
@@ -36,6 +37,9 @@ COMPLETION_MIN_YAW = 30.0
 MIN_IRRADIANCE = 0.05
 #: Texels of the image-space occluder, seen in both photos, below which a kind is not scored.
 MIN_OCCLUDED_TEXELS = 16
+#: Width in texels of the ring around an image-space occluder where the relief it adds is measured:
+#: the DRN carves a thin occluder (a glasses frame) as a groove with raised sides wider than the frame.
+RELIEF_BAND = 4
 #: Texels with a skin confidence (robust low-frequency stage) above this count as clean skin.
 CLEAN_SKIN_CONFIDENCE = 0.5
 #: The face found in an edited photo must overlap the original's box by this IoU, else it is lost.
@@ -93,7 +97,8 @@ METRICS = (
 #: The keys the photo-level metrics (extra reconstructions per photo) fill in.
 PHOTO_METRIC_KEYS = (
     "image_occlusion_fan", "image_occlusion_pca", "image_occlusion_lost", "image_occlusion_displacement_mm",
-    *(f"image_occlusion_{a}_{k}" for k in IMAGE_KINDS for a in ("fan", "pca", "texels", "displacement_mm")),
+    *(f"image_occlusion_{a}_{k}" for k in IMAGE_KINDS
+      for a in ("fan", "pca", "texels", "displacement_mm", "relief_added_mm")),
     "photo_consistency_fan", "photo_consistency_pca", "photo_consistency_lost",
     *(f"photo_consistency_{a}_{n}" for n in PERTURBATIONS for a in ("fan", "pca")),
     "seconds_image_occlusion", "seconds_photo_consistency",
@@ -165,6 +170,12 @@ def _rerun(fl, rec, photo: np.ndarray):
     return out if _box_iou(out.face.box, rec.face.box) >= MIN_FACE_IOU else None
 
 
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """`mask` grown by a disk of `radius` texels."""
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return cv2.dilate(mask.astype(np.uint8), disk).astype(bool)
+
+
 def _visible(maps) -> np.ndarray:
     return (maps.visibility > 0.5) & maps.mask
 
@@ -173,14 +184,20 @@ def image_occlusion(fl, rec, rng: np.random.Generator, kinds=IMAGE_KINDS) -> dic
     """Occluders drawn into the photo at the face's landmarks, the whole pipeline rerun on each
     edited photo: mean |A(occluded) - A(clean)| / mean |T(occluded) - T(clean)| over the texels
     the occluder covers (its image-space coverage through the edited photo's fit > 0.5) that are
-    visible in both reconstructions; FAN and PCA albedo, per kind and their mean."""
+    visible in both reconstructions; FAN and PCA albedo, per kind and their mean. With details, per
+    kind: the mean |r_d| there (mm), and the relief the occluder adds around itself, mean |r_d| of the
+    occluded photo less the clean photo's on the ring of RELIEF_BAND texels around it (mm; > 0: it is
+    carved in with raised sides, < 0: the details fade there). (Not mean |r_d(occluded) - r_d(clean)|:
+    the edited photo's fit differs a little, by 1-2 % in scale, which alone changes texel-scale relief
+    far from the occluder by about its own size.)"""
     out: dict = {}
     vis0 = _visible(rec.maps)
     fan_r, pca_r, disp_r, lost = [], [], [], 0
     for kind in kinds:
         occ = make_image_occluder(kind, rec.image.shape, rec.face.points, rng)
         out.update({f"image_occlusion_fan_{kind}": None, f"image_occlusion_pca_{kind}": None,
-                    f"image_occlusion_texels_{kind}": 0, f"image_occlusion_displacement_mm_{kind}": None})
+                    f"image_occlusion_texels_{kind}": 0, f"image_occlusion_displacement_mm_{kind}": None,
+                    f"image_occlusion_relief_added_mm_{kind}": None})
         rec1 = _rerun(fl, rec, paste_in_photo(rec.image, occ))
         if rec1 is None:
             lost += 1
@@ -194,6 +211,10 @@ def image_occlusion(fl, rec, rng: np.random.Generator, kinds=IMAGE_KINDS) -> dic
                                                             rec.texture, region)
         if rec1.displacement_scale > 0:  # does the occluder become geometry?
             out[f"image_occlusion_displacement_mm_{kind}"] = float(np.abs(rec1.displacement[region]).mean() * 1e3)
+            ring = _dilate(region, RELIEF_BAND) & ~region & vis0 & _visible(rec1.maps)
+            if ring.any():
+                out[f"image_occlusion_relief_added_mm_{kind}"] = float(
+                    (np.abs(rec1.displacement[ring]).mean() - np.abs(rec.displacement[ring]).mean()) * 1e3)
             disp_r.append(out[f"image_occlusion_displacement_mm_{kind}"])
         fan_r.append(out[f"image_occlusion_fan_{kind}"])
         pca_r.append(out[f"image_occlusion_pca_{kind}"])

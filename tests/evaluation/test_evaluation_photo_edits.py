@@ -4,6 +4,7 @@ perturbations.py) on constructed cases with a known answer."""
 from pathlib import Path
 from types import SimpleNamespace
 
+import cv2
 import numpy as np
 import pytest
 
@@ -52,6 +53,27 @@ def test_a_microphone_covers_the_mouth_not_the_eyes_and_is_dark(face):
             assert full[y, x] == 0.0, (seed, i)
         assert occ.colour[occ.alpha > 0.5].mean() < 0.35  # a dark ball and a black handle
         assert occ.colour[occ.alpha > 0.5].max() > occ.colour[occ.alpha > 0.5].min() + 0.1  # grille, highlight
+
+
+def test_eyeglasses_frame_the_eyes_and_leave_them_and_the_mouth_uncovered(face):
+    image, f = face
+    for seed in range(6):
+        occ = IO.make_image_occluder("eyeglasses", image.shape, f.points, np.random.default_rng(seed))
+        full = occ.full_alpha()
+        for i in RIGHT_EYE + LEFT_EYE + (61, 291, 17, 152):  # clear lenses; mouth corners, lower lip, chin
+            x, y = f.points[i, :2].astype(int)
+            assert full[y, x] == 0.0, (seed, i)
+        for eye in (RIGHT_EYE, LEFT_EYE):  # a rim around each eye: covered above and below its centre
+            c = f.points[list(eye), :2].mean(0)
+            column = full[:, int(round(c[0]))]
+            assert column[: int(c[1])].max() > 0.5 and column[int(c[1]):].max() > 0.5, seed
+        # thin frames, not lenses: an erosion by 0.08 x the eyes' distance leaves nothing of them
+        d = np.linalg.norm(f.points[list(RIGHT_EYE), :2].mean(0) - f.points[list(LEFT_EYE), :2].mean(0))
+        disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * int(0.08 * d) + 1,) * 2)
+        left = lambda a: cv2.erode((a > 0.5).astype(np.uint8), disk).sum() / (a > 0.5).sum()  # noqa: E731
+        sun = IO.make_image_occluder("sunglasses", image.shape, f.points, np.random.default_rng(seed))
+        assert left(occ.alpha) < 0.05 and left(sun.alpha) > 0.3, seed  # (where rims and bridge meet)
+        assert np.ptp(occ.colour.reshape(-1, 3), 0).max() < 1e-6  # one frame colour
 
 
 def test_an_unknown_occluder_kind_is_refused(face):

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facelift.evaluation.runner import METRICS, collect_images, evaluate_reconstruction
+from facelift.evaluation.runner import METRICS, collect_images, evaluate_reconstruction, image_occlusion
 
 ASTRONAUT = Path(__file__).resolve().parents[2] / "examples" / "astronaut.png"
 
@@ -181,7 +181,6 @@ def test_image_occluder_region_is_where_the_occluder_is(pipeline, rec):
     both ratios are finite and positive."""
     from facelift.evaluation.image_occluders import make_image_occluder, occluder_uv_coverage, paste
     from facelift.evaluation.masks import REGIONS, region_mask
-    from facelift.evaluation.runner import image_occlusion
 
     occ = make_image_occluder("sunglasses", rec.image.shape, rec.face.points, np.random.default_rng(0))
     rec1 = pipeline.reconstruct(paste(rec.image, occ))
@@ -257,3 +256,41 @@ def test_detail_metrics_of_a_flat_drn_and_of_a_bumpy_one(monkeypatch, pipeline):
             # albedo without details, so that ratio cannot tell details from stripes
             assert m["e_grad_smooth_ratio"] > 1.05
             assert m["e_grad_ratio"] < 1.0
+
+
+def test_dilate_grows_a_mask_by_a_disk():
+    from facelift.evaluation.runner import _dilate
+
+    mask = np.zeros((21, 21), bool)
+    mask[10, 10] = True
+    grown = _dilate(mask, 4)
+    yy, xx = np.mgrid[:21, :21]
+    r = np.hypot(yy - 10, xx - 10)
+    assert grown[r <= 3.5].all() and not grown[r > 4.5].any()
+    assert _dilate(mask, 0).sum() == 1
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_relief_change_under_an_image_occluder_is_the_displacement_it_adds(monkeypatch, pipeline, rec):
+    """A DRN that returns 0.2 mm everywhere on the clean photo and 0.5 mm on the edited one: the
+    relief under the occluder is 0.5 mm and the relief added around it 0.3 mm; the same relief on
+    both: none added."""
+    real = pipeline._run_unet
+    monkeypatch.setattr(pipeline.drn, "detail_gate", None)
+    for edited_mm, change in ((0.5, 0.3), (0.2, 0.0)):
+        calls = []
+
+        def run_unet(net, sources, edited_mm=edited_mm, calls=calls, **kwargs):
+            if net is pipeline.drn:
+                calls.append(1)
+                R = sources["texture"].shape[0]
+                return np.full((R, R, 1), (0.2 if len(calls) == 1 else edited_mm) * 1e-3, np.float32)
+            return real(net, sources, **kwargs)
+
+        monkeypatch.setattr(pipeline, "_run_unet", run_unet)
+        clean = pipeline.reconstruct(ASTRONAUT)
+        m = image_occlusion(pipeline, clean, np.random.default_rng(0), kinds=("eyeglasses",))
+        assert m["image_occlusion_texels_eyeglasses"] >= 16
+        assert m["image_occlusion_displacement_mm_eyeglasses"] == pytest.approx(edited_mm, rel=1e-5)
+        assert m["image_occlusion_relief_added_mm_eyeglasses"] == pytest.approx(change, abs=1e-6)

@@ -213,7 +213,7 @@ def test_diagnose_occlusion_scores_the_evaluations_occluders_as_evaluate_does(tm
 # ---- score_extra_occluders.py -------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.integration
-def test_score_extra_occluders_runs_the_image_space_protocol_on_a_microphone(tmp_path, capsys):
+def test_score_extra_occluders_runs_the_image_space_protocol_on_a_microphone_and_eyeglasses(tmp_path, capsys):
     import score_extra_occluders
 
     from facelift import FaceLift
@@ -223,16 +223,18 @@ def test_score_extra_occluders_runs_the_image_space_protocol_on_a_microphone(tmp
     assert score_extra_occluders.main([str(photo), "--weights", str(REPO / "checkpoints"), "--json",
                                        str(tmp_path / "m.json")]) == 0
     out = json.loads((tmp_path / "m.json").read_text())
-    assert out["kinds"] == ["microphone"] and not out["failures"] and len(out["images"]) == 1
+    kinds = ("microphone", "eyeglasses")
+    assert tuple(out["kinds"]) == kinds and not out["failures"] and len(out["images"]) == 1
     fl = FaceLift.from_pretrained(REPO / "checkpoints")
     try:
-        m = image_occlusion(fl, fl.reconstruct(photo), np.random.default_rng(photo_seed(0, photo)), kinds=("microphone",))
+        m = image_occlusion(fl, fl.reconstruct(photo), np.random.default_rng(photo_seed(0, photo)), kinds=kinds)
     finally:
         fl.close()
-    assert m["image_occlusion_texels_microphone"] > 200
-    for a in ("fan", "pca", "displacement_mm"):  # the same draw and figures as the library's protocol
-        assert out["summary"][f"{a}_microphone"]["mean"] == pytest.approx(m[f"image_occlusion_{a}_microphone"], rel=1e-6)
-    assert "fan_microphone" in capsys.readouterr().out
+    assert m["image_occlusion_texels_microphone"] > 200 and m["image_occlusion_texels_eyeglasses"] > 100
+    for kind in kinds:  # the same draws and figures as the library's protocol
+        for a in ("fan", "pca", "displacement_mm", "relief_added_mm"):
+            assert out["summary"][f"{a}_{kind}"]["mean"] == pytest.approx(m[f"image_occlusion_{a}_{kind}"], rel=1e-6)
+    assert "fan_eyeglasses" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         score_extra_occluders.main([str(photo), "--kinds", "scarf"])
 
