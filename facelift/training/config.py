@@ -85,6 +85,7 @@ class FANConfig(TrainConfig):
     occluder_anchor_prob: float = 0.0  # share of those occluders centred on a brow, eye, the nose or mouth
     occluder_lock_prob: float = 0.0  # share of those occluders that are locks of hair (coherent strand bundles)
     occluder_extra_lock_prob: float = 0.0  # share of occluded samples given a lock of hair on top of their occluders
+    occluder_frames_prob: float = 0.0  # share of occluded samples given glasses frames (rims, shadow, tint) on top
     relight: bool = False  # run every batch a second time, relit by random SH, for the consistency term
     init_from: str | None = None  # a saved FAN (save_pretrained folder) to start from, e.g. 128 -> 256
     grad_share_every: int = 100  # steps between measurements of each term's gradient on the albedo

@@ -37,7 +37,7 @@ from ..albedo import fit_low_frequency, tukey_weight
 from ..geometry.sh import estimate_sh
 from .config import FANConfig
 from .losses import gan_loss, load_vgg, shading_map
-from .occlusion import feature_anchors, random_occluders, random_sh
+from .occlusion import eye_centres, feature_anchors, random_occluders, random_sh
 
 V2_INPUTS = ["delit", "visibility", "confidence", "albedo_pca"]
 SHADING_FLOOR = 0.05
@@ -177,6 +177,7 @@ def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
     rng = np.random.default_rng(cfg.seed + 7919 * run.step + run.acc.process_index)
     fit_args = {} if cfg.robust_prior_weight is None else {"robust_prior_weight": cfg.robust_prior_weight}
     anchors = feature_anchors(face_model, cfg.resolution) if cfg.occluder_anchor_prob > 0 else None
+    eyes = eye_centres(face_model, cfg.resolution) if cfg.occluder_frames_prob > 0 else None
 
     def refitted_maps(texture, normal, visibility, inside, clean) -> dict:
         """The network's input maps from the robust stage rerun on `texture` (cfg.refit)."""
@@ -210,7 +211,8 @@ def train_fan_v2(cfg: FANConfig, resume: bool = True) -> Path:
             alpha, colour = random_occluders(tex, vis, rng, cfg.occlusion_prob, anchors=anchors,
                                              anchor_prob=cfg.occluder_anchor_prob,
                                              lock_prob=cfg.occluder_lock_prob,
-                                             extra_lock_prob=cfg.occluder_extra_lock_prob)
+                                             extra_lock_prob=cfg.occluder_extra_lock_prob,
+                                             frames_prob=cfg.occluder_frames_prob, eyes=eyes)
             tex_in = tex * (1 - alpha) + colour * alpha
             # the low-frequency guide of the losses: the clean photo's stiff albedo when the network
             # takes that one

@@ -12,7 +12,11 @@ Optionally (`anchors`, `anchor_prob`) an occluder is centred on a facial feature
 as glasses, hands, microphones and fringes are in photos: there the completion has to draw an eye, a
 brow or lips, not plain cheek. Optionally (`lock_prob`) an occluder is a lock of hair: many thin
 strands side by side that follow one shared random flow in any direction (the "strands" shape's
-random walks each go their own way), which the confidence flags least of all occluders.
+random walks each go their own way), which the confidence flags least of all occluders. Optionally
+(`frames_prob`, with the eyes' positions) a sample gets glasses frames on top: a rim around each eye
+(any closed curve, thin, in a random colour), sometimes with a bridge, a shadow the rims cast on the
+skin (the texture darkened, offset and blurred) and a faint tint on the lenses (clear glasses, whose
+rims the confidence flags only at their core).
 """
 
 from __future__ import annotations
@@ -92,6 +96,43 @@ def _lock(R: int, rng: np.random.Generator, centre: np.ndarray | None = None) ->
     return img.astype(np.float32)
 
 
+def _frames(R: int, rng: np.random.Generator, eyes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Glasses frames around `eyes` ((2, 2) texel positions x, y): (rims (R, R), lenses (R, R), the
+    rims' shadow (R, R)), each in [0, 1]. A rim is a closed superellipse (power 1.5-8) around each eye,
+    of random size, aspect, tilt and centre offset, 1-5 texels wide at 256, with a bridge half the time."""
+    rims = np.zeros((R, R), np.uint8)
+    lenses = np.zeros((R, R), np.uint8)
+    eyes = np.asarray(eyes, np.float64)
+    gap = max(float(np.linalg.norm(eyes[1] - eyes[0])), 1.0)
+    power = rng.uniform(1.5, 8.0)
+    a, b = gap * rng.uniform(0.3, 0.5), gap * rng.uniform(0.2, 0.4)
+    tilt = rng.normal(0, 0.1)
+    offset = rng.normal(0, 0.05 * gap, 2)
+    width = int(rng.integers(1, max(2, int(round(R / 256 * 5))) + 1))
+    t = np.linspace(0, 2 * np.pi, 48, endpoint=False)
+    cs, sn = np.cos(t), np.sin(t)
+    unit = np.stack([np.sign(cs) * np.abs(cs) ** (2 / power) * a, np.sign(sn) * np.abs(sn) ** (2 / power) * b], -1)
+    rot = np.array([[math.cos(tilt), -math.sin(tilt)], [math.sin(tilt), math.cos(tilt)]])
+    inner = []
+    for k, eye in enumerate(eyes):
+        mirror = np.array([1.0 if k == 0 else -1.0, 1.0])  # the two rims mirror each other
+        pts = np.round(eye + offset * mirror + (unit * mirror) @ rot.T).astype(np.int32)
+        cv2.fillPoly(lenses, [pts], 1)
+        cv2.polylines(rims, [pts], True, 1, width)
+        inner.append(pts[np.argmin(np.abs(pts[:, 0] - eyes.mean(0)[0]))])
+    if rng.random() < 0.5:
+        cv2.line(rims, tuple(int(v) for v in inner[0]), tuple(int(v) for v in inner[1]), 1, width)
+    rims_f = rims.astype(np.float32)
+    if rng.random() < 0.5:
+        rims_f = cv2.GaussianBlur(rims_f, (0, 0), rng.uniform(0.4, 1.0))
+    shadow = np.zeros((R, R), np.float32)
+    if rng.random() < 0.5:
+        shift = np.float32([[1, 0, rng.normal(0, 1.5)], [0, 1, rng.uniform(1, 5)]])  # down the face
+        shadow = cv2.GaussianBlur(cv2.warpAffine(rims.astype(np.float32), shift, (R, R)), (0, 0), rng.uniform(1, 3))
+        shadow = np.clip(shadow / max(float(shadow.max()), 1e-6), 0, 1) * (1 - rims_f)
+    return rims_f, lenses.astype(np.float32) * (1 - rims_f), shadow
+
+
 def _colour(rng: np.random.Generator) -> np.ndarray:
     hsv = np.array([[[rng.uniform(0, 180), rng.uniform(0, 255), rng.uniform(0, 255)]]], np.float32)
     return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32) / 255.0
@@ -128,7 +169,8 @@ def _fill(kind: str, R: int, rng: np.random.Generator, other=None):
 def random_occluders(texture: Tensor, visibility: Tensor, rng: np.random.Generator, probability: float = 0.8,
                      max_count: int = 3, anchors: np.ndarray | None = None,
                      anchor_prob: float = 0.0, lock_prob: float = 0.0,
-                     extra_lock_prob: float = 0.0) -> tuple[Tensor, Tensor]:
+                     extra_lock_prob: float = 0.0, frames_prob: float = 0.0,
+                     eyes: np.ndarray | None = None) -> tuple[Tensor, Tensor]:
     """Occluders for a batch: (alpha (B, 1, R, R) in [0, 1], colour (B, 3, R, R)).
 
     Each sample gets none with probability 1 - `probability`, else 1..`max_count` occluders.
@@ -136,11 +178,17 @@ def random_occluders(texture: Tensor, visibility: Tensor, rng: np.random.Generat
     texel positions (x, y) at this resolution, each occluder is centred within a few texels of a
     random one with probability `anchor_prob` (0 draws exactly as without anchors). With probability
     `lock_prob` an occluder is a lock of hair instead of one of SHAPES, and with probability
-    `extra_lock_prob` an occluded sample gets a lock on top of its other occluders (0 draws exactly as before)."""
+    `extra_lock_prob` an occluded sample gets a lock on top of its other occluders, and with probability
+    `frames_prob` glasses frames around `eyes` ((2, 2) texel positions) on top of everything (0 draws
+    exactly as before). The frames' shadow is the texture darkened (its coverage the shadow's depth), a
+    lens tint covers up to 0.25."""
     B, _, R, _ = texture.shape
-    for name, p in (("anchor_prob", anchor_prob), ("lock_prob", lock_prob), ("extra_lock_prob", extra_lock_prob)):
+    for name, p in (("anchor_prob", anchor_prob), ("lock_prob", lock_prob), ("extra_lock_prob", extra_lock_prob),
+                    ("frames_prob", frames_prob)):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"{name} must lie in [0, 1], got {p!r}")
+    if frames_prob > 0 and (eyes is None or np.asarray(eyes).shape != (2, 2)):
+        raise ValueError("frames_prob > 0 needs eyes: a (2, 2) array of the eyes' texel positions")
     points = np.zeros((0, 2)) if anchors is None else np.asarray(anchors, np.float64)
     if anchor_prob > 0 and (points.ndim != 2 or points.shape[1] != 2 or len(points) == 0):
         raise ValueError("anchor_prob > 0 needs anchors: an (N, 2) array of texel positions, N >= 1")
@@ -173,6 +221,20 @@ def random_occluders(texture: Tensor, visibility: Tensor, rng: np.random.Generat
                 shape = shape * valid
             alpha[b] = np.maximum(alpha[b], shape)
             colour[b] = colour[b] * (1 - shape[..., None]) + fill * shape[..., None]
+        if frames_prob > 0 and rng.random() < frames_prob:
+            rims, lenses, shadow = _frames(R, rng, eyes)
+            dark = rng.uniform(0.3, 0.7)
+            free = alpha[b] <= 0  # the rims' shadow and tint fall on the face, not on other occluders
+            shadow = shadow * free
+            colour[b] = np.where(shadow[..., None] > 0, tex[b] * dark, colour[b])
+            alpha[b] = np.maximum(alpha[b], shadow * rng.uniform(0.5, 1.0))
+            tint = lenses * rng.uniform(0.0, 0.25) * (free & (shadow <= 0))
+            tint_colour = _colour(rng)
+            colour[b] = np.where(tint[..., None] > 0, tint_colour, colour[b])
+            alpha[b] = np.maximum(alpha[b], tint)
+            rim_colour = _colour(rng) * (rng.uniform(0.1, 0.5) if rng.random() < 0.5 else 1.0)  # often dark
+            alpha[b] = np.maximum(alpha[b], rims)
+            colour[b] = colour[b] * (1 - rims[..., None]) + rim_colour * rims[..., None]
     alpha *= vis
     to = lambda a: torch.from_numpy(a).to(texture.device)  # noqa: E731
     return to(alpha)[:, None], to(colour).permute(0, 3, 1, 2).contiguous()
@@ -185,6 +247,16 @@ def feature_anchors(face_model, R: int) -> np.ndarray:
     from ..geometry.rasterize import uv_to_texel
 
     return uv_to_texel(np.asarray(face_model.uv)[IBUG68_FROM_MEDIAPIPE[INNER]], R)
+
+
+def eye_centres(face_model, R: int) -> np.ndarray:
+    """(2, 2) texel positions (x, y) at resolution R of the two eyes' centres (the mean of each eye's
+    six iBUG points) on `face_model`'s UV layout."""
+    from ..face_model.ibug68 import IBUG68_FROM_MEDIAPIPE
+    from ..geometry.rasterize import uv_to_texel
+
+    px = uv_to_texel(np.asarray(face_model.uv)[IBUG68_FROM_MEDIAPIPE], R)
+    return np.stack([px[36:42].mean(0), px[42:48].mean(0)])
 
 
 def random_sh(batch: int, rng: np.random.Generator, device=None) -> Tensor:

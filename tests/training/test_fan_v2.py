@@ -138,6 +138,46 @@ def test_an_extra_lock_goes_on_top_of_the_other_occluders():
     assert float(extra.sum()) > 1.2 * float(plain.sum())
 
 
+def test_glasses_frames_are_thin_rims_around_the_eyes_and_frames_prob_0_draws_as_before():
+    import cv2
+    R = 128
+    eyes = np.array([[40.0, 50.0], [88.0, 50.0]])
+    tex, vis = torch.rand(8, 3, R, R), torch.ones(8, 1, R, R)
+    plain, _ = random_occluders(tex, vis, np.random.default_rng(5), 1.0, max_count=1)
+    same, _ = random_occluders(tex, vis, np.random.default_rng(5), 1.0, max_count=1, frames_prob=0.0, eyes=eyes)
+    framed, _ = random_occluders(tex, vis, np.random.default_rng(5), 1.0, max_count=1, frames_prob=1.0, eyes=eyes)
+    assert torch.equal(same, plain) and not torch.equal(framed, plain)
+    assert float(framed.sum()) > float(plain.sum())
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        rims, lenses, shadow = occlusion._frames(R, rng, eyes)
+        on = (rims > 0.2).astype(np.uint8)  # (a rim one texel wide and blurred peaks below 0.5)
+        assert on.sum() > 100 and cv2.erode(on, np.ones((7, 7), np.uint8)).sum() < 0.05 * on.sum()  # thin
+        for x, y in eyes.astype(int):  # a rim around each eye, the eye itself behind a clear lens
+            assert rims[y, x] < 0.2 and lenses[y, x] > 0.5
+            assert rims[y, :x].max() > 0.2 and rims[y, x:].max() > 0.2
+        assert rims[100:, :].max() < 0.2  # not down at the mouth
+        assert 0 <= shadow.min() and shadow.max() <= 1 and (shadow * rims).max() < 1e-6 + 0.5
+    # the composite: a lens tint never covers more than 0.25, the rims' shadow darkens the texture
+    alpha, colour = random_occluders(tex, vis, np.random.default_rng(6), 1.0, max_count=1, frames_prob=1.0, eyes=eyes)
+    assert alpha.min() >= 0 and alpha.max() <= 1 + 1e-5 and colour.min() >= 0 and colour.max() <= 1 + 1e-5
+    with pytest.raises(ValueError, match="eyes"):
+        random_occluders(tex, vis, np.random.default_rng(0), 1.0, frames_prob=0.5)
+    with pytest.raises(ValueError, match="frames_prob"):
+        random_occluders(tex, vis, np.random.default_rng(0), 1.0, frames_prob=1.5, eyes=eyes)
+
+
+def test_eye_centres_lie_left_and_right_at_one_height():
+    from facelift.face_model import FaceModel
+    from facelift.training.occlusion import eye_centres
+
+    model = FaceModel.load(Path(__file__).resolve().parents[2] / "checkpoints" / "face_model.safetensors")
+    eyes = eye_centres(model, 256)
+    assert eyes.shape == (2, 2) and eyes[0, 0] < 128 < eyes[1, 0]
+    assert abs(eyes[0, 1] - eyes[1, 1]) < 2 and abs(eyes[0, 0] + eyes[1, 0] - 256) < 4  # the layout is symmetric
+    np.testing.assert_allclose(eye_centres(model, 128), eyes / 2, atol=0.5)
+
+
 @pytest.mark.parametrize("kwargs", [{"lock_prob": -0.1}, {"lock_prob": 1.01}, {"extra_lock_prob": 2.0}])
 def test_random_occluders_refuse_a_bad_lock_prob(kwargs):
     with pytest.raises(ValueError, match="lock_prob"):
@@ -412,6 +452,8 @@ RECIPE_CHANGES = [
                  id="v2.15 a third of the occluders locks of hair"),
     pytest.param("fan_v2_13", "fan_v2_16", {"occluder_extra_lock_prob": (0.0, 0.5)},
                  id="v2.16 a lock of hair on top of half the occluded samples' occluders"),
+    pytest.param("fan_v2_13", "fan_v2_17", {"occluder_frames_prob": (0.0, 0.3)},
+                 id="v2.17 glasses frames on top of 30 % of the occluded samples' occluders"),
 ]
 
 
