@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The shipped networks' chain, in the order they were made (run_all.sh is the v1 paper recipe):
 # 256x256 UV samples + robust fits -> FAN v2 -> v2.1 -> DRN v3 (on v2.1) -> FAN v2.2 -> v2.3 -> v2.4
-# -> v2.5 -> v2.6 -> v2.12 -> v2.13, then a bundle of FAN v2.13 + DRN v3 (v2.7-v2.11, tried and not
-# shipped, are training/run_fan_v2_7.sh ... run_fan_v2_11.sh). About 13.5 hours on 2 CPU cores (the model
-# card's wall times: data 0.5 h, FAN v2 1 h, v2.1 1.4 h, DRN v3 1.5 h, v2.2 1.4 h, v2.3 1.2 h, v2.4 2 h,
-# v2.5 2 h as the CPU fallback, v2.6 1.1 h, v2.12 0.6 h, v2.13 0.6 h). Not bit-identical to checkpoints/: three stages of the shipped FAN ran on a GPU (below),
+# -> v2.5 -> v2.6 -> v2.12 -> v2.13 -> v2.17, then a bundle of FAN v2.17 + DRN v3 (v2.7-v2.11 and
+# v2.14-v2.16, tried and not shipped, are training/run_fan_v2_7.sh ... run_fan_v2_16.sh). About 14 hours on
+# 2 CPU cores (the model card's wall times: data 0.5 h, FAN v2 1 h, v2.1 1.4 h, DRN v3 1.5 h, v2.2 1.4 h,
+# v2.3 1.2 h, v2.4 2 h, v2.5 2 h as the CPU fallback, v2.6 1.1 h, v2.12 0.6 h, v2.13 0.6 h, v2.17 0.6 h). Not bit-identical to checkpoints/: three stages of the shipped FAN ran on a GPU (below),
 # and FAN v2 and the GPU runs stopped on wall-clock budgets.
 # Resumes: a stage whose folder already holds weights is skipped, and so is one that no missing later
-# stage needs. Any FAN_V2..FAN_V213 set in the environment replaces that stage's output (e.g. a shipped
+# stage needs. Any FAN_V2..FAN_V217 set in the environment replaces that stage's output (e.g. a shipped
 # checkpoints/fan from git history); relative paths are from the repo root.
 # Usage: bash training/run_shipped.sh [DATA_ROOT=/work/data]     (PYTHON=... to pick the interpreter;
 #        DRY_RUN=1 prints each stage's command instead of running it; BUNDLE, SHIP_FAN below)
@@ -34,8 +34,9 @@ DRY=${DRY_RUN:-0}
 : "${FAN_V26:=$D/runs/fan_v26_256/final}"
 : "${FAN_V212:=$D/runs/fan_v212_256/final}"
 : "${FAN_V213:=$D/runs/fan_v213_256/final}"
+: "${FAN_V217:=$D/runs/fan_v217_256/final}"
 DRN_V3=$D/runs/drn_v3e_256/final
-SHIP_FAN=${SHIP_FAN:-$FAN_V213}
+SHIP_FAN=${SHIP_FAN:-$FAN_V217}
 BUNDLE=${BUNDLE:-$D/bundles/shipped}
 
 have() { [ -f "$1/model.safetensors" ]; }
@@ -57,7 +58,8 @@ stage() {  # FLAG LABEL OUT_FOLDER COMMAND...: run COMMAND when FLAG is 1, then 
     [ "$DRY" = 1 ] || have "$out" || { echo "$label did not leave weights in $out" >&2; exit 1; }
 }
 
-W213=$(want "$FAN_V213" 1)
+W217=$(want "$FAN_V217" 1)
+W213=$(want "$FAN_V213" "$W217")
 W212=$(want "$FAN_V212" "$W213")
 W26=$(want "$FAN_V26" "$W212")
 W25=$(want "$FAN_V25" "$W26")
@@ -72,7 +74,7 @@ W2=$(want "$FAN_V2" "$W21")
 # with the stiff-model prior the shipped networks were trained on (the library's default became 3e-4
 # after them; the v2.2-v2.6 configs pin the same 1e-4 for their in-training refits)
 echo "== UV samples and robust fits -> $D/uv256"
-if [[ "$W2$W21$WDRN$W22$W23$W24$W25$W26$W212$W213" == *1* ]]; then
+if [[ "$W2$W21$WDRN$W22$W23$W24$W25$W26$W212$W213$W217" == *1* ]]; then
     run env ROBUST_PRIOR_WEIGHT=1e-4 bash training/prepare_uv256.sh "$D" train val
 fi
 
@@ -96,6 +98,8 @@ stage "$W26" "FAN v2.6" "$FAN_V26" env FAN_V25="$FAN_V25" bash training/run_fan_
 # 4b. FAN v2.12 -> v2.13: occluders centred on facial features, refits at the 3e-4 prior (their configs)
 stage "$W212" "FAN v2.12" "$FAN_V212" env FAN_V26="$FAN_V26" bash training/run_fan_v2_12.sh "$D"
 stage "$W213" "FAN v2.13" "$FAN_V213" env FAN_V212="$FAN_V212" bash training/run_fan_v2_13.sh "$D"
+# 4c. FAN v2.17: glasses frames on top of 30 % of the occluded samples (fan_v2_17.json)
+stage "$W217" "FAN v2.17" "$FAN_V217" env FAN_V213="$FAN_V213" bash training/run_fan_v2_17.sh "$D"
 
 # 5. Bundle with init_bundle.py, as run_all.sh and score_on_val.sh make one. Not into checkpoints/ by
 # default: there it would rewrite config.json, whose training records each ship edited by hand.

@@ -241,7 +241,7 @@ def test_score_extra_occluders_runs_the_image_space_protocol_on_a_microphone_and
 
 def test_the_shipped_chain_lists_every_stage_in_order_and_each_script_it_calls_exists(tmp_path):
     """training/run_shipped.sh (DRY_RUN=1) on an empty data root: FAN v2 -> v2.1 -> DRN v3 on v2.1 ->
-    v2.2 ... v2.6 -> v2.12 -> v2.13 (the shipped FAN) -> bundle, each stage's input the previous stage's
+    v2.2 ... v2.6 -> v2.12 -> v2.13 -> v2.17 (the shipped FAN) -> bundle, each stage's input the previous stage's
     output; nothing is run or made."""
     import re
 
@@ -252,13 +252,14 @@ def test_the_shipped_chain_lists_every_stage_in_order_and_each_script_it_calls_e
                          capture_output=True, text=True, check=True).stdout
     labels = re.findall(r"^== (FAN v2(?:\.\d+)?|DRN v3|bundle)", out, re.M)
     assert labels == ["FAN v2", "FAN v2.1", "DRN v3", "FAN v2.2", "FAN v2.3", "FAN v2.4", "FAN v2.5", "FAN v2.6",
-                      "FAN v2.12", "FAN v2.13", "bundle"]
+                      "FAN v2.12", "FAN v2.13", "FAN v2.17", "bundle"]
     assert f"ROBUST_PRIOR_WEIGHT=1e-4 bash training/prepare_uv256.sh {tmp_path} train val" in out
     assert f"FAN={tmp_path}/runs/fan_v21_ship bash training/run_drn_v3.sh" in out  # the DRN on v2.1
     assert f"FAN_V25={tmp_path}/runs/fan_v25b_256/final bash training/run_fan_v2_6.sh" in out
     assert f"FAN_V26={tmp_path}/runs/fan_v26_256/final bash training/run_fan_v2_12.sh" in out
     assert f"FAN_V212={tmp_path}/runs/fan_v212_256/final bash training/run_fan_v2_13.sh" in out
-    assert f"--fan {tmp_path}/runs/fan_v213_256/final --drn {tmp_path}/runs/drn_v3e_256/final" in out
+    assert f"FAN_V213={tmp_path}/runs/fan_v213_256/final bash training/run_fan_v2_17.sh" in out
+    assert f"--fan {tmp_path}/runs/fan_v217_256/final --drn {tmp_path}/runs/drn_v3e_256/final" in out
     for script in set(re.findall(r"training/[\w/]+\.(?:sh|py)", out)):
         assert (REPO / script).is_file(), script
     assert list(tmp_path.iterdir()) == []
