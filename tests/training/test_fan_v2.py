@@ -454,6 +454,8 @@ RECIPE_CHANGES = [
                  id="v2.16 a lock of hair on top of half the occluded samples' occluders"),
     pytest.param("fan_v2_13", "fan_v2_17", {"occluder_frames_prob": (0.0, 0.3)},
                  id="v2.17 glasses frames on top of 30 % of the occluded samples' occluders"),
+    pytest.param("fan_v2_17", "fan_v2_18", {"occluder_extra_lock_prob": (0.0, 0.5)},
+                 id="v2.18 v2.17's frames and v2.16's locks of hair"),
 ]
 
 
