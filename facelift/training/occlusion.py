@@ -127,7 +127,7 @@ def _frames(R: int, rng: np.random.Generator, eyes: np.ndarray) -> tuple[np.ndar
         rims_f = cv2.GaussianBlur(rims_f, (0, 0), rng.uniform(0.4, 1.0))
     shadow = np.zeros((R, R), np.float32)
     if rng.random() < 0.5:
-        shift = np.float32([[1, 0, rng.normal(0, 1.5)], [0, 1, rng.uniform(1, 5)]])  # down the face
+        shift = np.array([[1, 0, rng.normal(0, 1.5)], [0, 1, rng.uniform(1, 5)]], np.float32)  # down the face
         shadow = cv2.GaussianBlur(cv2.warpAffine(rims.astype(np.float32), shift, (R, R)), (0, 0), rng.uniform(1, 3))
         shadow = np.clip(shadow / max(float(shadow.max()), 1e-6), 0, 1) * (1 - rims_f)
     return rims_f, lenses.astype(np.float32) * (1 - rims_f), shadow
@@ -189,6 +189,7 @@ def random_occluders(texture: Tensor, visibility: Tensor, rng: np.random.Generat
             raise ValueError(f"{name} must lie in [0, 1], got {p!r}")
     if frames_prob > 0 and (eyes is None or np.asarray(eyes).shape != (2, 2)):
         raise ValueError("frames_prob > 0 needs eyes: a (2, 2) array of the eyes' texel positions")
+    eye_points = np.zeros((2, 2)) if eyes is None else np.asarray(eyes, np.float64)
     points = np.zeros((0, 2)) if anchors is None else np.asarray(anchors, np.float64)
     if anchor_prob > 0 and (points.ndim != 2 or points.shape[1] != 2 or len(points) == 0):
         raise ValueError("anchor_prob > 0 needs anchors: an (N, 2) array of texel positions, N >= 1")
@@ -222,7 +223,7 @@ def random_occluders(texture: Tensor, visibility: Tensor, rng: np.random.Generat
             alpha[b] = np.maximum(alpha[b], shape)
             colour[b] = colour[b] * (1 - shape[..., None]) + fill * shape[..., None]
         if frames_prob > 0 and rng.random() < frames_prob:
-            rims, lenses, shadow = _frames(R, rng, eyes)
+            rims, lenses, shadow = _frames(R, rng, eye_points)
             dark = rng.uniform(0.3, 0.7)
             free = alpha[b] <= 0  # the rims' shadow and tint fall on the face, not on other occluders
             shadow = shadow * free
