@@ -99,17 +99,23 @@ def _crop(mask: np.ndarray, colour_fn, shape) -> ImageOccluder:
     return ImageOccluder(alpha, colour, x0, y0, tuple(shape[:2]))
 
 
-def sunglasses(shape, points: np.ndarray, rng: np.random.Generator) -> ImageOccluder:
-    """Dark lenses over both eyes, a bridge between them and temples towards the ears."""
+def _eye_line(points: np.ndarray):
+    """(the two eyes' contour points, their centres, the distance d between the centres, the unit
+    vector u from the right eye's centre to the left's, the unit perpendicular v pointing down the
+    face in an upright photo)."""
     p = np.asarray(points, np.float64)[:, :2]
     eyes = [p[list(RIGHT_EYE)], p[list(LEFT_EYE)]]
     centres = [e.mean(0) for e in eyes]
     axis = centres[1] - centres[0]
     d = max(float(np.linalg.norm(axis)), 1.0)
     u = axis / d
-    v = np.array([-u[1], u[0]])  # perpendicular; points down the face in an upright photo
-    if v[1] < 0:
-        v = -v
+    v = np.array([-u[1], u[0]])
+    return eyes, centres, d, u, (-v if v[1] < 0 else v)
+
+
+def sunglasses(shape, points: np.ndarray, rng: np.random.Generator) -> ImageOccluder:
+    """Dark lenses over both eyes, a bridge between them and temples towards the ears."""
+    eyes, centres, d, u, v = _eye_line(points)
     angle = float(np.degrees(np.arctan2(u[1], u[0])))
     mask = np.zeros(shape[:2], np.uint8)
     scale_w, scale_h = rng.uniform(0.75, 0.9), rng.uniform(0.55, 0.7)
@@ -228,15 +234,7 @@ FRAME_COLOURS = np.array([[0.05, 0.05, 0.06], [0.22, 0.13, 0.08], [0.45, 0.46, 0
 def eyeglasses(shape, points: np.ndarray, rng: np.random.Generator) -> ImageOccluder:
     """Clear glasses: thin rims around both eyes (round, oval or rectangular), a bridge and temples;
     the lenses leave the eyes uncovered."""
-    p = np.asarray(points, np.float64)[:, :2]
-    eyes = [p[list(RIGHT_EYE)], p[list(LEFT_EYE)]]
-    centres = [e.mean(0) for e in eyes]
-    axis = centres[1] - centres[0]
-    d = max(float(np.linalg.norm(axis)), 1.0)
-    u = axis / d
-    v = np.array([-u[1], u[0]])
-    if v[1] < 0:
-        v = -v
+    eyes, centres, d, u, v = _eye_line(points)
     thickness = max(1.0, rng.uniform(0.025, 0.06) * d)
     style = int(rng.integers(3))  # 0 round, 1 oval, 2 rectangular
     scale_w = rng.uniform(0.85, 1.0)
