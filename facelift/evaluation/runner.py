@@ -202,7 +202,8 @@ def image_occlusion(fl, rec, rng: np.random.Generator, kinds=IMAGE_KINDS) -> dic
         if rec1 is None:
             lost += 1
             continue
-        region = (occluder_uv_coverage(occ, rec1) > 0.5) & vis0 & _visible(rec1.maps)
+        seen = vis0 & _visible(rec1.maps)
+        region = (occluder_uv_coverage(occ, rec1) > 0.5) & seen
         out[f"image_occlusion_texels_{kind}"] = int(region.sum())
         if region.sum() < MIN_OCCLUDED_TEXELS:
             continue
@@ -211,7 +212,7 @@ def image_occlusion(fl, rec, rng: np.random.Generator, kinds=IMAGE_KINDS) -> dic
                                                             rec.texture, region)
         if rec1.displacement_scale > 0:  # does the occluder become geometry?
             out[f"image_occlusion_displacement_mm_{kind}"] = float(np.abs(rec1.displacement[region]).mean() * 1e3)
-            ring = _dilate(region, RELIEF_BAND) & ~region & vis0 & _visible(rec1.maps)
+            ring = _dilate(region, RELIEF_BAND) & ~region & seen
             if ring.any():
                 out[f"image_occlusion_relief_added_mm_{kind}"] = float(
                     (np.abs(rec1.displacement[ring]).mean() - np.abs(rec.displacement[ring]).mean()) * 1e3)
