@@ -178,6 +178,9 @@ def test_robust_fit_confidence_is_the_stiff_models_tukey_weight_of_every_visible
     occluded, _, normals, visible, _ = _occluded_scene(model, np.array([1.0, -0.5, 0.8, 0.3], np.float32), _light())
     fit = fit_low_frequency(model, occluded, normals, visible, stride=2)
     stiff = stiff_pca_albedo(model, fit, occluded.shape[0])
+    # the fit keeps the stiff albedo it computed; it is the one the stiff coefficients give
+    recomputed = pca_albedo(model, fit.outlier_coefficients, occluded.shape[0])
+    assert stiff is fit.albedo_stiff and np.abs(stiff - recomputed).max() < 1e-6
     expected = skin_confidence(occluded, stiff, irradiance(normals, fit.outlier_sh), visible, fit.scale)
     assert fit.confidence.shape == visible.shape
     assert np.abs(fit.confidence - expected).max() < 1e-5

@@ -223,6 +223,16 @@ def estimate_sh(texture, albedo, normals, weights=None, ridge: float = 1e-4, col
     lhs = (bt * wa2) @ basis[..., None, :, :]  # (..., 3, 9, 9)
     rhs = (bt[..., 0, :, :] @ (wa * t))  # (..., 9, 3)
     rhs = xp.swapaxes(rhs, -1, -2)  # (..., 3, 9)
+    return _solve_sh(xp, lhs, rhs, lambda: _mean_basis(xp, n, w, basis), ridge, colour_prior, brightness,
+                     brightness_prior)
+
+
+def _solve_sh(xp, lhs, rhs, mean_basis, ridge: float, colour_prior: float, brightness: float | None,
+              brightness_prior: float):
+    """`estimate_sh`'s solve from its normal equations: `lhs` (..., 3, 9, 9) and `rhs` (..., 3, 9)
+    (the data term divided by the weights' sum); `mean_basis()` gives the (..., 9) weighted mean
+    basis the brightness prior needs."""
+    t = lhs
     eye = _const(xp, np.eye(9), t)
     if colour_prior < 0 or brightness_prior < 0:
         raise ValueError("colour_prior and brightness_prior must be non-negative.")
@@ -239,11 +249,44 @@ def estimate_sh(texture, albedo, normals, weights=None, ridge: float = 1e-4, col
     big = big + _const(xp, ridge * np.eye(27) + colour_prior * centre, t)
     rhs = rhs.reshape(*lead, 27)
     if brightness_prior > 0 and brightness is not None:  # (brightness_prior > 0 needs brightness: above)
-        mb = _mean_basis(xp, n, w, basis)  # (..., 9)
+        mb = mean_basis()  # (..., 9)
         u = xp.concatenate([mb, mb, mb], -1) / 3  # mean_irradiance(g) = u . g
         big = big + brightness_prior * u[..., :, None] * u[..., None, :]
         rhs = rhs + brightness_prior * float(brightness) * u
     return xp.linalg.solve(big, rhs[..., None])[..., 0].reshape(*lead, 3, 9)
+
+
+class SHFit:
+    """`estimate_sh` repeated on the same (M, 3) unit normals (numpy): the products of their basis
+    functions are computed once, so each solve is two small matmuls. Same arguments and result as
+    `estimate_sh(texture, albedo, normals, weights, ...)` (up to rounding)."""
+
+    def __init__(self, normals):
+        n = np.asarray(normals, np.float64)
+        if n.ndim != 2 or n.shape[1] != 3:
+            raise ValueError(f"normals must have shape (M, 3); got {n.shape}.")
+        if len(n) < 9:
+            raise ValueError(f"SHFit needs at least 9 normals; got {len(n)}.")
+        self.basis = sh_basis(n) * LAMBERT  # (M, 9)
+        self._upper = np.triu_indices(9)  # the 45 distinct products B_i B_j, i <= j
+        self.products = np.ascontiguousarray(self.basis[:, self._upper[0]] * self.basis[:, self._upper[1]])
+
+    def __call__(self, texture, albedo, weights=None, ridge: float = 1e-4, colour_prior: float = 0.0,
+                 brightness: float | None = None, brightness_prior: float = 0.0) -> np.ndarray:
+        t, a = np.asarray(texture, np.float64), np.asarray(albedo, np.float64)
+        M = len(self.basis)
+        if t.shape != (M, 3) or a.shape != (M, 3):
+            raise ValueError(f"texture and albedo must have shape ({M}, 3); got {t.shape} and {a.shape}.")
+        w = np.ones(M) if weights is None else np.asarray(weights, np.float64)
+        if w.shape != (M,) or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"weights must be {M} non-negative values with a positive sum.")
+        w = w / w.sum()
+        wa = w[:, None] * a
+        lhs = np.empty((3, 9, 9))
+        lhs[:, self._upper[0], self._upper[1]] = (wa * a).T @ self.products
+        lhs[:, self._upper[1], self._upper[0]] = lhs[:, self._upper[0], self._upper[1]]
+        rhs = (wa * t).T @ self.basis
+        return _solve_sh(np, lhs, rhs, lambda: w @ self.basis, ridge, colour_prior, brightness, brightness_prior)
 
 
 # ---- rotation -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from scipy.spatial.transform import Rotation
 from facelift.geometry.sh import (
     DIRECTIONAL_MAX_ERROR,
     LAMBERT,
+    SHFit,
     default_sh,
     directional_light_sh,
     estimate_sh,
@@ -281,3 +282,30 @@ def test_torch_gradcheck():
 def test_bad_shapes_raise(call):
     with pytest.raises(ValueError):
         call()
+
+
+@pytest.mark.parametrize("prior", [{}, {"colour_prior": 1.0},
+                                   {"colour_prior": 1.0, "brightness": 0.8, "brightness_prior": 1.0}])
+def test_shfit_matches_estimate_sh(prior):
+    rng = np.random.default_rng(3)
+    n = sphere(500, seed=3)
+    albedo = rng.uniform(0.2, 0.9, (500, 3))
+    tex = shade(albedo, n, default_sh()) + rng.normal(0, 0.01, (500, 3))
+    w = rng.uniform(0, 1, 500)
+    fit = SHFit(n)
+    for weights in (None, w):
+        np.testing.assert_allclose(fit(tex, albedo, weights, **prior),
+                                   estimate_sh(tex, albedo, n, weights=weights, **prior), atol=1e-10)
+
+
+def test_shfit_recovers_the_light_and_rejects_bad_input():
+    n = sphere(200, seed=4)
+    albedo = np.full((200, 3), 0.6)
+    light = default_sh()
+    np.testing.assert_allclose(SHFit(n)(shade(albedo, n, light), albedo, ridge=0.0), light, atol=1e-8)
+    for bad in (lambda: SHFit(n[:8]), lambda: SHFit(n[:, :2]),
+                lambda: SHFit(n)(albedo[:10], albedo[:10]),
+                lambda: SHFit(n)(albedo, albedo, weights=-np.ones(200)),
+                lambda: SHFit(n)(albedo, albedo, weights=np.zeros(200))):
+        with pytest.raises(ValueError):
+            bad()
