@@ -23,7 +23,7 @@ import torch
 from threadpoolctl import ThreadpoolController
 
 from .face_model import FaceModel
-from .geometry.sh import SHFit, estimate_sh, irradiance
+from .geometry.sh import LAMBERT, SHFit, estimate_sh, irradiance, sh_basis
 
 
 def resize_maps(maps_chw: np.ndarray, resolution: int) -> np.ndarray:
@@ -290,9 +290,10 @@ def fit_low_frequency(model: FaceModel, texture: np.ndarray, normals: np.ndarray
     albedo = pca_albedo(model, coeffs, R)
     final = flat_vis[::final_stride]
     tex_f, alb_f, nrm_f = (m.reshape(-1, 3)[final] for m in (texture, albedo, normals))
-    w = tukey_weight(_rms(tex_f - alb_f * irradiance(nrm_f, sh)), scale)
+    basis_f = sh_basis(nrm_f) * LAMBERT  # one SH basis for the residuals and the light
+    w = tukey_weight(_rms(tex_f - alb_f * (basis_f @ np.asarray(sh, np.float64).T)), scale)
     if w.sum() >= 9:
-        sh = estimate_sh(tex_f, alb_f, nrm_f, weights=w, **prior)
+        sh = estimate_sh(tex_f, alb_f, nrm_f, weights=w, basis=basis_f, **prior)
     # the confidence at the visible texels only (it is 0 elsewhere)
     stiff = pca_albedo(model, stiff_coeffs, R).astype(np.float32)
     conf = np.zeros(R * R, np.float32)

@@ -210,20 +210,27 @@ class DenseMeshBuilder:
         return len(self.grid_index)
 
     def build(self, vertices: np.ndarray, displacement_rate: np.ndarray | None = None,
-              details: bool = True) -> DenseMesh:
+              details: bool = True, smooth: DenseMesh | None = None) -> DenseMesh:
         """Dense mesh for fitted base vertices (N, 3) (model or camera space).
 
         With `details` and a displacement rate map (R, R) (or (R, R, 1)), every vertex moves
-        by r_d * n along its smooth normal (metres), and normals are recomputed.
+        by r_d * n along its smooth normal (metres), and normals are recomputed. `smooth`: the
+        mesh `build(vertices, details=False)` already built (e.g. on another thread), so that
+        only the details are added.
         """
         v = np.asarray(vertices)
         if v.shape != (self.n_vertices, 3):
             raise ValueError(f"vertices must have shape ({self.n_vertices}, 3) for this face model, got {v.shape}.")
-        v = v.astype(np.float32)
-        if not np.isfinite(v).all():
-            raise ValueError("vertices contain NaN or infinite values.")
-        p = self._sample @ (self._operator @ v)
-        n = vertex_normals(p, self.faces)
+        if smooth is not None:
+            if smooth.vertices.shape != (self.n_dense_vertices, 3):
+                raise ValueError("smooth is not a dense mesh of this builder.")
+            p, n = smooth.vertices, smooth.normals
+        else:
+            v = v.astype(np.float32)
+            if not np.isfinite(v).all():
+                raise ValueError("vertices contain NaN or infinite values.")
+            p = self._sample @ (self._operator @ v)
+            n = vertex_normals(p, self.faces)
         if details and displacement_rate is not None:
             rate = np.asarray(displacement_rate)
             if rate.ndim == 3 and rate.shape[2] == 1:

@@ -195,7 +195,7 @@ class Reconstruction:
         key = bool(details) and self.displacement_scale > 0
         if key not in self._meshes:
             self._meshes[key] = self.context.mesh_builder.build(
-                self.vertices_model, self.displacement if key else None)
+                self.vertices_model, self.displacement if key else None, smooth=self._meshes.get(False))
         return self._meshes[key]
 
     def render(self, yaw: float = 0.0, pitch: float = 0.0, light=None, details: bool = True,

@@ -128,6 +128,11 @@ def test_varying_displacement_is_read_per_texel(synthetic_model, builder):
     np.testing.assert_allclose(moved, rate.reshape(-1)[d.grid_index], atol=1e-7)
     # the normals were recomputed on the displaced surface
     assert np.degrees(np.arccos(np.clip(np.sum(d.normals * base.normals, 1), -1, 1))).max() > 5
+    # details added to a smooth mesh built beforehand (the pipeline builds it on another thread)
+    from_smooth = builder.build(V, rate, smooth=base)
+    np.testing.assert_array_equal(from_smooth.vertices, d.vertices)
+    np.testing.assert_array_equal(from_smooth.normals, d.normals)
+    assert builder.build(V, None, smooth=base).vertices is base.vertices
 
 
 def test_dense_mesh_is_smooth_numerically(synthetic_model):
@@ -206,6 +211,9 @@ def test_builder_errors(synthetic_model, builder):
         builder.build(synthetic_model.mean_shape, np.zeros((128, 64)))
     with pytest.raises(ValueError, match="NaN"):
         builder.build(synthetic_model.mean_shape, np.full((128, 128), np.nan))
+    other = DenseMeshBuilder(synthetic_model, resolution=64, subdivisions=1).build(synthetic_model.mean_shape)
+    with pytest.raises(ValueError, match="smooth is not a dense mesh of this builder"):
+        builder.build(synthetic_model.mean_shape, np.zeros((128, 128)), smooth=other)
     with pytest.raises(ValueError, match="resolution must be an integer"):
         DenseMeshBuilder(synthetic_model, resolution=0)
     with pytest.raises(ValueError, match="subdivisions must be a non-negative integer"):
