@@ -115,6 +115,7 @@ class FaceLift:
             face_model, resolution=int(self.config["mesh_resolution"]),
             subdivisions=int(self.config["mesh_subdivisions"]))
         self.context = ReconstructionContext(face_model, self.mesh_builder, max_faces)
+        self._folded_nets: dict[int, tuple] = {}  # id(net) -> (net, its weights' versions, its folded copy)
         self._worker: ThreadPoolExecutor | None = None  # builds the smooth dense mesh beside the single-core stages
         self.bundle_path: Path | None = None  # the local folder it was loaded from (set by from_pretrained)
 
@@ -325,10 +326,23 @@ class FaceLift:
         resolution = int(net.config["resolution"])
         x = torch.cat([self._to_net(sources[name], resolution) for name in net.inputs], 1)
         x = x.contiguous(memory_format=torch.channels_last)
+        run = self._folded(net)
         if with_gate:
-            y, gate = net(x, return_gate=True)
+            y, gate = run(x, return_gate=True)
             return self._from_net(y), self._from_net(gate)[..., 0]
-        return self._from_net(net(x))
+        return self._from_net(run(x))
+
+    def _folded(self, net):
+        """`net` with its batch norms folded into its convolutions (`models.fold_batchnorm`), made
+        again when `net` is another module or its weights have changed in place."""
+        from .models import fold_batchnorm
+
+        version = tuple(t._version for t in (*net.parameters(), *net.buffers()))
+        cached = self._folded_nets.get(id(net))
+        if cached is None or cached[0] is not net or cached[1] != version:
+            cached = (net, version, fold_batchnorm(net).to(memory_format=torch.channels_last))
+            self._folded_nets[id(net)] = cached
+        return cached[2]
 
     def _low_frequency(self, maps: UVMaps) -> tuple[LowFrequencyFit, str]:
         """PCA albedo (eq. 2), SH lighting (eq. 3) and skin confidence: from the B-Net, or by the

@@ -185,6 +185,29 @@ def test_a_detail_gate_fades_the_details_where_the_fan_completes(fl, rec):
     np.testing.assert_array_equal(rec.displacement[open_], raw.displacement[open_])
 
 
+def test_the_networks_run_folded_and_refold_when_their_weights_change(fl, rec):
+    """reconstruct() runs copies of the FAN and DRN with their batch norms folded into the
+    convolutions: the same maps as the networks themselves; a change to a network's weights in place
+    (e.g. a training step) is seen at the next call."""
+    import torch
+
+    sources = fl.network_inputs(rec.maps)
+    with torch.inference_mode():
+        folded = fl._run_unet(fl.fan, sources, with_gate=True)
+        x = torch.cat([fl._to_net(sources[n], 256) for n in fl.fan.inputs], 1)
+        albedo, gate = fl.fan(x, return_gate=True)
+    np.testing.assert_allclose(folded[0], fl._from_net(albedo), atol=1e-5)
+    np.testing.assert_allclose(folded[1], fl._from_net(gate)[..., 0], atol=1e-5)
+    first = fl._folded(fl.fan)
+    assert fl._folded(fl.fan) is first
+    bn = next(m for m in fl.fan.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    with torch.no_grad():
+        bn.bias.add_(0.0)  # an in-place update, values unchanged
+    refolded = fl._folded(fl.fan)
+    assert refolded is not first
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in refolded.modules())
+
+
 @pytest.mark.slow
 def test_export_writes_every_file(rec, tmp_path):
     out = rec.export(tmp_path / "astronaut")

@@ -5,7 +5,7 @@ Every network keeps its constructor arguments as a JSON config and saves/loads w
 ``model.safetensors``). ``create_model(name, **config)`` builds one by registry name.
 """
 
-from facelift.models._base import FaceLiftModel, load_safetensors
+from facelift.models._base import FaceLiftModel, fold_batchnorm, load_safetensors
 from facelift.models._registry import MODEL_CLASSES, create_model, list_models, load_model, register_model
 from facelift.models.bnet import BNet, BNetOutput
 from facelift.models.discriminator import PatchGAN
@@ -26,6 +26,7 @@ __all__ = [
     "UV_INPUTS",
     "VGG16Features",
     "create_model",
+    "fold_batchnorm",
     "list_models",
     "load_model",
     "load_safetensors",

@@ -9,6 +9,7 @@ shaped tensors raise :class:`~facelift.errors.WeightsError`. Pickle files are ne
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -275,6 +276,25 @@ def init_pix2pix_weights(module: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
+
+
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """An eval-mode copy of `module` in which every BatchNorm2d that directly follows a convolution
+    in an nn.Sequential is folded into that convolution (and replaced by nn.Identity): the same
+    outputs to float rounding, one pass over each feature map less. For inference only: its state
+    dict has no BatchNorm entries, so save the original."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = copy.deepcopy(module).eval()
+    for seq in list(folded.modules()):
+        if not isinstance(seq, nn.Sequential):
+            continue
+        for i in range(1, len(seq)):
+            conv, bn = seq[i - 1], seq[i]
+            if isinstance(bn, nn.BatchNorm2d) and isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)):
+                seq[i - 1] = fuse_conv_bn_eval(conv, bn, transpose=isinstance(conv, nn.ConvTranspose2d))
+                seq[i] = nn.Identity()
+    return folded
 
 
 def check_input(x: Any, channels: int, resolution: int | None, what: str) -> None:

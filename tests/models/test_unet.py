@@ -474,3 +474,34 @@ def test_drn_cavity_round_trips_and_is_validated(tmp_path):
     for bad in (0, -1, 17, float("inf")):
         with pytest.raises(ValueError, match="cavity_sigma"):
             DRN(resolution=128, ngf=4, cavity=0.2, cavity_sigma=bad)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {},  # the paper's: transposed convolutions, sigmoid
+    {"in_channels": 5, "inputs": ["delit", "visibility", "confidence"], "output_activation": "gated",
+     "gate_by": "confidence", "upsample": "resize", "depth": 5},
+])
+def test_fold_batchnorm_keeps_the_outputs_and_the_original(kwargs):
+    from facelift.models import fold_batchnorm
+
+    torch.manual_seed(0)
+    net = FAN(resolution=128, ngf=4, **kwargs)
+    for m in net.modules():  # statistics and affine terms away from their initial values
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    net.train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    folded = fold_batchnorm(net)
+    assert net.training and not folded.training
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    x = torch.rand(2, net.in_channels, 128, 128)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), net.eval()(x), atol=1e-5, rtol=1e-4)
+    # the folded copy still has gradients for its input
+    x.requires_grad_(True)
+    folded(x).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
