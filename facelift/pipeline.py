@@ -324,7 +324,12 @@ class FaceLift:
         """`net` on the stack of the maps it takes (`net.inputs`), back at the unwrap resolution;
         `with_gate` (a gated network): (output, its gate (R, R))."""
         resolution = int(net.config["resolution"])
-        x = torch.cat([self._to_net(sources[name], resolution) for name in net.inputs], 1)
+        maps = [sources[name] for name in net.inputs]
+        if all(m.shape[0] == resolution for m in maps):  # stacked along the last axis: channels-last already
+            stack = np.concatenate([np.asarray(m, np.float32) for m in maps], axis=-1)
+            x = torch.from_numpy(stack).permute(2, 0, 1)[None].to(self.device)
+        else:
+            x = torch.cat([self._to_net(m, resolution) for m in maps], 1)
         x = x.contiguous(memory_format=torch.channels_last)
         run = self._folded(net)
         if with_gate:

@@ -160,7 +160,7 @@ def unwrap(
 
     pos = g.weights @ v  # (M, 3)
     nrm = g.weights @ vertex_normals(v, model.triangles).astype(np.float64)
-    nrm /= np.maximum(np.linalg.norm(nrm, axis=1, keepdims=True), 1e-12)
+    nrm /= np.maximum(np.sqrt(nrm[:, 0] ** 2 + nrm[:, 1] ** 2 + nrm[:, 2] ** 2), 1e-12)[:, None]  # ~5x np.linalg.norm
 
     x = s * pos[:, 0] + t[0]
     y = -s * pos[:, 1] + t[1]
