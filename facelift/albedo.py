@@ -246,7 +246,7 @@ def skin_confidence(texture, albedo, shading, visible, scale: float):
 def fit_low_frequency(model: FaceModel, texture: np.ndarray, normals: np.ndarray, visible: np.ndarray, *,
                       prior_weight: float = 1e-5, light_prior: float = 1.0, iterations: int = 3,
                       reweightings: int = 6, outlier_components: int = 10, robust_prior_weight: float = 3e-4,
-                      stride: int = 8, final_stride: int = 2) -> LowFrequencyFit:
+                      stride: int = 12, final_stride: int = 4) -> LowFrequencyFit:
     """Robust PCA albedo + SH lighting: `fit_albedo_and_light`, then `reweightings` rounds of
     iteratively reweighted least squares (Tukey's biweight on each texel's residual, scale
     1.4826 x the median residual, at least MIN_RESIDUAL_SCALE), so that what the low-frequency
