@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -116,7 +115,6 @@ class FaceLift:
             subdivisions=int(self.config["mesh_subdivisions"]))
         self.context = ReconstructionContext(face_model, self.mesh_builder, max_faces)
         self._folded_nets: dict[int, tuple] = {}  # id(net) -> (net, its weights' versions, its folded copy)
-        self._worker: ThreadPoolExecutor | None = None  # builds the smooth dense mesh beside the single-core stages
         self.bundle_path: Path | None = None  # the local folder it was loaded from (set by from_pretrained)
 
     # ---- loading and saving ----------------------------------------------------------
@@ -181,14 +179,6 @@ class FaceLift:
     def close(self) -> None:
         self.context.close()
         self.detector.close()
-        if self._worker is not None:
-            self._worker.shutdown(wait=True)
-            self._worker = None
-
-    def _in_background(self, fn, *args) -> Future:
-        if self._worker is None:
-            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facelift-mesh")
-        return self._worker.submit(fn, *args)
 
     # ---- the pipeline --------------------------------------------------------------
     def detect(self, image) -> list[Face]:
@@ -222,9 +212,6 @@ class FaceLift:
             verts_model = fit.vertices_model(model)
             verts_cam = verts_model @ fit.rotation.T
             maps = unwrap(rgb, verts_cam, fit.scale, fit.translation, model, resolution=self.uv_resolution)
-        # the smooth dense mesh needs only the fit: built on the second core while the fit of the light
-        # (single-threaded numpy) runs on the first
-        smooth = self._in_background(self.mesh_builder.build, verts_model, None, False)
         pred = self.predict_uv(maps, timings=timings)
         rec = Reconstruction(
             context=self.context, image=rgb, faces=faces, face_index=face_index, fit=fit, maps=maps,
@@ -233,7 +220,6 @@ class FaceLift:
             albedo_pca_source=pred.albedo_pca_source, vertices_model=verts_model, timings=timings, warnings=warnings,
             skin_confidence=pred.skin_confidence, detail_cavity=pred.detail_cavity)
         with _timed(timings, "mesh"):
-            rec._meshes[False] = smooth.result()
             rec.dense_mesh(details=True)
         timings["total"] = round((time.perf_counter() - t0) * 1000.0, 2)
         return rec

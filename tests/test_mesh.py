@@ -128,7 +128,7 @@ def test_varying_displacement_is_read_per_texel(synthetic_model, builder):
     np.testing.assert_allclose(moved, rate.reshape(-1)[d.grid_index], atol=1e-7)
     # the normals were recomputed on the displaced surface
     assert np.degrees(np.arccos(np.clip(np.sum(d.normals * base.normals, 1), -1, 1))).max() > 5
-    # details added to a smooth mesh built beforehand (the pipeline builds it on another thread)
+    # details added to a smooth mesh built beforehand (e.g. for a render without details)
     from_smooth = builder.build(V, rate, smooth=base)
     np.testing.assert_array_equal(from_smooth.vertices, d.vertices)
     np.testing.assert_array_equal(from_smooth.normals, d.normals)
