@@ -17,7 +17,7 @@ import scipy.sparse as sp
 
 from ._validate import is_int
 from .face_model import FaceModel
-from .geometry.normals import vertex_normals
+from .geometry.normals import vertex_incidence, vertex_normals
 from .geometry.rasterize import rasterize_uv
 from .geometry.subdivision import loop_subdivision_matrix
 
@@ -199,6 +199,7 @@ class DenseMeshBuilder:
             (bary.ravel(), corners.ravel(), np.arange(0, 3 * m + 1, 3)), shape=(m, sub.operator.shape[0])
         ).astype(np.float32)
         self._operator = sub.operator.astype(np.float32)
+        self._incidence = vertex_incidence(self.faces, m)  # every build sums face normals twice
 
     @property
     def weights(self) -> sp.csr_matrix:
@@ -230,7 +231,7 @@ class DenseMeshBuilder:
             if not np.isfinite(v).all():
                 raise ValueError("vertices contain NaN or infinite values.")
             p = self._sample @ (self._operator @ v)
-            n = vertex_normals(p, self.faces)
+            n = vertex_normals(p, self.faces, self._incidence)
         if details and displacement_rate is not None:
             rate = np.asarray(displacement_rate)
             if rate.ndim == 3 and rate.shape[2] == 1:
@@ -241,7 +242,7 @@ class DenseMeshBuilder:
             if not np.isfinite(r).all():
                 raise ValueError("displacement_rate contains NaN or infinite values.")
             p = p + r[:, None] * n
-            n = vertex_normals(p, self.faces)
+            n = vertex_normals(p, self.faces, self._incidence)
         return DenseMesh(
             vertices=p.astype(np.float32, copy=False),
             faces=self.faces,

@@ -12,7 +12,7 @@ import pytest
 import scipy.sparse as sp
 
 from facelift.face_model import FaceModel
-from facelift.geometry.normals import face_normals, vertex_normals
+from facelift.geometry.normals import face_normals, vertex_incidence, vertex_normals
 from facelift.mesh import DenseMeshBuilder
 
 REAL_MODEL = Path(__file__).resolve().parents[2] / "checkpoints" / "face_model.safetensors"
@@ -47,6 +47,22 @@ def test_vertex_normals_of_sphere_point_outward():
     assert np.min(np.sum(n * radial, 1)) > 0.999
     flipped = vertex_normals(sphere.vertices, sphere.faces[:, ::-1])
     assert np.max(np.sum(flipped * radial, 1)) < -0.999
+
+
+def test_vertex_normals_with_an_incidence_matrix_are_the_same():
+    trimesh = pytest.importorskip("trimesh")
+    sphere = trimesh.creation.icosphere(subdivisions=2)
+    v = sphere.vertices * np.random.default_rng(0).uniform(0.8, 1.2, (len(sphere.vertices), 1))
+    v = np.vstack([v, [[5.0, 5.0, 5.0]]])  # on no triangle: a zero normal either way
+    inc = vertex_incidence(sphere.faces, len(v))
+    assert inc.shape == (len(v), len(sphere.faces)) and inc.sum() == sphere.faces.size
+    with_inc = vertex_normals(v, sphere.faces, inc)
+    np.testing.assert_allclose(with_inc, vertex_normals(v, sphere.faces), atol=1e-6)
+    assert not with_inc[-1].any()
+    with pytest.raises(ValueError, match="incidence must have shape"):
+        vertex_normals(v[:-1], sphere.faces, inc)
+    with pytest.raises(ValueError, match="triangles index outside"):
+        vertex_incidence(sphere.faces, 10)
 
 
 def test_vertex_normals_are_area_weighted():
