@@ -147,8 +147,8 @@ class _Subsample:
     def __init__(self, model: FaceModel, texture: np.ndarray, normals: np.ndarray, sub: np.ndarray):
         R = texture.shape[0]
         self.model = model
-        self.tex = texture.reshape(-1, 3)[sub].astype(np.float64)
-        self.nrm = normals.reshape(-1, 3)[sub]
+        self.tex = texture.reshape(-1, 3).take(sub, axis=0).astype(np.float64)  # take: ~4x row indexing
+        self.nrm = normals.reshape(-1, 3).take(sub, axis=0)
         self.mean = np.clip(sample_maps(model.albedo_mean, R, sub), 0, 1)
         K = model.n_albedo
         basis = _sample_texels(model.albedo_basis, R, sub, rows=model.albedo_texel_rows).reshape(len(sub), K, 3)
@@ -289,7 +289,7 @@ def fit_low_frequency(model: FaceModel, texture: np.ndarray, normals: np.ndarray
     coeffs, sh = problem.solve(w, prior_weight, light_prior, 2, coeffs=coeffs, sh=sh)
     albedo = pca_albedo(model, coeffs, R)
     final = flat_vis[::final_stride]
-    tex_f, alb_f, nrm_f = (m.reshape(-1, 3)[final] for m in (texture, albedo, normals))
+    tex_f, alb_f, nrm_f = (m.reshape(-1, 3).take(final, axis=0) for m in (texture, albedo, normals))
     basis_f = sh_basis(nrm_f) * LAMBERT  # one SH basis for the residuals and the light
     w = tukey_weight(_rms(tex_f - alb_f * (basis_f @ np.asarray(sh, np.float64).T)), scale)
     if w.sum() >= 9:
@@ -297,8 +297,8 @@ def fit_low_frequency(model: FaceModel, texture: np.ndarray, normals: np.ndarray
     # the confidence at the visible texels only (it is 0 elsewhere)
     stiff = pca_albedo(model, stiff_coeffs, R).astype(np.float32)
     conf = np.zeros(R * R, np.float32)
-    conf[flat_vis] = skin_confidence(texture.reshape(-1, 3)[flat_vis], stiff.reshape(-1, 3)[flat_vis],
-                                     irradiance(normals.reshape(-1, 3)[flat_vis], stiff_sh), 1.0, scale)
+    tex_v, stiff_v, nrm_v = (m.reshape(-1, 3).take(flat_vis, axis=0) for m in (texture, stiff, normals))
+    conf[flat_vis] = skin_confidence(tex_v, stiff_v, irradiance(nrm_v, stiff_sh), 1.0, scale)
     conf = conf.reshape(R, R)
     return LowFrequencyFit(coeffs, albedo, np.asarray(sh, np.float32), conf, float(scale),
                            np.asarray(stiff_coeffs, np.float32), np.asarray(stiff_sh, np.float32), stiff)
@@ -382,7 +382,7 @@ def is_greyscale(texture: np.ndarray, visible: np.ndarray) -> bool:
     vis = np.asarray(visible, bool)
     if not vis.any():
         return False
-    t = np.asarray(texture, np.float32)[vis]
+    t = np.asarray(texture, np.float32).reshape(-1, 3).take(np.flatnonzero(vis), axis=0)
     spread = np.maximum(np.maximum(t[:, 0], t[:, 1]), t[:, 2]) - np.minimum(np.minimum(t[:, 0], t[:, 1]), t[:, 2])
     if float(spread.mean()) <= GREY_SPREAD:
         return True
