@@ -321,7 +321,8 @@ def _occluded(x, y, z, nrm, own, across, vx, vy, vz, triangles, s, tol) -> np.nd
             best_z = np.where(better, ze + u * (ZT[n].take(jo) - ze), best_z)
         d[out], zt[out] = best_d, best_z
     near = d <= margin
-    k, j, d, zt = (np.compress(near, a) for a in (k, j, d, zt))
+    k, j = np.compress(near, k), np.compress(near, j)
+    d, zt = np.compress(near, d), np.compress(near, zt)
 
     nz = np.maximum(np.abs(nrm[:, 2]), 1e-6)
     slope = np.minimum(np.hypot(nrm[:, 0], nrm[:, 1]) / nz, _MAX_SLOPE)
