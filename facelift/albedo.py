@@ -13,15 +13,13 @@ per-texel weight is the skin confidence (`skin_confidence`).
 from __future__ import annotations
 
 import dataclasses
-import functools
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 import torch
-from threadpoolctl import ThreadpoolController
 
+from ._blas import one_blas_thread
 from .face_model import FaceModel
 from .geometry.sh import LAMBERT, SHFit, estimate_sh, irradiance, sh_basis
 
@@ -71,32 +69,6 @@ def _bilinear_matrix(A: int, resolution: int, flat_index: np.ndarray) -> sp.csr_
     index = np.stack([r0 * A + c0, r0 * A + c1, r1 * A + c0, r1 * A + c1], 1).ravel()
     weight = np.stack([(1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc], 1).ravel()
     return sp.csr_matrix((weight, index, np.arange(0, 4 * n + 1, 4)), shape=(n, A * A))
-
-
-_controller: tuple[int, ThreadpoolController | None] = (-1, None)
-
-
-def _blas_controller() -> ThreadpoolController:
-    """The BLAS libraries loaded now (rescanned, ~0.6 ms, only after new imports: a library loaded
-    after the first scan, e.g. scipy's own OpenBLAS, would otherwise keep its threads)."""
-    global _controller
-    n = len(sys.modules)
-    if _controller[0] != n:
-        _controller = (n, ThreadpoolController())
-    return _controller[1]
-
-
-def one_blas_thread(fn):
-    """Run `fn` with BLAS on one thread: the fits solve many small systems (80 x 80), for which
-    a second BLAS thread only adds synchronisation (and, beside torch's own thread pool on two
-    cores, waits of milliseconds per solve)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with _blas_controller().limit(limits=1, user_api="blas"):
-            return fn(*args, **kwargs)
-
-    return wrapper
 
 
 @one_blas_thread

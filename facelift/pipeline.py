@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from . import _hub
+from ._blas import one_blas_thread
 from ._malloc import keep_freed_memory
 from ._validate import is_int
 from .albedo import (
@@ -185,6 +186,7 @@ class FaceLift:
         return self.detector.detect(load_image(image))
 
     @torch.inference_mode()
+    @one_blas_thread
     def reconstruct(self, image, face_index: int = 0) -> "Reconstruction":
         """Reconstruct face `face_index` (0 = the largest) of `image` (a path, file bytes, PIL
         image or array; see `facelift.image.load_image`).
@@ -225,6 +227,7 @@ class FaceLift:
         return rec
 
     @torch.inference_mode()
+    @one_blas_thread
     def predict_uv(self, maps: UVMaps, details: bool = True, timings: dict | None = None) -> "UVPredictions":
         """UV maps in, predictions out: the low-frequency stage (B-Net, else the robust least-squares
         fit: PCA albedo, SH lighting, skin confidence), the FAN albedo and (with `details`) the DRN

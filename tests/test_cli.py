@@ -183,10 +183,11 @@ def test_benchmark_prints_every_stage_and_writes_json(tmp_path, capsys):
     result = json.loads(out.read_text())
     assert list(result["stages_ms"]) == ["decode", "landmarks", "fit", "unwrap", "fan", "drn", "lighting", "mesh",
                                          "render", "export"]
-    for key in ("end_to_end_ms", "model_load_ms", "peak_rss_mb", "batch_throughput"):
+    for key in ("end_to_end_ms", "reconstruct_call_ms", "reconstruct_between_exports_ms", "model_load_ms",
+                "peak_rss_mb", "batch_throughput"):
         assert key in result and result[key]
     assert result["end_to_end_ms"]["p90"] >= result["end_to_end_ms"]["median"] > 0
-    assert "photos/s" in text and "end to end" in text
+    assert "photos/s" in text and "end to end" in text and "reconstruct() between exports" in text
     floor = result["floor_ms"]["median"]
     assert 0 < floor < result["reconstruct_less_decode_ms"]["median"]  # the floor is part of the run
     assert result["floor_ratio"] == result["reconstruct_less_decode_ms"]["median"] / floor

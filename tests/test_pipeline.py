@@ -185,6 +185,28 @@ def test_a_detail_gate_fades_the_details_where_the_fan_completes(fl, rec):
     np.testing.assert_array_equal(rec.displacement[open_], raw.displacement[open_])
 
 
+def test_reconstruct_runs_blas_on_one_thread_and_gives_the_threads_back(fl, monkeypatch):
+    """numpy's BLAS on one thread for the whole call: a second BLAS thread left spinning after a
+    matmul would take a core from the U-Nets' two threads (facelift._blas)."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    seen = []
+    run_unet = fl._run_unet
+
+    def spy(*args, **kwargs):
+        seen.append(blas_threads())
+        return run_unet(*args, **kwargs)
+
+    monkeypatch.setattr(fl, "_run_unet", spy)
+    before = blas_threads()
+    fl.reconstruct(ASTRONAUT)
+    assert len(seen) == 2 and all(s == {1} for s in seen)  # the FAN and the DRN
+    assert blas_threads() == before
+
+
 def test_the_networks_run_folded_and_refold_when_their_weights_change(fl, rec):
     """reconstruct() runs copies of the FAN and DRN with their batch norms folded into the
     convolutions: the same maps as the networks themselves; a change to a network's weights in place
