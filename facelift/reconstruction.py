@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._blas import one_blas_thread
 from ._version import __version__
 from .fitting import FitResult
 from .landmarks import Face
@@ -198,6 +199,7 @@ class Reconstruction:
                 self.vertices_model, self.displacement if key else None, smooth=self._meshes.get(False))
         return self._meshes[key]
 
+    @one_blas_thread  # no BLAS worker left spinning beside the next reconstruction's networks
     def render(self, yaw: float = 0.0, pitch: float = 0.0, light=None, details: bool = True,
                size: int | tuple[int, int] = 512, mode: str = "shaded", light_intensity: float = 1.0, ambient: float = 0.35,
                albedo: str = "fan", frontal: bool = False) -> np.ndarray:
@@ -376,6 +378,7 @@ class Reconstruction:
         normal_map = ex.normal_map_to_uint8(self.detail_normal_map()) if details else None
         return ex.export_glb(path, base.vertices, base.faces, base.uv, base.normals, albedo_u8, normal_map)
 
+    @one_blas_thread
     def export(self, directory: str | os.PathLike, render_size: int = 512, outputs=None) -> Path:
         """Write meshes, maps, previews and params.json (EXPORT_FILES) into `directory`.
 

@@ -205,6 +205,10 @@ def test_reconstruct_runs_blas_on_one_thread_and_gives_the_threads_back(fl, monk
     fl.reconstruct(ASTRONAUT)
     assert len(seen) == 2 and all(s == {1} for s in seen)  # the FAN and the DRN
     assert blas_threads() == before
+    # renders and exports too: their BLAS worker would otherwise spin into the next reconstruction
+    from facelift.reconstruction import Reconstruction
+
+    assert all(hasattr(f, "__wrapped__") for f in (Reconstruction.render, Reconstruction.export))
 
 
 def test_the_networks_run_folded_and_refold_when_their_weights_change(fl, rec):
