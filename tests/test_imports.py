@@ -20,7 +20,7 @@ TOPS = {*PACKAGES, *SCRIPTS}
 
 #: Lowest first. A module may import from its own layer and the ones below, never from above.
 LAYERS = [
-    ("foundation", ["_version", "errors", "_validate", "_jsonfile", "_mediapipe", "_malloc", "geometry"]),
+    ("foundation", ["_version", "errors", "_validate", "_jsonfile", "_mediapipe", "_malloc", "_blas", "geometry"]),
     ("data and formats", ["face_model", "image", "landmarks", "_hub", "models", "export"]),
     ("stages", ["fitting", "unwrap", "albedo", "mesh", "render", "visualize"]),
     ("assembly", ["checks", "bundle", "reconstruction"]),
