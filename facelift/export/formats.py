@@ -64,9 +64,14 @@ def _write_atomic(path, data: bytes) -> Path:
     return path
 
 
+#: zlib level of the PNGs written (PIL's default is 6): 3 encodes 2.5-3x faster for files about 10 %
+#: larger (the 1536x512 overlay: 60 against 158 ms, 695 against 622 KB), a third of an export's time.
+PNG_COMPRESS_LEVEL = 3
+
+
 def _png_bytes(image: Image.Image) -> bytes:
     buf = io.BytesIO()
-    image.save(buf, format="PNG")
+    image.save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buf.getvalue()
 
 
