@@ -335,6 +335,8 @@ class FaceLift:
         cached = self._folded_nets.get(id(net))
         if cached is None or cached[0] is not net or cached[1] != version:
             cached = (net, version, fold_batchnorm(net).to(memory_format=torch.channels_last))
+            current = (self.fan, self.drn, net)  # networks replaced since are not kept alive
+            self._folded_nets = {k: v for k, v in self._folded_nets.items() if any(v[0] is n for n in current)}
             self._folded_nets[id(net)] = cached
         return cached[2]
 

@@ -215,6 +215,8 @@ def test_the_networks_run_folded_and_refold_when_their_weights_change(fl, rec):
     """reconstruct() runs copies of the FAN and DRN with their batch norms folded into the
     convolutions: the same maps as the networks themselves; a change to a network's weights in place
     (e.g. a training step) is seen at the next call."""
+    import copy
+
     import torch
 
     sources = fl.network_inputs(rec.maps)
@@ -232,6 +234,14 @@ def test_the_networks_run_folded_and_refold_when_their_weights_change(fl, rec):
     refolded = fl._folded(fl.fan)
     assert refolded is not first
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in refolded.modules())
+    # a network swapped in gets its own folded copy; the one it replaced is not kept alive
+    original, other = fl.fan, copy.deepcopy(fl.fan)
+    try:
+        fl.fan = other
+        fl._folded(other)
+        assert {id(v[0]) for v in fl._folded_nets.values()} == {id(other), id(fl.drn)}
+    finally:
+        fl.fan = original
 
 
 @pytest.mark.slow
