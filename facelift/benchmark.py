@@ -5,8 +5,8 @@ unwrap, FAN, DRN, lighting, dense mesh (from `Reconstruction.timings` of `repeat
 calls in a row), render (one 512x512 re-render) and export (`Reconstruction.export`: GLB, OBJ,
 maps, preview, params), from a second loop of `repeat` reconstruct + export + two re-renders. End
 to end is decode -> export, what `facelift reconstruct` does per photo; `reconstruct()` between
-exports is the call's time in that loop (the export's files still being written back to disk and
-the renderer's threads take CPU from the networks' two threads: on a 2-core VM, 5-20 ms more). Batch throughput runs
+exports is the call's time in that loop (the export's files, still being written back to disk,
+take CPU from the networks' two threads: on a 2-core VM 3-45 ms more). Batch throughput runs
 `reconstruct` + `export` over `batch` photos in a row (files, decoded each time) and reports
 photos per second. Also: model load time and the process's peak RSS, and the *floor*: the
 median of landmarks + FAN + DRN per run (the work no pipeline can skip), against which

@@ -216,8 +216,8 @@ class DenseMeshBuilder:
 
         With `details` and a displacement rate map (R, R) (or (R, R, 1)), every vertex moves
         by r_d * n along its smooth normal (metres), and normals are recomputed. `smooth`: the
-        mesh `build(vertices, details=False)` already built (e.g. on another thread), so that
-        only the details are added.
+        mesh `build(vertices, details=False)` already built (e.g. for a render without details), so
+        that only the details are added.
         """
         v = np.asarray(vertices)
         if v.shape != (self.n_vertices, 3):
